@@ -1,0 +1,86 @@
+//! The [`ComputeDriver`] trait: where models run.
+//!
+//! A driver launches a model server for an instance, reports what it
+//! observes, and stops it. Drivers are idempotent (launching an instance
+//! that already runs returns the same handle; stopping twice is fine) and
+//! can re-adopt what they launched after the control plane restarts. The
+//! process driver is the embedded default; Docker and ECS come later. Every
+//! driver runs the same conformance suite.
+
+use crate::compute::ComputeSpec;
+use crate::{InstanceId, ModelId};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What to launch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    pub instance_id: InstanceId,
+    pub model_id: ModelId,
+    pub spec: ComputeSpec,
+    /// Threads for the model server (from the vCPU size).
+    pub threads: u32,
+    /// Context length in tokens (from the memory size).
+    pub ctx: u32,
+}
+
+/// A driver's reference to what it launched; opaque to everyone else and
+/// persisted in the instance record so it survives restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handle {
+    /// The driver that made it (`process`, `docker`, `ecs`).
+    pub driver: String,
+    /// Driver-specific data (pid, port, container id, task ARN ...).
+    pub data: serde_json::Value,
+}
+
+/// What a driver sees of a launched instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Alive; `endpoint` is the model server's base URL (it may not be
+    /// healthy yet: the reconciler probes it).
+    Alive { endpoint: String },
+    /// It ended; `reason` says how (exit code, last log lines).
+    Exited { reason: String },
+    /// The driver knows nothing of it (never launched, or already cleaned up).
+    Gone,
+}
+
+/// What the driver can run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capabilities {
+    /// Whether GPU sizes can be launched at all.
+    pub gpu: bool,
+}
+
+/// Why a driver operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The request cannot be served by this driver (e.g. GPU on a CPU host).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The launch failed for a reason the user can act on (model missing ...).
+    #[error("{0}")]
+    LaunchFailed(String),
+    #[error("driver backend: {0}")]
+    Backend(String),
+}
+
+/// A place where model servers run.
+#[async_trait]
+pub trait ComputeDriver: Send + Sync + std::fmt::Debug {
+    /// Short name stored in handles (`process`).
+    fn name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+    /// Starts a model server; idempotent per instance id.
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError>;
+    async fn status(&self, handle: &Handle) -> Result<Observed, DriverError>;
+    /// Stops and cleans up; stopping something already gone is not an error.
+    async fn stop(&self, handle: &Handle) -> Result<(), DriverError>;
+    /// The last `lines` lines of the model server's output.
+    async fn logs(&self, handle: &Handle, lines: usize) -> Result<Vec<String>, DriverError>;
+    /// After a control-plane restart: keeps what `known` lists (the handles in
+    /// the store) and ends everything else this driver launched. Returns the
+    /// handles that are still alive.
+    async fn adopt(&self, known: &[(InstanceId, Handle)]) -> Result<Vec<InstanceId>, DriverError>;
+}

@@ -1,0 +1,99 @@
+//! The [`Identity`] trait: who may sign in and how sessions are issued.
+//!
+//! Two implementations are planned: built-in accounts (in the server crate,
+//! users in the [`crate::store::Store`], argon2id passwords, our own signed
+//! JWTs) and Amazon Cognito (RS256 tokens checked against its JWKS). API
+//! keys are not an identity concern: they live in the store and work the
+//! same whichever identity is used.
+
+use crate::user::Principal;
+use crate::UserId;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Tokens returned by a successful login or refresh.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of a password login.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginOutcome {
+    Tokens(Tokens),
+    /// Cognito's NEW_PASSWORD_REQUIRED: the user must pick a new password,
+    /// presenting this short-lived session with it.
+    NewPasswordRequired { session: String },
+}
+
+/// Why an identity operation was refused. Messages are safe to show users.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{field}: {message}")]
+    InvalidInput { field: &'static str, message: String },
+    #[error("incorrect email or password")]
+    InvalidCredentials,
+    #[error("the email address is not confirmed yet; enter the code that was sent, or ask for a new one")]
+    NotConfirmed,
+    #[error("this account is disabled; ask an administrator")]
+    Disabled,
+    #[error("an account with this email already exists")]
+    AlreadyExists,
+    #[error("the confirmation code is wrong")]
+    CodeMismatch,
+    #[error("{0} has expired")]
+    Expired(&'static str),
+    #[error("too many failed attempts; try again in {retry_after_secs} seconds")]
+    Throttled { retry_after_secs: u64 },
+    #[error("the token is invalid or expired; log in again")]
+    InvalidToken,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Accounts and sessions.
+#[async_trait]
+pub trait Identity: Send + Sync + std::fmt::Debug {
+    /// Creates an unconfirmed account and sends a confirmation code.
+    async fn signup(&self, email: &str, password: &str) -> Result<UserId, IdentityError>;
+    /// Confirms an account with the code that was sent.
+    async fn confirm(&self, email: &str, code: &str) -> Result<(), IdentityError>;
+    /// Sends a fresh confirmation code (the old one stops working).
+    async fn resend_code(&self, email: &str) -> Result<(), IdentityError>;
+    /// Checks a password.
+    async fn login(&self, email: &str, password: &str) -> Result<LoginOutcome, IdentityError>;
+    /// Answers NEW_PASSWORD_REQUIRED.
+    async fn complete_new_password(
+        &self,
+        email: &str,
+        session: &str,
+        new_password: &str,
+    ) -> Result<Tokens, IdentityError>;
+    /// A signed-in user changes their password; their other sessions end.
+    async fn change_password(
+        &self,
+        user: &UserId,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<(), IdentityError>;
+    /// Rotates a refresh token.
+    async fn refresh(&self, refresh_token: &str) -> Result<Tokens, IdentityError>;
+    /// Revokes a refresh token's family.
+    async fn logout(&self, refresh_token: &str) -> Result<(), IdentityError>;
+    /// Checks an access token.
+    async fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError>;
+}

@@ -1,0 +1,119 @@
+//! The [`Store`] trait: where paddock's records live.
+//!
+//! SQLite is the embedded default; DynamoDB serves AWS deployments. Both run
+//! the same conformance suite (`testkit::store_conformance`). The trait is
+//! shaped so that each method is one item-level operation or one
+//! transaction, which both backends can do atomically; anything that would
+//! need a join or a scan-with-aggregation is done by callers.
+
+use crate::catalog::Model;
+use crate::instance::{Instance, Transition};
+use crate::user::{ApiKey, ConfirmationCode, RefreshToken, UsageRecord, User};
+use crate::{ApiKeyId, InstanceId, ModelId, Timestamp, UserId};
+use async_trait::async_trait;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A record with the same key exists (e.g. an email already registered).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The record changed since it was read (optimistic concurrency).
+    #[error("{0} was changed concurrently; retry")]
+    Stale(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The backend failed (I/O, corruption, unreachable service).
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A filter for usage queries.
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    /// Only this user's records; `None` for all (admins).
+    pub user_id: Option<UserId>,
+    /// Inclusive lower bound.
+    pub since: Option<Timestamp>,
+    /// Exclusive upper bound.
+    pub until: Option<Timestamp>,
+}
+
+/// Persistence for every record paddock keeps.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Checks the backend answers (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- users ----
+    /// Inserts a user; `Conflict` if the email is taken.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<User>>;
+    /// Looks up by email (callers lower-case it).
+    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// Replaces a user's record; `NotFound` if absent.
+    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    /// All users, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+
+    // ---- confirmation codes ----
+    /// Stores the pending code for an email, replacing any earlier one.
+    async fn put_confirmation(&self, code: &ConfirmationCode) -> StoreResult<()>;
+    async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>>;
+    async fn delete_confirmation(&self, email: &str) -> StoreResult<()>;
+
+    // ---- refresh tokens ----
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Marks a token used if (and only if) it was unused and not revoked;
+    /// returns whether this call was the one that consumed it.
+    async fn consume_refresh_token(&self, token_hash: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Revokes every token of a family (logout, reuse detected).
+    async fn revoke_refresh_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()>;
+    /// Revokes every token of a user (password change, disable).
+    async fn revoke_user_refresh_tokens(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
+
+    // ---- catalog ----
+    /// Inserts a model unless one with its id exists; returns whether it was inserted.
+    async fn insert_model_if_absent(&self, model: &Model) -> StoreResult<bool>;
+    /// Inserts or replaces a model (admin edits).
+    async fn put_model(&self, model: &Model) -> StoreResult<()>;
+    async fn get_model(&self, id: &ModelId) -> StoreResult<Option<Model>>;
+    /// All models, by id.
+    async fn list_models(&self) -> StoreResult<Vec<Model>>;
+
+    // ---- instances ----
+    /// Inserts a new instance with its first history entry.
+    async fn create_instance(&self, instance: &Instance, first: &Transition) -> StoreResult<()>;
+    async fn get_instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>>;
+    /// Instances of one user, or of everyone; newest first.
+    async fn list_instances(&self, user: Option<&UserId>) -> StoreResult<Vec<Instance>>;
+    /// Writes `instance` if the stored version equals `instance.version`,
+    /// appending `transition` to the history in the same step. Returns the
+    /// record as stored (version bumped); `Stale` if someone wrote first.
+    async fn update_instance(
+        &self,
+        instance: &Instance,
+        transition: Option<&Transition>,
+    ) -> StoreResult<Instance>;
+    /// The history, oldest first.
+    async fn list_transitions(&self, id: &InstanceId) -> StoreResult<Vec<Transition>>;
+    /// Removes an instance and its history.
+    async fn delete_instance(&self, id: &InstanceId) -> StoreResult<()>;
+
+    // ---- API keys ----
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    async fn get_api_key(&self, id: &ApiKeyId) -> StoreResult<Option<ApiKey>>;
+    async fn get_api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// A user's keys, newest first (revoked ones included).
+    async fn list_api_keys(&self, user: &UserId) -> StoreResult<Vec<ApiKey>>;
+    /// Replaces a key's record (revocation, last use); `NotFound` if absent.
+    async fn update_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+
+    // ---- usage ----
+    async fn record_usage(&self, record: &UsageRecord) -> StoreResult<()>;
+    /// Matching records, oldest first.
+    async fn list_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
+}

@@ -1,0 +1,327 @@
+//! Conformance suites that every backend runs unchanged.
+//!
+//! `store_conformance_tests!(make)` expands to one `#[tokio::test]` per
+//! check, where `make` is an async expression yielding a fresh, empty store.
+//! A new backend (DynamoDB) adds one line in its tests and gets them all.
+
+use crate::catalog::default_catalog;
+use crate::compute::ComputeSpec;
+use crate::instance::{Instance, InstanceState, Transition};
+use crate::store::{Store, StoreError, UsageQuery};
+use crate::user::{ApiKey, ConfirmationCode, RefreshToken, Role, UsageRecord, User};
+use crate::{ApiKeyId, InstanceId, ModelId, UserId};
+use chrono::{Duration, Utc};
+
+/// Expands to the store conformance tests for a backend.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@each $make;
+            users_roundtrip_and_unique_email,
+            confirmation_codes,
+            refresh_tokens_rotate_once,
+            catalog_insert_if_absent_keeps_edits,
+            instances_versioned_updates_and_history,
+            instances_are_listed_per_user,
+            api_keys,
+            usage_filters);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store = $make;
+                $crate::testkit::$name(&store).await;
+            }
+        )*
+    };
+}
+
+fn user(email: &str) -> User {
+    let now = Utc::now();
+    User {
+        user_id: UserId::generate(),
+        email: email.to_owned(),
+        password_hash: "$argon2id$fake".into(),
+        role: Role::User,
+        confirmed: false,
+        disabled: false,
+        must_change_password: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn instance(user: &UserId) -> (Instance, Transition) {
+    let now = Utc::now();
+    let i = Instance::new(
+        user.clone(),
+        ModelId::new("gemma3:270m"),
+        "Gemma 3 270M".into(),
+        ComputeSpec::Cpu {
+            vcpu_milli: 1000,
+            memory_mb: 2048,
+        },
+        900,
+        now,
+    );
+    let t = Transition {
+        instance_id: i.instance_id.clone(),
+        from: None,
+        to: InstanceState::Pending,
+        reason: "deploy requested".into(),
+        at: now,
+    };
+    (i, t)
+}
+
+pub async fn users_roundtrip_and_unique_email(s: &dyn Store) {
+    let mut u = user("a@example.com");
+    s.create_user(&u).await.unwrap();
+    let got = s.get_user(&u.user_id).await.unwrap().unwrap();
+    assert_eq!(got.email, "a@example.com");
+    assert_eq!(got.password_hash, u.password_hash);
+    assert_eq!(got.role, Role::User);
+    let by_mail = s.get_user_by_email("a@example.com").await.unwrap().unwrap();
+    assert_eq!(by_mail.user_id, u.user_id);
+    assert!(s.get_user_by_email("b@example.com").await.unwrap().is_none());
+
+    let dup = user("a@example.com");
+    assert!(matches!(
+        s.create_user(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    u.confirmed = true;
+    u.role = Role::Admin;
+    s.update_user(&u).await.unwrap();
+    let got = s.get_user(&u.user_id).await.unwrap().unwrap();
+    assert!(got.confirmed);
+    assert_eq!(got.role, Role::Admin);
+    assert!(matches!(
+        s.update_user(&user("ghost@example.com")).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    s.create_user(&user("c@example.com")).await.unwrap();
+    let all = s.list_users().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].email, "a@example.com");
+}
+
+pub async fn confirmation_codes(s: &dyn Store) {
+    let c = ConfirmationCode {
+        email: "a@example.com".into(),
+        code_hash: "h1".into(),
+        expires_at: Utc::now() + Duration::hours(24),
+        attempts: 0,
+    };
+    s.put_confirmation(&c).await.unwrap();
+    let c2 = ConfirmationCode {
+        code_hash: "h2".into(),
+        ..c.clone()
+    };
+    s.put_confirmation(&c2).await.unwrap();
+    let got = s.get_confirmation("a@example.com").await.unwrap().unwrap();
+    assert_eq!(got.code_hash, "h2");
+    s.delete_confirmation("a@example.com").await.unwrap();
+    assert!(s.get_confirmation("a@example.com").await.unwrap().is_none());
+    s.delete_confirmation("a@example.com").await.unwrap();
+}
+
+pub async fn refresh_tokens_rotate_once(s: &dyn Store) {
+    let u = UserId::generate();
+    let now = Utc::now();
+    let t = RefreshToken {
+        token_hash: "t1".into(),
+        user_id: u.clone(),
+        family_id: "f1".into(),
+        created_at: now,
+        expires_at: now + Duration::days(30),
+        used_at: None,
+        revoked_at: None,
+    };
+    s.insert_refresh_token(&t).await.unwrap();
+    let t2 = RefreshToken {
+        token_hash: "t2".into(),
+        ..t.clone()
+    };
+    s.insert_refresh_token(&t2).await.unwrap();
+    assert!(s.consume_refresh_token("t1", now).await.unwrap());
+    assert!(!s.consume_refresh_token("t1", now).await.unwrap());
+    assert!(!s.consume_refresh_token("missing", now).await.unwrap());
+    let got = s.get_refresh_token("t1").await.unwrap().unwrap();
+    assert!(got.used_at.is_some());
+    s.revoke_refresh_family("f1", now).await.unwrap();
+    assert!(s
+        .get_refresh_token("t2")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+    assert!(!s.consume_refresh_token("t2", now).await.unwrap());
+
+    let t3 = RefreshToken {
+        token_hash: "t3".into(),
+        family_id: "f2".into(),
+        ..t.clone()
+    };
+    s.insert_refresh_token(&t3).await.unwrap();
+    s.revoke_user_refresh_tokens(&u, now).await.unwrap();
+    assert!(!s.consume_refresh_token("t3", now).await.unwrap());
+}
+
+pub async fn catalog_insert_if_absent_keeps_edits(s: &dyn Store) {
+    let catalog = default_catalog();
+    for m in &catalog {
+        assert!(s.insert_model_if_absent(m).await.unwrap());
+    }
+    let mut edited = catalog[0].clone();
+    edited.description = "edited by an admin".into();
+    edited.is_active = false;
+    s.put_model(&edited).await.unwrap();
+    for m in &catalog {
+        assert!(!s.insert_model_if_absent(m).await.unwrap());
+    }
+    let all = s.list_models().await.unwrap();
+    assert_eq!(all.len(), catalog.len());
+    let got = s.get_model(&edited.model_id).await.unwrap().unwrap();
+    assert_eq!(got.description, "edited by an admin");
+    assert!(!got.is_active);
+    assert_eq!(got.cpu_requirements, edited.cpu_requirements);
+    assert_eq!(got.supported_tasks, edited.supported_tasks);
+    assert!(s
+        .get_model(&ModelId::new("nope:1b"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn instances_versioned_updates_and_history(s: &dyn Store) {
+    let u = UserId::generate();
+    let (mut i, first) = instance(&u);
+    s.create_instance(&i, &first).await.unwrap();
+    let got = s.get_instance(&i.instance_id).await.unwrap().unwrap();
+    assert_eq!(got, i);
+
+    let t = i
+        .transition(InstanceState::Starting, "launching", Utc::now())
+        .unwrap();
+    i.handle = Some(serde_json::json!({"pid": 42}));
+    let stored = s.update_instance(&i, Some(&t)).await.unwrap();
+    assert_eq!(stored.version, i.version + 1);
+    assert_eq!(stored.status, InstanceState::Starting);
+    assert_eq!(stored.handle, Some(serde_json::json!({"pid": 42})));
+
+    // Writing from the old version is refused.
+    assert!(matches!(
+        s.update_instance(&i, None).await,
+        Err(StoreError::Stale(_))
+    ));
+    let history = s.list_transitions(&i.instance_id).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].to, InstanceState::Pending);
+    assert_eq!(history[1].from, Some(InstanceState::Pending));
+    assert_eq!(history[1].to, InstanceState::Starting);
+    assert_eq!(history[1].reason, "launching");
+
+    s.delete_instance(&i.instance_id).await.unwrap();
+    assert!(s.get_instance(&i.instance_id).await.unwrap().is_none());
+    assert!(s.list_transitions(&i.instance_id).await.unwrap().is_empty());
+    assert!(s
+        .get_instance(&InstanceId::new("i-missing"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn instances_are_listed_per_user(s: &dyn Store) {
+    let a = UserId::generate();
+    let b = UserId::generate();
+    for owner in [&a, &a, &b] {
+        let (i, t) = instance(owner);
+        s.create_instance(&i, &t).await.unwrap();
+    }
+    assert_eq!(s.list_instances(Some(&a)).await.unwrap().len(), 2);
+    assert_eq!(s.list_instances(Some(&b)).await.unwrap().len(), 1);
+    assert_eq!(s.list_instances(None).await.unwrap().len(), 3);
+}
+
+pub async fn api_keys(s: &dyn Store) {
+    let u = UserId::generate();
+    let now = Utc::now();
+    let mut k = ApiKey {
+        key_id: ApiKeyId::generate(),
+        user_id: u.clone(),
+        name: "ci".into(),
+        prefix: "pdk_abcd".into(),
+        secret_hash: "hash1".into(),
+        created_at: now,
+        expires_at: Some(now + Duration::days(1)),
+        last_used_at: None,
+        allowed_models: Some(vec![ModelId::new("gemma3:270m")]),
+        revoked_at: None,
+    };
+    s.create_api_key(&k).await.unwrap();
+    let got = s.get_api_key_by_hash("hash1").await.unwrap().unwrap();
+    assert_eq!(got.key_id, k.key_id);
+    assert_eq!(got.allowed_models, k.allowed_models);
+    assert_eq!(got.secret_hash, "hash1");
+    assert!(s.get_api_key_by_hash("other").await.unwrap().is_none());
+    k.revoked_at = Some(now);
+    k.last_used_at = Some(now);
+    s.update_api_key(&k).await.unwrap();
+    let got = s.get_api_key(&k.key_id).await.unwrap().unwrap();
+    assert!(got.revoked_at.is_some());
+    assert!(got.last_used_at.is_some());
+    assert_eq!(s.list_api_keys(&u).await.unwrap().len(), 1);
+    assert!(s
+        .list_api_keys(&UserId::generate())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn usage_filters(s: &dyn Store) {
+    let a = UserId::generate();
+    let b = UserId::generate();
+    let t0 = Utc::now() - Duration::days(2);
+    for (who, offset_h, tokens) in [(&a, 0, 10), (&a, 30, 20), (&b, 31, 40)] {
+        s.record_usage(&UsageRecord {
+            at: t0 + Duration::hours(offset_h),
+            user_id: who.clone(),
+            api_key_id: None,
+            instance_id: InstanceId::generate(),
+            model_id: ModelId::new("gemma3:270m"),
+            route: "/api/chat".into(),
+            prompt_tokens: tokens,
+            completion_tokens: tokens * 2,
+            duration_ms: 5,
+            status: 200,
+        })
+        .await
+        .unwrap();
+    }
+    let all = s.list_usage(&UsageQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let mine = s
+        .list_usage(&UsageQuery {
+            user_id: Some(a.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].prompt_tokens, 10);
+    let recent = s
+        .list_usage(&UsageQuery {
+            user_id: Some(a.clone()),
+            since: Some(t0 + Duration::hours(1)),
+            until: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].completion_tokens, 40);
+}

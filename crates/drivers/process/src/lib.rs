@@ -1,0 +1,1 @@
+//! paddock-driver-process
