@@ -1,0 +1,18 @@
+//! The runtime's error type: what can stop a model from being resolved,
+//! loaded or served. HTTP-level errors live in `api::ApiError`.
+
+use crate::store::StoreError;
+
+/// Why the runtime could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The model reference could not be resolved or fetched.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// llama.cpp refused to load the model or create its context.
+    #[error("loading the model failed: {0}")]
+    Load(String),
+    /// The listener or another I/O operation failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}

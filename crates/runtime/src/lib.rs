@@ -1,0 +1,66 @@
+//! paddock runtime: serves one model over the Ollama and OpenAI HTTP APIs.
+//!
+//! This crate owns everything between a model reference (a `.gguf` path, a
+//! name in the local store, a name in an Ollama models directory, or a name
+//! to pull from an Ollama registry) and an HTTP listener answering Ollama
+//! (`/api/*`) and OpenAI (`/v1/*`) requests on that model:
+//!
+//! - [`store`]: the content-addressed local model store, registry pulls and
+//!   the read-only view of an existing Ollama models directory;
+//! - `engine`: the batch scheduler, one OS thread that owns the llama.cpp
+//!   context and decodes every active sequence together (continuous batching);
+//! - `api`: the axum routes, in Ollama's and OpenAI's wire formats;
+//! - [`cli`]: the clap arguments and entry points that the `paddock` binary
+//!   wires in as `paddock runtime`, `paddock pull` and `paddock models`.
+//!
+//! It does not know about users, instances or the gateway: the control plane
+//! starts it as a child process and talks to it over loopback HTTP.
+
+mod api;
+pub mod cli;
+mod config;
+mod engine;
+mod error;
+mod metrics;
+pub mod store;
+mod template;
+
+pub use config::{default_data_dir, default_threads, RuntimeConfig};
+pub use error::RuntimeError;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// The Ollama version this runtime reports on `GET /api/version`: the API
+/// level whose paths, fields and semantics it follows.
+pub const OLLAMA_COMPAT_VERSION: &str = "0.9.6";
+
+/// Loads the model that `config` names (pulling it first when it is neither a
+/// file, in the store, nor in the Ollama models directory), then serves the
+/// Ollama and OpenAI APIs on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// [`RuntimeError`] when the model cannot be found, fetched or loaded, or the
+/// listener fails.
+pub async fn serve(
+    config: RuntimeConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let resolved = store::ModelStore::open(&config.data_dir)?
+        .with_ollama_dir(config.ollama_models_dir.clone())
+        .with_registry(config.registry.clone())
+        .resolve_or_pull(&config.model, |_| {})
+        .await?;
+    let cfg = config.clone();
+    let loaded = tokio::task::spawn_blocking(move || engine::Engine::start(&resolved, &cfg))
+        .await
+        .map_err(|e| RuntimeError::Load(format!("model loader panicked: {e}")))??;
+    let state = api::AppState::new(Arc::new(loaded), config);
+    let app = api::router(state);
+    tracing::info!(addr = %listener.local_addr()?, "paddock runtime listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
