@@ -59,7 +59,7 @@ impl ComputeSpec {
 }
 
 fn fmt_vcpu(milli: u32) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{}", milli as f64 / 1000.0)

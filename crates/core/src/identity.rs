@@ -6,7 +6,7 @@
 //! keys are not an identity concern: they live in the store and work the
 //! same whichever identity is used.
 
-use crate::user::Principal;
+use crate::user::{Principal, Role, User};
 use crate::UserId;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,15 @@ pub trait Identity: Send + Sync + std::fmt::Debug {
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, IdentityError>;
     /// Revokes a refresh token's family.
     async fn logout(&self, refresh_token: &str) -> Result<(), IdentityError>;
+    /// An admin creates a confirmed user with a temporary password that
+    /// must be changed at first login (when `must_change` is set).
+    async fn admin_create_user(
+        &self,
+        email: &str,
+        temporary_password: &str,
+        role: Role,
+        must_change: bool,
+    ) -> Result<User, IdentityError>;
     /// Checks an access token.
     async fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError>;
 }

@@ -1,1 +1,176 @@
-//! paddock-server
+//! paddock-server: the control plane as a library.
+//!
+//! [`serve`] runs the whole HTTP surface (management API, gateway,
+//! operations) on a listener until a shutdown future completes. The binary
+//! and the tests call the same function; the binary picks the store and
+//! identity backends, the tests pass their own clock and mailer.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod mailer;
+pub mod reconciler;
+pub mod state;
+
+use crate::auth::builtin::{BuiltinIdentity, BuiltinSettings};
+use crate::auth::secrets;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::mailer::{LogMailer, Mailer};
+use crate::reconciler::ReconcilerHandle;
+use crate::state::{AppState, Inner};
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use paddock_core::catalog::default_catalog;
+use paddock_core::compute::ComputeTable;
+use paddock_core::identity::{Identity, IdentityError};
+use paddock_core::store::Store;
+use paddock_core::user::Role;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("store: {0}")]
+    Store(#[from] paddock_core::store::StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("first admin: {0}")]
+    Bootstrap(String),
+}
+
+/// What the server is built from besides its config. Tests replace the
+/// clock and mailer; the binary uses [`Services::new`].
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Clock,
+}
+
+impl Services {
+    /// The system clock and the log mailer.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Services {
+            store,
+            mailer: Arc::new(LogMailer),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Builds the application state: loads the signing key, seeds the catalog
+/// and makes sure an admin exists.
+pub async fn build_state(config: Config, services: Services) -> Result<AppState, ServerError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let key = secrets::load_or_create_key(&config.data_dir.join("secrets").join("jwt.key"))?;
+    let identity: Arc<dyn Identity> = Arc::new(BuiltinIdentity::new(
+        services.store.clone(),
+        services.mailer.clone(),
+        services.clock.clone(),
+        &key,
+        BuiltinSettings {
+            access_ttl_secs: config.access_token_ttl_secs,
+            refresh_ttl_secs: config.refresh_token_ttl_secs,
+            confirmation_ttl_secs: config.confirmation_ttl_secs,
+            login_max_failures: config.login_max_failures,
+            login_lockout_secs: config.login_lockout_secs,
+        },
+    ));
+    let state = AppState::new(Inner {
+        config,
+        store: services.store,
+        identity,
+        compute: ComputeTable::builtin(),
+        clock: services.clock,
+        reconciler: ReconcilerHandle::default(),
+    });
+    seed_catalog(&state).await?;
+    ensure_admin(&state).await?;
+    Ok(state)
+}
+
+/// Loads the shipped catalog, adding only models the store lacks, so admin
+/// edits survive restarts and nothing is duplicated.
+pub async fn seed_catalog(state: &AppState) -> Result<usize, ServerError> {
+    let mut added = 0;
+    for m in default_catalog() {
+        if state.store.insert_model_if_absent(&m).await? {
+            added += 1;
+        }
+    }
+    if added > 0 {
+        tracing::info!(added, "catalog loaded");
+    }
+    Ok(added)
+}
+
+/// Creates the first admin when there is none.
+async fn ensure_admin(state: &AppState) -> Result<(), ServerError> {
+    let users = state.store.list_users().await?;
+    if users.iter().any(|u| u.role == Role::Admin) {
+        return Ok(());
+    }
+    let email = state.config.admin_email.clone();
+    let (password, generated) = match &state.config.admin_password {
+        Some(p) => (p.expose().to_owned(), false),
+        None => (secrets::generated_password(), true),
+    };
+    match state
+        .identity
+        .admin_create_user(&email, &password, Role::Admin, generated)
+        .await
+    {
+        Ok(user) => {
+            tracing::info!(user = %user.user_id, email = %user.email, "first admin created");
+            if generated {
+                // Printed once, to the terminal only (not the log): the
+                // operator needs it to sign in, and must change it then.
+                eprintln!(
+                    "\n  paddock: created admin {email} with temporary password: {password}\n  (it must be changed at first login; set PADDOCK_ADMIN_PASSWORD to choose it)\n"
+                );
+            }
+            Ok(())
+        }
+        Err(IdentityError::AlreadyExists) => {
+            // The address exists as a plain user: promote it.
+            if let Some(mut u) = state.store.get_user_by_email(&email.to_lowercase()).await? {
+                u.role = Role::Admin;
+                state.store.update_user(&u).await?;
+                tracing::info!(user = %u.user_id, "existing user promoted to first admin");
+            }
+            Ok(())
+        }
+        Err(e) => Err(ServerError::Bootstrap(e.to_string())),
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    api::router()
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::wrong_method)
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .with_state(state)
+}
+
+/// Runs paddock on `listener` until `shutdown` completes, then drains
+/// in-flight requests.
+pub async fn serve(
+    config: Config,
+    services: Services,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let state = build_state(config, services).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, url = %state.config.public_url(), "paddock listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

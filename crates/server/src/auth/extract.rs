@@ -1,0 +1,131 @@
+//! Who is calling: the [`Auth`] and [`Admin`] extractors.
+//!
+//! `Authorization: Bearer <token>` carries either an access token (JWT from
+//! login) or an API key (`pdk_...`). Handlers take `Auth` (any signed-in
+//! caller) or `Admin` (admins only) and never look at headers themselves.
+
+use super::secrets::{sha256_hex, API_KEY_PREFIX};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use paddock_core::user::{ApiKeyPrincipal, Principal};
+
+/// Any authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+/// An authenticated admin.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+/// How long a key's `last_used_at` may lag, so that a busy key does not
+/// write to the store on every request.
+const LAST_USED_RESOLUTION_SECS: i64 = 60;
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "sign in first: send `Authorization: Bearer <access token or API key>`".into(),
+        )
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`".into(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// Resolves a bearer token (access token or API key) to a principal.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    if token.starts_with(API_KEY_PREFIX) {
+        return authenticate_key(state, token).await;
+    }
+    Ok(state.identity.authenticate(token).await?)
+}
+
+async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
+    let invalid = || ApiError::Unauthorized("the API key is invalid, revoked or expired".into());
+    let now = state.clock.now();
+    let mut key = state
+        .store
+        .get_api_key_by_hash(&sha256_hex(secret))
+        .await?
+        .ok_or_else(invalid)?;
+    if !key.is_usable(now) {
+        return Err(invalid());
+    }
+    let user = state
+        .store
+        .get_user(&key.user_id)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(invalid)?;
+    if key
+        .last_used_at
+        .is_none_or(|t| (now - t).num_seconds() >= LAST_USED_RESOLUTION_SECS)
+    {
+        key.last_used_at = Some(now);
+        state.store.update_api_key(&key).await?;
+    }
+    Ok(Principal {
+        user_id: user.user_id,
+        email: user.email,
+        role: user.role,
+        api_key: Some(ApiKeyPrincipal {
+            key_id: key.key_id,
+            allowed_models: key.allowed_models,
+        }),
+    })
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(Auth(p.clone()));
+        }
+        let token = bearer(parts)?;
+        let principal = authenticate(state, token).await?;
+        parts.extensions.insert(principal.clone());
+        Ok(Auth(principal))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Auth(p) = Auth::from_request_parts(parts, state).await?;
+        if !p.is_admin() {
+            return Err(ApiError::Forbidden("this needs an administrator".into()));
+        }
+        Ok(Admin(p))
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    /// No `Authorization` header is `None`; a bad one is still an error.
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        if parts.headers.get(AUTHORIZATION).is_none() {
+            return Ok(None);
+        }
+        <Auth as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}

@@ -1,0 +1,229 @@
+//! Server configuration: defaults, then a TOML file, then `PADDOCK_*`
+//! environment variables, then command-line flags (applied by the binary).
+//!
+//! Owns [`Config`] and [`Secret`]. Secrets never show in `Debug` output or
+//! in `--print-config`; they print as `****`.
+
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A string that must never be logged.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("****")
+    }
+}
+
+/// Everything `paddock serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the database, secrets, models and logs live.
+    pub data_dir: PathBuf,
+    /// The URL users reach paddock at; endpoints shown to users start with it.
+    /// Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// The first admin's email, used when no admin exists.
+    pub admin_email: String,
+    /// The first admin's password; when absent one is generated, printed
+    /// once, and must be changed at first login.
+    pub admin_password: Option<Secret>,
+    /// Lifetime of access tokens (JWT), seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of refresh tokens, seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Lifetime of email confirmation codes, seconds.
+    pub confirmation_ttl_secs: u64,
+    /// Failed logins for one email before it is throttled.
+    pub login_max_failures: u32,
+    /// First lock-out after too many failures, seconds (doubles each time).
+    pub login_lockout_secs: u64,
+    /// Largest request body accepted, bytes.
+    pub body_limit_bytes: usize,
+    /// Price per vCPU-hour charged for CPU instances on the local machine
+    /// (0 by default: your own hardware). GPU sizes use their list price.
+    pub local_cpu_hour_usd: f64,
+    /// Whether anyone may sign up (otherwise only admins create users).
+    pub allow_signup: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: default_data_dir(),
+            public_url: None,
+            admin_email: "admin@localhost".into(),
+            admin_password: None,
+            access_token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            confirmation_ttl_secs: 24 * 3600,
+            login_max_failures: 5,
+            login_lockout_secs: 30,
+            body_limit_bytes: 2 * 1024 * 1024,
+            local_cpu_hour_usd: 0.0,
+            allow_signup: true,
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/paddock` (e.g. `~/.local/share/paddock`), or `./paddock-data`.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("paddock"))
+        .unwrap_or_else(|| PathBuf::from("paddock-data"))
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+}
+
+impl Config {
+    /// Defaults, then `file` (if given, it must exist; if not given,
+    /// `./paddock.toml` is read when present), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(p) => Self::from_file(p)?,
+            None if Path::new("paddock.toml").exists() => {
+                Self::from_file(Path::new("paddock.toml"))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `PADDOCK_<FIELD>` variables (upper-cased field names).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
+        where
+            T::Err: fmt::Display,
+        {
+            v.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.to_owned(),
+                message: e.to_string(),
+            })
+        }
+        macro_rules! env {
+            ($field:ident, $conv:expr) => {{
+                let name = concat!("PADDOCK_", stringify!($field)).to_uppercase();
+                if let Some(v) = get(&name) {
+                    #[allow(clippy::redundant_closure_call)]
+                    {
+                        self.$field = ($conv)(&name, v.as_str())?;
+                    }
+                }
+            }};
+        }
+        env!(listen, parse);
+        env!(data_dir, |_: &str, v: &str| Ok::<_, ConfigError>(PathBuf::from(v)));
+        env!(public_url, |_: &str, v: &str| Ok::<_, ConfigError>(Some(v.to_owned())));
+        env!(admin_email, |_: &str, v: &str| Ok::<_, ConfigError>(v.to_owned()));
+        env!(admin_password, |_: &str, v: &str| Ok::<_, ConfigError>(Some(Secret::new(v))));
+        env!(access_token_ttl_secs, parse);
+        env!(refresh_token_ttl_secs, parse);
+        env!(confirmation_ttl_secs, parse);
+        env!(login_max_failures, parse);
+        env!(login_lockout_secs, parse);
+        env!(body_limit_bytes, parse);
+        env!(local_cpu_hour_usd, parse);
+        env!(allow_signup, parse);
+        Ok(())
+    }
+
+    /// The base URL users reach this server at, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml_masked(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_secrets_are_masked() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "PADDOCK_LISTEN" => Some("127.0.0.1:9999".into()),
+            "PADDOCK_ADMIN_PASSWORD" => Some("Sup3r-secret!".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.admin_password.as_ref().unwrap().expose(), "Sup3r-secret!");
+        assert!(!format!("{c:?}").contains("Sup3r"));
+        assert!(!c.to_toml_masked().contains("Sup3r"));
+        assert!(c.to_toml_masked().contains("****"));
+    }
+
+    #[test]
+    fn bad_env_value_is_named() {
+        let mut c = Config::default();
+        let e = c
+            .apply_env(|k| (k == "PADDOCK_LISTEN").then(|| "nope".into()))
+            .unwrap_err();
+        assert!(e.to_string().contains("PADDOCK_LISTEN"));
+    }
+
+    #[test]
+    fn toml_file_is_read() {
+        let c: Config = toml::from_str("listen = \"127.0.0.1:1234\"\nallow_signup = false\n").unwrap();
+        assert_eq!(c.listen.port(), 1234);
+        assert!(!c.allow_signup);
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! [`AppState`]: what every handler can reach, cloned cheaply per request.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::reconciler::ReconcilerHandle;
+use paddock_core::compute::ComputeTable;
+use paddock_core::identity::Identity;
+use paddock_core::store::Store;
+use std::sync::Arc;
+
+/// Shared state of the running server.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub identity: Arc<dyn Identity>,
+    pub compute: ComputeTable,
+    pub clock: Clock,
+    pub reconciler: ReconcilerHandle,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
