@@ -1,0 +1,609 @@
+//! The [`Store`] trait on SQLite: one query, or one transaction, per method.
+//!
+//! Owns the SQL and the mapping of SQLite errors to [`StoreError`] (unique
+//! violations become `Conflict`; everything else `Backend`, with messages
+//! that name tables and columns but never values, so no hash reaches a log).
+//! Instance updates are compare-and-swap on the `version` column.
+
+use crate::codec::{self, int, json, opt_json, opt_ts, ts};
+use crate::SqliteStore;
+use async_trait::async_trait;
+use paddock_core::catalog::Model;
+use paddock_core::instance::{Instance, Transition};
+use paddock_core::store::{Store, StoreError, StoreResult, UsageQuery};
+use paddock_core::user::{ApiKey, ConfirmationCode, RefreshToken, UsageRecord, User};
+use paddock_core::{ApiKeyId, InstanceId, ModelId, Timestamp, UserId};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+/// Any SQLite failure, as a backend error.
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// A unique-key violation as `Conflict(what)`; anything else as `Backend`.
+fn conflict_or_backend(e: sqlx::Error, what: impl FnOnce(&str) -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what(db.message()))
+        }
+        _ => backend(e),
+    }
+}
+
+/// Decodes every row with `decode`.
+fn decode_all<T>(
+    rows: Vec<SqliteRow>,
+    decode: fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    rows.iter().map(decode).collect()
+}
+
+fn user_conflict(message: &str) -> String {
+    if message.contains("users.email") {
+        "user with this email".to_owned()
+    } else {
+        "user with this id".to_owned()
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "instance_id, user_id, model_id, model_name, spec, status, \
+     desired, idle_timeout_secs, handle, upstream_url, status_reason, restart_count, \
+     created_at, updated_at, last_active_at, running_since, billed_secs, version";
+
+/// Appends one history entry for `id` inside the caller's transaction.
+async fn insert_transition(
+    conn: &mut SqliteConnection,
+    id: &InstanceId,
+    t: &Transition,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO instance_transitions (instance_id, from_state, to_state, reason, at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(t.from.map(|s| s.as_str()))
+    .bind(t.to.as_str())
+    .bind(&t.reason)
+    .bind(ts(&t.at))
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    // ---- users ----
+
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (user_id, email, password_hash, role, confirmed, disabled, \
+             must_change_password, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.user_id.as_str())
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.role.as_str())
+        .bind(u.confirmed)
+        .bind(u.disabled)
+        .bind(u.must_change_password)
+        .bind(ts(&u.created_at))
+        .bind(ts(&u.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, user_conflict))?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE user_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(codec::user)
+            .transpose()
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(codec::user)
+            .transpose()
+    }
+
+    async fn update_user(&self, u: &User) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET email = ?, password_hash = ?, role = ?, confirmed = ?, \
+             disabled = ?, must_change_password = ?, created_at = ?, updated_at = ? \
+             WHERE user_id = ?",
+        )
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.role.as_str())
+        .bind(u.confirmed)
+        .bind(u.disabled)
+        .bind(u.must_change_password)
+        .bind(ts(&u.created_at))
+        .bind(ts(&u.updated_at))
+        .bind(u.user_id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, user_conflict))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {}", u.user_id)));
+        }
+        Ok(())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY created_at, rowid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        decode_all(rows, codec::user)
+    }
+
+    // ---- confirmation codes ----
+
+    async fn put_confirmation(&self, c: &ConfirmationCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO confirmation_codes (email, code_hash, expires_at, attempts) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT (email) DO UPDATE SET email = excluded.email, \
+             code_hash = excluded.code_hash, expires_at = excluded.expires_at, \
+             attempts = excluded.attempts",
+        )
+        .bind(&c.email)
+        .bind(&c.code_hash)
+        .bind(ts(&c.expires_at))
+        .bind(i64::from(c.attempts))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>> {
+        sqlx::query("SELECT * FROM confirmation_codes WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(codec::confirmation)
+            .transpose()
+    }
+
+    async fn delete_confirmation(&self, email: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM confirmation_codes WHERE email = ?")
+            .bind(email)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    // ---- refresh tokens ----
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, \
+             expires_at, used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.token_hash)
+        .bind(t.user_id.as_str())
+        .bind(&t.family_id)
+        .bind(ts(&t.created_at))
+        .bind(ts(&t.expires_at))
+        .bind(opt_ts(&t.used_at))
+        .bind(opt_ts(&t.revoked_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| "refresh token".to_owned()))?;
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(codec::refresh_token)
+            .transpose()
+    }
+
+    async fn consume_refresh_token(&self, token_hash: &str, at: Timestamp) -> StoreResult<bool> {
+        // One conditional write: of two concurrent rotations exactly one
+        // changes the row. Expiry is the caller's check.
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ? \
+             WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()> {
+        // The first revocation time is kept.
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revoke_user_refresh_tokens(&self, user: &UserId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    // ---- catalog ----
+
+    async fn insert_model_if_absent(&self, m: &Model) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO models (model_id, model_name, model_family, model_size_gb, cpu_vcpu, \
+             cpu_memory_mb, gpu_memory_mb, gpu_type, description, supported_tasks, is_active, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (model_id) DO NOTHING",
+        )
+        .bind(m.model_id.as_str())
+        .bind(&m.model_name)
+        .bind(&m.model_family)
+        .bind(m.model_size_gb)
+        .bind(m.cpu_requirements.vcpu)
+        .bind(i64::from(m.cpu_requirements.memory_mb))
+        .bind(i64::from(m.gpu_requirements.gpu_memory_mb))
+        .bind(&m.gpu_requirements.gpu_type)
+        .bind(&m.description)
+        .bind(json(&m.supported_tasks, "supported_tasks")?)
+        .bind(m.is_active)
+        .bind(opt_ts(&m.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_model(&self, m: &Model) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO models (model_id, model_name, model_family, model_size_gb, cpu_vcpu, \
+             cpu_memory_mb, gpu_memory_mb, gpu_type, description, supported_tasks, is_active, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (model_id) DO UPDATE SET model_name = excluded.model_name, \
+             model_family = excluded.model_family, model_size_gb = excluded.model_size_gb, \
+             cpu_vcpu = excluded.cpu_vcpu, cpu_memory_mb = excluded.cpu_memory_mb, \
+             gpu_memory_mb = excluded.gpu_memory_mb, gpu_type = excluded.gpu_type, \
+             description = excluded.description, supported_tasks = excluded.supported_tasks, \
+             is_active = excluded.is_active, updated_at = excluded.updated_at",
+        )
+        .bind(m.model_id.as_str())
+        .bind(&m.model_name)
+        .bind(&m.model_family)
+        .bind(m.model_size_gb)
+        .bind(m.cpu_requirements.vcpu)
+        .bind(i64::from(m.cpu_requirements.memory_mb))
+        .bind(i64::from(m.gpu_requirements.gpu_memory_mb))
+        .bind(&m.gpu_requirements.gpu_type)
+        .bind(&m.description)
+        .bind(json(&m.supported_tasks, "supported_tasks")?)
+        .bind(m.is_active)
+        .bind(opt_ts(&m.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_model(&self, id: &ModelId) -> StoreResult<Option<Model>> {
+        sqlx::query("SELECT * FROM models WHERE model_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(codec::model)
+            .transpose()
+    }
+
+    async fn list_models(&self) -> StoreResult<Vec<Model>> {
+        let rows = sqlx::query("SELECT * FROM models ORDER BY model_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        decode_all(rows, codec::model)
+    }
+
+    // ---- instances ----
+
+    async fn create_instance(&self, i: &Instance, first: &Transition) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(&format!(
+            "INSERT INTO instances ({INSTANCE_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(i.instance_id.as_str())
+        .bind(i.user_id.as_str())
+        .bind(i.model_id.as_str())
+        .bind(&i.model_name)
+        .bind(json(&i.spec, "spec")?)
+        .bind(i.status.as_str())
+        .bind(i.desired.as_str())
+        .bind(int(i.idle_timeout_secs, "idle_timeout_secs")?)
+        .bind(opt_json(&i.handle, "handle")?)
+        .bind(&i.upstream_url)
+        .bind(&i.status_reason)
+        .bind(i64::from(i.restart_count))
+        .bind(ts(&i.created_at))
+        .bind(ts(&i.updated_at))
+        .bind(ts(&i.last_active_at))
+        .bind(opt_ts(&i.running_since))
+        .bind(int(i.billed_secs, "billed_secs")?)
+        .bind(int(i.version, "version")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| format!("instance {}", i.instance_id)))?;
+        insert_transition(&mut tx, &i.instance_id, first).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>> {
+        sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(codec::instance)
+        .transpose()
+    }
+
+    async fn list_instances(&self, user: Option<&UserId>) -> StoreResult<Vec<Instance>> {
+        let mut q =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {INSTANCE_COLUMNS} FROM instances"));
+        if let Some(u) = user {
+            q.push(" WHERE user_id = ").push_bind(u.as_str());
+        }
+        q.push(" ORDER BY created_at DESC, instance_id");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(backend)?;
+        decode_all(rows, codec::instance)
+    }
+
+    async fn update_instance(
+        &self,
+        i: &Instance,
+        transition: Option<&Transition>,
+    ) -> StoreResult<Instance> {
+        let version = int(i.version, "version")?;
+        // The UPDATE is the transaction's first statement, so it takes the
+        // write lock at once (waiting up to the busy timeout) and the version
+        // it compares is the latest committed one.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE instances SET user_id = ?, model_id = ?, model_name = ?, spec = ?, \
+             status = ?, desired = ?, idle_timeout_secs = ?, handle = ?, upstream_url = ?, \
+             status_reason = ?, restart_count = ?, created_at = ?, updated_at = ?, \
+             last_active_at = ?, running_since = ?, billed_secs = ?, version = version + 1 \
+             WHERE instance_id = ? AND version = ?",
+        )
+        .bind(i.user_id.as_str())
+        .bind(i.model_id.as_str())
+        .bind(&i.model_name)
+        .bind(json(&i.spec, "spec")?)
+        .bind(i.status.as_str())
+        .bind(i.desired.as_str())
+        .bind(int(i.idle_timeout_secs, "idle_timeout_secs")?)
+        .bind(opt_json(&i.handle, "handle")?)
+        .bind(&i.upstream_url)
+        .bind(&i.status_reason)
+        .bind(i64::from(i.restart_count))
+        .bind(ts(&i.created_at))
+        .bind(ts(&i.updated_at))
+        .bind(ts(&i.last_active_at))
+        .bind(opt_ts(&i.running_since))
+        .bind(int(i.billed_secs, "billed_secs")?)
+        .bind(i.instance_id.as_str())
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            let exists = sqlx::query("SELECT 1 FROM instances WHERE instance_id = ?")
+                .bind(i.instance_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .is_some();
+            let what = format!("instance {}", i.instance_id);
+            return Err(if exists {
+                StoreError::Stale(what)
+            } else {
+                StoreError::NotFound(what)
+            });
+        }
+        if let Some(t) = transition {
+            insert_transition(&mut tx, &i.instance_id, t).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Instance {
+            version: i.version + 1,
+            ..i.clone()
+        })
+    }
+
+    async fn list_transitions(&self, id: &InstanceId) -> StoreResult<Vec<Transition>> {
+        let rows =
+            sqlx::query("SELECT * FROM instance_transitions WHERE instance_id = ? ORDER BY id")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        decode_all(rows, codec::transition)
+    }
+
+    async fn delete_instance(&self, id: &InstanceId) -> StoreResult<()> {
+        // The history goes with it (ON DELETE CASCADE); deleting what is not
+        // there is not an error, so a retried delete succeeds.
+        sqlx::query("DELETE FROM instances WHERE instance_id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    // ---- API keys ----
+
+    async fn create_api_key(&self, k: &ApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, user_id, name, prefix, secret_hash, created_at, \
+             expires_at, last_used_at, allowed_models, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(k.key_id.as_str())
+        .bind(k.user_id.as_str())
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(&k.secret_hash)
+        .bind(ts(&k.created_at))
+        .bind(opt_ts(&k.expires_at))
+        .bind(opt_ts(&k.last_used_at))
+        .bind(opt_json(&k.allowed_models, "allowed_models")?)
+        .bind(opt_ts(&k.revoked_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| format!("API key {}", k.key_id)))?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        sqlx::query("SELECT * FROM api_keys WHERE key_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(codec::api_key)
+            .transpose()
+    }
+
+    async fn get_api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
+        sqlx::query("SELECT * FROM api_keys WHERE secret_hash = ?")
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(codec::api_key)
+            .transpose()
+    }
+
+    async fn list_api_keys(&self, user: &UserId) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT * FROM api_keys WHERE user_id = ? ORDER BY created_at DESC, rowid DESC",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        decode_all(rows, codec::api_key)
+    }
+
+    async fn update_api_key(&self, k: &ApiKey) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET user_id = ?, name = ?, prefix = ?, secret_hash = ?, \
+             created_at = ?, expires_at = ?, last_used_at = ?, allowed_models = ?, \
+             revoked_at = ? WHERE key_id = ?",
+        )
+        .bind(k.user_id.as_str())
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(&k.secret_hash)
+        .bind(ts(&k.created_at))
+        .bind(opt_ts(&k.expires_at))
+        .bind(opt_ts(&k.last_used_at))
+        .bind(opt_json(&k.allowed_models, "allowed_models")?)
+        .bind(opt_ts(&k.revoked_at))
+        .bind(k.key_id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| "API key with this secret".to_owned()))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("API key {}", k.key_id)));
+        }
+        Ok(())
+    }
+
+    // ---- usage ----
+
+    async fn record_usage(&self, r: &UsageRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
+             prompt_tokens, completion_tokens, duration_ms, status) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ts(&r.at))
+        .bind(r.user_id.as_str())
+        .bind(r.api_key_id.as_ref().map(|k| k.as_str()))
+        .bind(r.instance_id.as_str())
+        .bind(r.model_id.as_str())
+        .bind(&r.route)
+        .bind(int(r.prompt_tokens, "prompt_tokens")?)
+        .bind(int(r.completion_tokens, "completion_tokens")?)
+        .bind(int(r.duration_ms, "duration_ms")?)
+        .bind(i64::from(r.status))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM usage_records WHERE 1 = 1");
+        if let Some(u) = &query.user_id {
+            q.push(" AND user_id = ").push_bind(u.as_str().to_owned());
+        }
+        if let Some(since) = &query.since {
+            q.push(" AND at >= ").push_bind(ts(since));
+        }
+        if let Some(until) = &query.until {
+            q.push(" AND at < ").push_bind(ts(until));
+        }
+        q.push(" ORDER BY at, id");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(backend)?;
+        decode_all(rows, codec::usage)
+    }
+}
