@@ -103,13 +103,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -139,7 +140,12 @@ pub async fn pull(args: PullArgs) -> Result<(), RuntimeError> {
     let bar = Bar::new();
     let resolved = store.pull(&args.name, |p| bar.update(&p)).await?;
     bar.finish();
-    println!("pulled {} ({} bytes) into {}", resolved.name, resolved.size, store.root().display());
+    println!(
+        "pulled {} ({} bytes) into {}",
+        resolved.name,
+        resolved.size,
+        store.root().display()
+    );
     Ok(())
 }
 
@@ -178,17 +184,33 @@ pub async fn models(cmd: ModelsCommand) -> Result<(), RuntimeError> {
     tokio::task::spawn_blocking(move || match cmd {
         ModelsCommand::Import { file, name, store } => {
             let resolved = store.open()?.import(&file, &name)?;
-            println!("imported {} as {} ({} bytes)", file.display(), resolved.name, resolved.size);
+            println!(
+                "imported {} as {} ({} bytes)",
+                file.display(),
+                resolved.name,
+                resolved.size
+            );
             Ok(())
         }
         ModelsCommand::List { store } => {
             let models = store.open()?.list()?;
             println!("{:<40} {:<14} {:>10}  MODIFIED", "NAME", "ID", "SIZE");
             for m in models {
-                let id = m.digest.trim_start_matches("sha256:").get(..12).unwrap_or("").to_string();
+                let id = m
+                    .digest
+                    .trim_start_matches("sha256:")
+                    .get(..12)
+                    .unwrap_or("")
+                    .to_string();
                 #[allow(clippy::cast_precision_loss)]
                 let size = format!("{:.0} MB", m.size as f64 / 1e6);
-                println!("{:<40} {:<14} {:>10}  {}", m.name, id, size, m.modified_at.format("%Y-%m-%d %H:%M"));
+                println!(
+                    "{:<40} {:<14} {:>10}  {}",
+                    m.name,
+                    id,
+                    size,
+                    m.modified_at.format("%Y-%m-%d %H:%M")
+                );
             }
             Ok(())
         }
@@ -209,9 +231,11 @@ impl Bar {
     fn new() -> Self {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         Self(bar)
     }

@@ -189,8 +189,9 @@ impl Engine {
     pub fn start(resolved: &ResolvedModel, cfg: &RuntimeConfig) -> Result<Self, RuntimeError> {
         let backend = backend()?;
         let started = Instant::now();
-        let model = LlamaModel::load_from_file(backend, &resolved.path, &LlamaModelParams::default())
-            .map_err(|e| RuntimeError::Load(format!("{}: {e}", resolved.path.display())))?;
+        let model =
+            LlamaModel::load_from_file(backend, &resolved.path, &LlamaModelParams::default())
+                .map_err(|e| RuntimeError::Load(format!("{}: {e}", resolved.path.display())))?;
         let model = Arc::new(model);
         let parallel = cfg.parallel.max(1);
         let ctx_per_seq = cfg.ctx.clamp(64, model.n_ctx_train().max(64));
@@ -269,10 +270,14 @@ impl Engine {
 fn describe(model: &LlamaModel, resolved: &ResolvedModel, ctx: u32) -> ModelInfo {
     let mut metadata = Vec::new();
     for i in 0..model.meta_count() {
-        let (Ok(key), Ok(value)) = (model.meta_key_by_index(i), model.meta_val_str_by_index(i)) else {
+        let (Ok(key), Ok(value)) = (model.meta_key_by_index(i), model.meta_val_str_by_index(i))
+        else {
             continue;
         };
-        if key.starts_with("tokenizer.ggml.") || key == "tokenizer.chat_template" || value.len() > 512 {
+        if key.starts_with("tokenizer.ggml.")
+            || key == "tokenizer.chat_template"
+            || value.len() > 512
+        {
             continue;
         }
         metadata.push((key, value));
@@ -401,7 +406,10 @@ impl<'m> Scheduler<'m> {
             if let Err(e) = self.ctx.decode(&mut self.batch) {
                 tracing::error!(error = %e, "llama_decode failed");
                 for i in 0..self.slots.len() {
-                    if self.slots[i].as_ref().is_some_and(|s| s.logits_at.is_some()) {
+                    if self.slots[i]
+                        .as_ref()
+                        .is_some_and(|s| s.logits_at.is_some())
+                    {
                         self.fail(i, format!("decoding failed: {e}"));
                     }
                 }
@@ -466,7 +474,10 @@ impl<'m> Scheduler<'m> {
 
     fn cancel_disconnected(&mut self) {
         for i in 0..self.slots.len() {
-            if self.slots[i].as_ref().is_some_and(|s| s.job.events.is_closed()) {
+            if self.slots[i]
+                .as_ref()
+                .is_some_and(|s| s.job.events.is_closed())
+            {
                 tracing::debug!(seq = i, "client disconnected, freeing its sequence");
                 self.release(i);
             }
@@ -509,7 +520,9 @@ impl<'m> Scheduler<'m> {
 
     fn sample_all(&mut self) {
         for i in 0..self.slots.len() {
-            let Some(slot) = self.slots[i].as_mut() else { continue };
+            let Some(slot) = self.slots[i].as_mut() else {
+                continue;
+            };
             let Some(idx) = slot.logits_at else { continue };
             if slot.job.max_tokens == Some(0) {
                 slot.first_token = Some(Instant::now());
@@ -554,7 +567,9 @@ impl<'m> Scheduler<'m> {
 
     /// Ends slot `i`'s job normally, flushing held-back text.
     fn finish(&mut self, i: usize, reason: FinishReason) {
-        let Some(slot) = self.slots[i].as_mut() else { return };
+        let Some(slot) = self.slots[i].as_mut() else {
+            return;
+        };
         let mut rest = std::mem::take(&mut slot.held);
         rest.push_str(&String::from_utf8_lossy(&slot.partial));
         if !rest.is_empty() {

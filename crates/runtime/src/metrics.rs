@@ -41,25 +41,61 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         let label = format!("model=\"{}\"", model.replace('"', "'"));
         let counters = [
-            ("paddock_runtime_requests_total", "Generation requests accepted.", &self.requests),
-            ("paddock_runtime_rejected_total", "Requests refused with 503 because the queue was full.", &self.rejected),
-            ("paddock_runtime_prompt_tokens_total", "Prompt tokens evaluated.", &self.prompt_tokens),
-            ("paddock_runtime_generated_tokens_total", "Tokens generated.", &self.generated_tokens),
+            (
+                "paddock_runtime_requests_total",
+                "Generation requests accepted.",
+                &self.requests,
+            ),
+            (
+                "paddock_runtime_rejected_total",
+                "Requests refused with 503 because the queue was full.",
+                &self.rejected,
+            ),
+            (
+                "paddock_runtime_prompt_tokens_total",
+                "Prompt tokens evaluated.",
+                &self.prompt_tokens,
+            ),
+            (
+                "paddock_runtime_generated_tokens_total",
+                "Tokens generated.",
+                &self.generated_tokens,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{label}}} {}", value.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{label}}} {}",
+                value.load(Relaxed)
+            );
         }
         let gauges = [
-            ("paddock_runtime_active_sequences", "Sequences decoding now.", &self.active),
-            ("paddock_runtime_queued_sequences", "Requests waiting for a free sequence.", &self.queued),
+            (
+                "paddock_runtime_active_sequences",
+                "Sequences decoding now.",
+                &self.active,
+            ),
+            (
+                "paddock_runtime_queued_sequences",
+                "Requests waiting for a free sequence.",
+                &self.queued,
+            ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{label}}} {}", value.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{label}}} {}",
+                value.load(Relaxed)
+            );
         }
         let name = "paddock_runtime_time_to_first_token_seconds";
         let _ = writeln!(out, "# HELP {name} Time from request arrival to the first generated token.\n# TYPE {name} histogram");
         for (bucket, bound) in self.ttft_buckets.iter().zip(TTFT_BUCKETS) {
-            let _ = writeln!(out, "{name}_bucket{{{label},le=\"{bound}\"}} {}", bucket.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{label},le=\"{bound}\"}} {}",
+                bucket.load(Relaxed)
+            );
         }
         let count = self.ttft_count.load(Relaxed);
         #[allow(clippy::cast_precision_loss)]

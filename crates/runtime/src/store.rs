@@ -166,7 +166,8 @@ impl ModelName {
             !s.is_empty()
                 && s != "."
                 && s != ".."
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c))
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c))
         };
         if ![host, namespace, model, tag].iter().all(|p| ok(p)) || tag.contains(':') {
             return Err(invalid());
@@ -218,7 +219,9 @@ struct Layer {
 
 impl Manifest {
     fn model_layer(&self) -> Option<&Layer> {
-        self.layers.iter().find(|l| l.media_type == MODEL_MEDIA_TYPE)
+        self.layers
+            .iter()
+            .find(|l| l.media_type == MODEL_MEDIA_TYPE)
     }
 }
 
@@ -325,9 +328,10 @@ impl ModelStore {
                 return Err(self.not_found(reference));
             }
             let meta = std::fs::metadata(as_path).map_err(io_err(as_path))?;
-            let name = as_path
-                .file_stem()
-                .map_or_else(|| reference.to_string(), |s| s.to_string_lossy().into_owned());
+            let name = as_path.file_stem().map_or_else(
+                || reference.to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            );
             return Ok(ResolvedModel {
                 name,
                 path: as_path.to_path_buf(),
@@ -338,7 +342,10 @@ impl ModelStore {
             });
         }
         let name = ModelName::parse(reference)?;
-        for (root, source) in [(&self.root, ModelSource::Store), (&self.ollama_dir, ModelSource::Ollama)] {
+        for (root, source) in [
+            (&self.root, ModelSource::Store),
+            (&self.ollama_dir, ModelSource::Ollama),
+        ] {
             let manifest_path = name.manifest_in(root);
             if !manifest_path.is_file() {
                 continue;
@@ -390,16 +397,18 @@ impl ModelStore {
             Err(StoreError::NotFound { .. }) if ModelName::parse(reference).is_ok() => {}
             other => return other,
         }
-        self.pull(reference, progress).await.map_err(|e| StoreError::Unavailable {
-            name: reference.to_string(),
-            store: self.root.display().to_string(),
-            ollama: self.ollama_dir.display().to_string(),
-            registry: self.registry.clone(),
-            reason: match e {
-                StoreError::Registry { reason, .. } => reason,
-                other => other.to_string(),
-            },
-        })
+        self.pull(reference, progress)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                name: reference.to_string(),
+                store: self.root.display().to_string(),
+                ollama: self.ollama_dir.display().to_string(),
+                registry: self.registry.clone(),
+                reason: match e {
+                    StoreError::Registry { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            })
     }
 
     /// Copies the GGUF file `file` into the store under `name`.
@@ -417,7 +426,10 @@ impl ModelStore {
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a GGUF file"),
             });
         }
-        let tmp = self.root.join("blobs").join(format!("import-{}-partial", std::process::id()));
+        let tmp = self
+            .root
+            .join("blobs")
+            .join(format!("import-{}-partial", std::process::id()));
         let (digest, size) = copy_hashing(file, &tmp)?;
         let final_path = Self::blob_path(&self.root, &digest);
         std::fs::rename(&tmp, &final_path).map_err(io_err(&final_path))?;
@@ -498,7 +510,10 @@ impl ModelStore {
             return Err(registry_err("the registry has no such model".into()));
         }
         if !response.status().is_success() {
-            return Err(registry_err(format!("the registry answered {}", response.status())));
+            return Err(registry_err(format!(
+                "the registry answered {}",
+                response.status()
+            )));
         }
         let body = response
             .bytes()
@@ -509,7 +524,10 @@ impl ModelStore {
         if manifest.model_layer().is_none() {
             return Err(registry_err("the manifest has no model layer".into()));
         }
-        let blobs_url = format!("{}/v2/{}/{}/blobs", self.registry, parsed.namespace, parsed.model);
+        let blobs_url = format!(
+            "{}/v2/{}/{}/blobs",
+            self.registry, parsed.namespace, parsed.model
+        );
         for layer in std::iter::once(&manifest.config).chain(&manifest.layers) {
             self.fetch_blob(&client, &blobs_url, layer, &mut progress)
                 .await
@@ -540,9 +558,11 @@ impl ModelStore {
             registry: self.registry.clone(),
             reason,
         };
-        let Some(hex_digest) = layer.digest.strip_prefix("sha256:").filter(|h| {
-            h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())
-        }) else {
+        let Some(hex_digest) = layer
+            .digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+        else {
             return Err(registry_err(format!("invalid digest {:?}", layer.digest)));
         };
         let final_path = Self::blob_path(&self.root, &layer.digest);
@@ -605,7 +625,10 @@ impl ModelStore {
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
-                registry_err(format!("download of {} interrupted at {have} bytes (it resumes on the next pull): {e}", layer.digest))
+                registry_err(format!(
+                    "download of {} interrupted at {have} bytes (it resumes on the next pull): {e}",
+                    layer.digest
+                ))
             })?;
             file.write_all(&chunk).map_err(io_err(&partial))?;
             hasher.update(&chunk);
@@ -632,7 +655,8 @@ impl ModelStore {
     pub fn list(&self) -> Result<Vec<StoredModel>, StoreError> {
         let mut out = Vec::new();
         for (name, path) in self.manifests()? {
-            let Ok(resolved) = Self::resolve_manifest(&self.root, &path, &name, ModelSource::Store) else {
+            let Ok(resolved) = Self::resolve_manifest(&self.root, &path, &name, ModelSource::Store)
+            else {
                 continue;
             };
             out.push(StoredModel {
@@ -687,8 +711,12 @@ impl ModelStore {
         std::fs::remove_file(&path).map_err(io_err(&path))?;
         let mut used = std::collections::HashSet::new();
         for (_, manifest_path) in self.manifests()? {
-            let Ok(bytes) = std::fs::read(&manifest_path) else { continue };
-            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else { continue };
+            let Ok(bytes) = std::fs::read(&manifest_path) else {
+                continue;
+            };
+            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+                continue;
+            };
             for layer in std::iter::once(&manifest.config).chain(&manifest.layers) {
                 used.insert(layer.digest.replace(':', "-"));
             }
@@ -723,7 +751,8 @@ fn file_name(path: &Path) -> String {
 }
 
 fn mtime(meta: &std::fs::Metadata) -> chrono::DateTime<chrono::Utc> {
-    meta.modified().map_or_else(|_| chrono::Utc::now(), chrono::DateTime::from)
+    meta.modified()
+        .map_or_else(|_| chrono::Utc::now(), chrono::DateTime::from)
 }
 
 /// Copies `from` to `to`, returning `sha256:<hex>` and the size.
@@ -753,10 +782,19 @@ mod tests {
     #[test]
     fn parses_ollama_names() {
         let n = ModelName::parse("gemma3:270m").unwrap();
-        assert_eq!((n.namespace.as_str(), n.model.as_str(), n.tag.as_str()), ("library", "gemma3", "270m"));
+        assert_eq!(
+            (n.namespace.as_str(), n.model.as_str(), n.tag.as_str()),
+            ("library", "gemma3", "270m")
+        );
         assert_eq!(n.display(), "gemma3:270m");
-        assert_eq!(ModelName::parse("llama3").unwrap().display(), "llama3:latest");
-        assert_eq!(ModelName::parse("me/tiny:q4").unwrap().display(), "me/tiny:q4");
+        assert_eq!(
+            ModelName::parse("llama3").unwrap().display(),
+            "llama3:latest"
+        );
+        assert_eq!(
+            ModelName::parse("me/tiny:q4").unwrap().display(),
+            "me/tiny:q4"
+        );
         assert!(ModelName::parse("../etc:passwd").is_err());
         assert!(ModelName::parse("a/b/c/d").is_err());
     }

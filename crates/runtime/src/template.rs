@@ -36,7 +36,9 @@ pub(crate) fn render(model: &LlamaModel, turns: &[Turn]) -> Result<String, Strin
 
 /// The llama.cpp built-in template for models without a usable one.
 fn fallback_name(model: &LlamaModel) -> &'static str {
-    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+    let arch = model
+        .meta_val_str("general.architecture")
+        .unwrap_or_default();
     if arch.starts_with("gemma") {
         "gemma"
     } else if arch.starts_with("phi3") {

@@ -131,14 +131,17 @@ impl Run {
                 Event::Failed(e) => return Err(ApiError::Internal(e)),
             }
         }
-        Err(ApiError::Internal("generation ended without a result".into()))
+        Err(ApiError::Internal(
+            "generation ended without a result".into(),
+        ))
     }
 
     /// The events as a stream, ending after `Done` or `Failed`.
     fn events(self) -> impl futures::Stream<Item = Event> + Send {
-        futures::stream::unfold(self.rx, |mut rx| async move {
-            rx.recv().await.map(|e| (e, rx))
-        })
+        futures::stream::unfold(
+            self.rx,
+            |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+        )
     }
 }
 
@@ -220,7 +223,10 @@ impl OllamaOptions {
             }
         }
         if let Some(r) = self.repeat_penalty {
-            check(r.is_finite() && r > 0.0, "repeat_penalty must be more than 0")?;
+            check(
+                r.is_finite() && r > 0.0,
+                "repeat_penalty must be more than 0",
+            )?;
             s.repeat_penalty = r;
         }
         if let Some(n) = self.repeat_last_n {

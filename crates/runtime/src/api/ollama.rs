@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{now_rfc3339, nanos, parse, streaming, ApiError, AppState, OllamaOptions, Run};
+use super::{nanos, now_rfc3339, parse, streaming, ApiError, AppState, OllamaOptions, Run};
 use crate::engine::{Completion, Event, FinishReason};
 use crate::template::{self, Turn};
 
@@ -89,7 +89,13 @@ impl Shape {
     }
 
     /// The final object: `text` (empty when streaming) plus statistics.
-    fn last(self, model: &str, text: &str, run_started: std::time::Instant, c: &Completion) -> Value {
+    fn last(
+        self,
+        model: &str,
+        text: &str,
+        run_started: std::time::Instant,
+        c: &Completion,
+    ) -> Value {
         let mut obj = self.chunk(model, text, true);
         let reason = match c.reason {
             FinishReason::Stop => "stop",
@@ -106,10 +112,16 @@ impl Shape {
     }
 }
 
-pub(crate) async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn generate(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: GenerateRequest = parse(&body)?;
     state.check_model(&req.model)?;
-    let opts = req.options.unwrap_or_default().validate(req.format.as_ref())?;
+    let opts = req
+        .options
+        .unwrap_or_default()
+        .validate(req.format.as_ref())?;
     if req.prompt.is_empty() && req.system.is_none() {
         // Ollama answers an empty prompt by (re)loading the model.
         let mut obj = Shape::Generate.chunk(state.model_name(), "", true);
@@ -121,9 +133,15 @@ pub(crate) async fn generate(State(state): State<AppState>, body: Bytes) -> Resu
     } else {
         let mut turns = Vec::with_capacity(2);
         if let Some(system) = req.system.filter(|s| !s.is_empty()) {
-            turns.push(Turn { role: "system".into(), content: system });
+            turns.push(Turn {
+                role: "system".into(),
+                content: system,
+            });
         }
-        turns.push(Turn { role: "user".into(), content: req.prompt });
+        turns.push(Turn {
+            role: "user".into(),
+            content: req.prompt,
+        });
         template::render(&state.engine.model, &turns).map_err(ApiError::BadRequest)?
     };
     let run = state.start(&prompt, opts)?;
@@ -133,7 +151,10 @@ pub(crate) async fn generate(State(state): State<AppState>, body: Bytes) -> Resu
 pub(crate) async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: ChatRequest = parse(&body)?;
     state.check_model(&req.model)?;
-    let opts = req.options.unwrap_or_default().validate(req.format.as_ref())?;
+    let opts = req
+        .options
+        .unwrap_or_default()
+        .validate(req.format.as_ref())?;
     if req.messages.is_empty() {
         let mut obj = Shape::Chat.chunk(state.model_name(), "", true);
         obj.insert("done_reason".into(), "load".into());
@@ -153,7 +174,12 @@ pub(crate) async fn chat(State(state): State<AppState>, body: Bytes) -> Result<R
 }
 
 /// Streams NDJSON chunks, or collects the answer into one object.
-async fn respond(state: &AppState, shape: Shape, run: Run, stream: bool) -> Result<Response, ApiError> {
+async fn respond(
+    state: &AppState,
+    shape: Shape,
+    run: Run,
+    stream: bool,
+) -> Result<Response, ApiError> {
     let model = state.model_name().to_string();
     let started = run.received;
     if !stream {

@@ -139,7 +139,10 @@ impl Params {
             let low = seed as u32;
             s.seed = low;
         }
-        for (value, name) in [(self.frequency_penalty, "frequency_penalty"), (self.presence_penalty, "presence_penalty")] {
+        for (value, name) in [
+            (self.frequency_penalty, "frequency_penalty"),
+            (self.presence_penalty, "presence_penalty"),
+        ] {
             if value.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
                 return bad(&format!("{name} must be between -2 and 2"));
             }
@@ -179,7 +182,11 @@ impl Params {
 /// A unique-enough id for a completion.
 fn completion_id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{prefix}-{}{}", chrono::Utc::now().timestamp_millis(), NEXT.fetch_add(1, Relaxed))
+    format!(
+        "{prefix}-{}{}",
+        chrono::Utc::now().timestamp_millis(),
+        NEXT.fetch_add(1, Relaxed)
+    )
 }
 
 fn finish_reason(c: &Completion) -> &'static str {
@@ -220,7 +227,9 @@ impl Kind {
                 "message": { "role": "assistant", "content": text }, "finish_reason": finish }),
             (Self::Chat, true) => json!({ "index": 0,
                 "delta": { "role": "assistant", "content": text }, "finish_reason": finish }),
-            (Self::Text, _) => json!({ "index": 0, "text": text, "logprobs": null, "finish_reason": finish }),
+            (Self::Text, _) => {
+                json!({ "index": 0, "text": text, "logprobs": null, "finish_reason": finish })
+            }
         }
     }
 
@@ -233,7 +242,10 @@ impl Kind {
     }
 }
 
-pub(crate) async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Result<Response, OpenAiError> {
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
     let req: ChatCompletionRequest = parse(&body)?;
     state.check_model(&req.model)?;
     let (opts, stream) = req.params.validate()?;
@@ -241,7 +253,11 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, body: Bytes)
         .messages
         .into_iter()
         .map(|m| Turn {
-            role: if m.role == "developer" { "system".into() } else { m.role },
+            role: if m.role == "developer" {
+                "system".into()
+            } else {
+                m.role
+            },
             content: m.content.map(Content::into_text).unwrap_or_default(),
         })
         .collect();
@@ -253,7 +269,10 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, body: Bytes)
     respond(&state, Kind::Chat, run, stream).await
 }
 
-pub(crate) async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, OpenAiError> {
+pub(crate) async fn completions(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, OpenAiError> {
     let req: CompletionRequest = parse(&body)?;
     state.check_model(&req.model)?;
     let (opts, stream) = req.params.validate()?;
@@ -268,7 +287,12 @@ pub(crate) async fn completions(State(state): State<AppState>, body: Bytes) -> R
     respond(&state, Kind::Text, run, stream).await
 }
 
-async fn respond(state: &AppState, kind: Kind, run: Run, stream: bool) -> Result<Response, OpenAiError> {
+async fn respond(
+    state: &AppState,
+    kind: Kind,
+    run: Run,
+    stream: bool,
+) -> Result<Response, OpenAiError> {
     let model = state.model_name().to_string();
     let id = completion_id(kind.id_prefix());
     let created = chrono::Utc::now().timestamp();
@@ -297,7 +321,9 @@ async fn respond(state: &AppState, kind: Kind, run: Run, stream: bool) -> Result
                 frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
             }
             Event::Failed(e) => {
-                frames.push(sse(&json!({ "error": { "message": e, "type": "api_error" } })));
+                frames.push(sse(
+                    &json!({ "error": { "message": e, "type": "api_error" } }),
+                ));
                 frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
             }
         }
@@ -326,7 +352,10 @@ pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "object": "list", "data": [model_object(&state)] }))
 }
 
-pub(crate) async fn model(State(state): State<AppState>, Path(model): Path<String>) -> Result<Json<Value>, OpenAiError> {
+pub(crate) async fn model(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, OpenAiError> {
     state.check_model(&model)?;
     Ok(Json(model_object(&state)))
 }
