@@ -52,11 +52,10 @@ pub async fn serve(
         .with_registry(config.registry.clone())
         .resolve_or_pull(&config.model, |_| {})
         .await?;
-    let cfg = config.clone();
-    let loaded = tokio::task::spawn_blocking(move || engine::Engine::start(&resolved, &cfg))
+    let loaded = tokio::task::spawn_blocking(move || engine::Engine::start(&resolved, &config))
         .await
         .map_err(|e| RuntimeError::Load(format!("model loader panicked: {e}")))??;
-    let state = api::AppState::new(Arc::new(loaded), config);
+    let state = api::AppState::new(Arc::new(loaded));
     let app = api::router(state);
     tracing::info!(addr = %listener.local_addr()?, "paddock runtime listening");
     axum::serve(listener, app)

@@ -22,7 +22,6 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::engine::{Completion, Engine, Event, Job, Sampling, SubmitError};
-use crate::RuntimeConfig;
 
 /// What every handler shares: the engine and the configuration.
 #[derive(Debug, Clone)]
@@ -32,7 +31,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, _config: RuntimeConfig) -> Self {
+    pub fn new(engine: Arc<Engine>) -> Self {
         Self {
             engine,
             started: chrono::Utc::now(),
@@ -75,7 +74,6 @@ impl AppState {
             _ => room,
         };
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
-        let prompt_tokens = tokens.len();
         self.engine
             .submit(Job {
                 prompt: tokens,
@@ -89,11 +87,7 @@ impl AppState {
                 SubmitError::QueueFull(_) => ApiError::Busy(e.to_string()),
                 SubmitError::Stopped => ApiError::Internal(e.to_string()),
             })?;
-        Ok(Run {
-            rx,
-            received,
-            prompt_tokens,
-        })
+        Ok(Run { rx, received })
     }
 
     fn model_name(&self) -> &str {
@@ -116,8 +110,6 @@ fn normalize(name: &str) -> String {
 pub(crate) struct Run {
     pub rx: UnboundedReceiver<Event>,
     pub received: Instant,
-    #[allow(dead_code)]
-    pub prompt_tokens: usize,
 }
 
 impl Run {

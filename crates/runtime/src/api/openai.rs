@@ -108,6 +108,12 @@ struct Params {
     frequency_penalty: Option<f32>,
     presence_penalty: Option<f32>,
     response_format: Option<Value>,
+    /// Extension (as in llama-server and Ollama): top-k sampling.
+    top_k: Option<i32>,
+    /// Extension: min-p sampling.
+    min_p: Option<f32>,
+    /// Extension: repetition penalty (1.0 disables it).
+    repeat_penalty: Option<f32>,
 }
 
 impl Params {
@@ -146,6 +152,24 @@ impl Params {
             if value.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
                 return bad(&format!("{name} must be between -2 and 2"));
             }
+        }
+        if let Some(k) = self.top_k {
+            if k < 0 {
+                return bad("top_k must be 0 or more");
+            }
+            s.top_k = k;
+        }
+        if let Some(p) = self.min_p {
+            if !(0.0..=1.0).contains(&p) {
+                return bad("min_p must be between 0 and 1");
+            }
+            s.min_p = p;
+        }
+        if let Some(r) = self.repeat_penalty {
+            if !(r.is_finite() && r > 0.0) {
+                return bad("repeat_penalty must be more than 0");
+            }
+            s.repeat_penalty = r;
         }
         s.frequency_penalty = self.frequency_penalty.unwrap_or(0.0);
         s.presence_penalty = self.presence_penalty.unwrap_or(0.0);
