@@ -1,1 +1,188 @@
-fn main() {}
+//! The `paddock` binary: parses the command line, loads config, picks the
+//! backends in one place, and calls library functions. Client commands talk
+//! to a paddock server over HTTP (see `client`).
+
+mod client;
+mod commands;
+mod table;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Run Ollama-compatible LLM instances on your own compute.
+#[derive(Debug, Parser)]
+#[command(name = "paddock", version, about)]
+struct Cli {
+    /// Server URL for client commands [default: the one saved by `login`, else http://127.0.0.1:8080].
+    #[arg(long, global = true, env = "PADDOCK_URL")]
+    url: Option<String>,
+    /// A bearer token (API key) to use instead of the saved login.
+    #[arg(long, global = true, env = "PADDOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print JSON instead of tables (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the paddock server (API, gateway, web UI).
+    Serve(ServeArgs),
+    /// Serve one model over the Ollama and OpenAI APIs (what instances run).
+    Runtime(paddock_runtime::cli::RuntimeArgs),
+    /// Download a model from an Ollama registry into the local store.
+    Pull(paddock_runtime::cli::PullArgs),
+    /// Sign in to a paddock server and save the session.
+    Login(commands::LoginArgs),
+    /// Forget the saved session.
+    Logout,
+    /// The model catalog; `import`, `list` and `rm` manage local model files.
+    Models {
+        #[command(subcommand)]
+        command: Option<commands::ModelsCmd>,
+    },
+    /// Deploy a model on a CPU or GPU size and wait until it runs.
+    Deploy(commands::DeployArgs),
+    /// List your instances.
+    Ps {
+        /// Everyone's instances (admins).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop an instance.
+    Stop { instance_id: String },
+    /// Delete a stopped instance.
+    Rm { instance_id: String },
+    /// Show an instance with its state history.
+    Show { instance_id: String },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: commands::KeysCmd,
+    },
+    /// Manage users (admins).
+    Users {
+        #[command(subcommand)]
+        command: commands::UsersCmd,
+    },
+    /// CPU and GPU sizes with prices.
+    Compute,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory (database, secrets, models) [default: ~/.local/share/paddock].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A TOML config file [default: ./paddock.toml when present].
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PADDOCK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = paddock_server::config::Config::load(args.config.as_deref())?;
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if args.print_config {
+        out!("{}", config.to_toml_masked());
+        return Ok(());
+    }
+    init_tracing();
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = std::sync::Arc::new(
+        paddock_store_sqlite::SqliteStore::open(&config.data_dir.join("paddock.db")).await?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    paddock_server::serve(
+        config,
+        paddock_server::Services::new(store),
+        listener,
+        shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let out = table::Output { json: cli.json };
+    let client = || client::Client::new(cli.url.clone(), cli.token.clone());
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Runtime(args) => {
+            init_tracing();
+            Ok(paddock_runtime::cli::run(args).await?)
+        }
+        Command::Pull(args) => Ok(paddock_runtime::cli::pull(args).await?),
+        Command::Login(args) => commands::login(cli.url.clone(), args).await,
+        Command::Logout => commands::logout(&mut client()).await,
+        Command::Models { command } => commands::models(&mut client(), &out, command).await,
+        Command::Deploy(args) => commands::deploy(&mut client(), &out, args).await,
+        Command::Ps { all } => commands::ps(&mut client(), &out, all).await,
+        Command::Stop { instance_id } => commands::stop(&mut client(), &out, &instance_id).await,
+        Command::Rm { instance_id } => commands::rm(&mut client(), &instance_id).await,
+        Command::Show { instance_id } => commands::show(&mut client(), &out, &instance_id).await,
+        Command::Keys { command } => commands::keys(&mut client(), &out, command).await,
+        Command::Users { command } => commands::users(&mut client(), &out, command).await,
+        Command::Compute => commands::compute(&mut client(), &out).await,
+    }
+}
