@@ -1,1 +1,415 @@
-//! paddock-driver-process
+//! The process driver: each instance is a `paddock runtime` child process on
+//! a free loopback port, in its own process group, with its output in
+//! `<root>/instances/<id>/runtime.log`.
+//!
+//! It owns launching, observing, stopping and re-adopting those processes.
+//! Each child carries `PADDOCK_INSTANCE_ID` and `PADDOCK_DRIVER_ROOT` in its
+//! environment; after a control-plane restart, [`ProcessDriver::adopt`]
+//! recognises its own processes by them (so a reused pid is never mistaken
+//! for an instance), keeps the ones the store knows and ends the rest.
+//! Health (is the model answering?) is the reconciler's business, not this
+//! driver's.
+
+use async_trait::async_trait;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use paddock_core::driver::{Capabilities, ComputeDriver, DriverError, Handle, LaunchSpec, Observed};
+use paddock_core::InstanceId;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{BufRead, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+const DRIVER: &str = "process";
+const ENV_INSTANCE: &str = "PADDOCK_INSTANCE_ID";
+const ENV_ROOT: &str = "PADDOCK_DRIVER_ROOT";
+/// Log files are rotated (to `runtime.log.1`) past this size.
+const MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
+
+/// How the process driver runs model servers.
+#[derive(Debug, Clone)]
+pub struct ProcessDriverConfig {
+    /// The `paddock` executable to run as `paddock runtime`.
+    pub runtime_binary: PathBuf,
+    /// Where instance logs live (`<root>/instances/<id>/`); also the tag
+    /// that marks processes as this driver's.
+    pub root: PathBuf,
+    /// The model store the runtimes read (`--data-dir` of `paddock runtime`).
+    pub models_dir: PathBuf,
+    /// Sequences each runtime decodes together.
+    pub parallel: u32,
+    /// Extra arguments for every runtime (e.g. a registry URL).
+    pub extra_args: Vec<String>,
+}
+
+/// What the handle stores about a launched process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ProcessData {
+    pid: i32,
+    port: u16,
+    instance_id: InstanceId,
+    log: PathBuf,
+}
+
+/// Runs instances as local child processes.
+#[derive(Debug)]
+pub struct ProcessDriver {
+    config: ProcessDriverConfig,
+    /// Children launched by this process (others are adopted and tracked by pid).
+    children: Mutex<HashMap<InstanceId, (ProcessData, Child)>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> DriverError {
+    DriverError::Backend(e.to_string())
+}
+
+impl ProcessDriver {
+    pub fn new(config: ProcessDriverConfig) -> Self {
+        ProcessDriver {
+            config,
+            children: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn instance_dir(&self, id: &InstanceId) -> PathBuf {
+        self.config.root.join("instances").join(id.as_str())
+    }
+
+    fn data(handle: &Handle) -> Result<ProcessData, DriverError> {
+        if handle.driver != DRIVER {
+            return Err(DriverError::Unsupported(format!(
+                "a {} handle cannot be used by the process driver",
+                handle.driver
+            )));
+        }
+        serde_json::from_value(handle.data.clone()).map_err(backend)
+    }
+
+    fn handle(data: &ProcessData) -> Handle {
+        Handle {
+            driver: DRIVER.into(),
+            data: serde_json::to_value(data).unwrap_or_default(),
+        }
+    }
+
+    /// Whether `pid` is alive and is this driver's runtime for `id`.
+    fn is_ours(&self, pid: i32, id: &InstanceId) -> bool {
+        proc_env(pid).is_some_and(|env| {
+            env.get(ENV_INSTANCE).map(String::as_str) == Some(id.as_str())
+                && env.get(ENV_ROOT).map(PathBuf::from).as_deref() == Some(self.config.root.as_path())
+        })
+    }
+
+    /// The runtimes this driver launched that are alive now, by instance.
+    fn scan(&self) -> Vec<(InstanceId, i32)> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|pid| {
+                let env = proc_env(pid)?;
+                let root = env.get(ENV_ROOT)?;
+                if Path::new(root) != self.config.root {
+                    return None;
+                }
+                Some((InstanceId::new(env.get(ENV_INSTANCE)?.clone()), pid))
+            })
+            .collect()
+    }
+
+    /// Ends every runtime this driver launched (for tests and uninstall).
+    pub async fn stop_all(&self) {
+        let pids: Vec<i32> = self.scan().into_iter().map(|(_, p)| p).collect();
+        for pid in pids {
+            terminate_group(pid).await;
+        }
+        self.children.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// The environment of a process, if it is alive and readable.
+fn proc_env(pid: i32) -> Option<HashMap<String, String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // A zombie has exited; it only waits to be reaped.
+    if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+        return None;
+    }
+    Some(
+        raw.split(|b| *b == 0)
+            .filter_map(|kv| {
+                let s = std::str::from_utf8(kv).ok()?;
+                let (k, v) = s.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect(),
+    )
+}
+
+/// SIGTERM to the process group, then SIGKILL if it lingers.
+async fn terminate_group(pid: i32) {
+    let pgid = Pid::from_raw(pid);
+    if killpg(pgid, Signal::SIGTERM).is_err() {
+        return;
+    }
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if killpg(pgid, None).is_err() {
+            return;
+        }
+        // Our own child that exited is a zombie until waited; treat as gone.
+        if proc_env(pid).is_none() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            return;
+        }
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+/// The last `n` lines of a file.
+pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub((n as u64).saturating_mul(300).max(4096));
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return Vec::new();
+    }
+    let mut lines: Vec<String> = std::io::BufReader::new(f)
+        .split(b'\n')
+        .filter_map(|l| l.ok())
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
+        .collect();
+    if start > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(n);
+    lines.split_off(skip)
+}
+
+fn free_port() -> Result<u16, DriverError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(backend)?;
+    Ok(l.local_addr().map_err(backend)?.port())
+}
+
+fn open_log(path: &Path) -> Result<std::fs::File, DriverError> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
+        let _ = std::fs::rename(path, path.with_extension("log.1"));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(backend)
+}
+
+#[async_trait]
+impl ComputeDriver for ProcessDriver {
+    fn name(&self) -> &'static str {
+        DRIVER
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The runtime is built for CPU; GPU sizes need the ECS driver.
+        Capabilities { gpu: false }
+    }
+
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError> {
+        if matches!(spec.spec, paddock_core::compute::ComputeSpec::Gpu { .. }) {
+            return Err(DriverError::Unsupported(
+                "this paddock runs instances as local processes on a machine without a GPU; pick a CPU size".into(),
+            ));
+        }
+        // Idempotent: a live runtime for this instance is returned as is.
+        {
+            let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((data, child)) = children.get_mut(&spec.instance_id) {
+                if matches!(child.try_wait(), Ok(None)) {
+                    return Ok(Self::handle(data));
+                }
+                children.remove(&spec.instance_id);
+            }
+        }
+        if let Some((_, pid)) = self.scan().into_iter().find(|(id, _)| id == &spec.instance_id) {
+            if let Some(port) = proc_cmdline_port(pid) {
+                let data = ProcessData {
+                    pid,
+                    port,
+                    instance_id: spec.instance_id.clone(),
+                    log: self.instance_dir(&spec.instance_id).join("runtime.log"),
+                };
+                return Ok(Self::handle(&data));
+            }
+        }
+
+        let dir = self.instance_dir(&spec.instance_id);
+        std::fs::create_dir_all(&dir).map_err(backend)?;
+        let log_path = dir.join("runtime.log");
+        let mut log = open_log(&log_path)?;
+        let port = free_port()?;
+        {
+            use std::io::Write;
+            let _ = writeln!(
+                log,
+                "--- {} launching {} on 127.0.0.1:{port} ({} threads, ctx {}) ---",
+                chrono::Utc::now().to_rfc3339(),
+                spec.model_id,
+                spec.threads,
+                spec.ctx
+            );
+        }
+        let stderr = log.try_clone().map_err(backend)?;
+        let mut cmd = Command::new(&self.config.runtime_binary);
+        cmd.arg("runtime")
+            .args(["--model", spec.model_id.as_str()])
+            .args(["--host", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(["--threads", &spec.threads.to_string()])
+            .args(["--ctx", &spec.ctx.to_string()])
+            .args(["--parallel", &self.config.parallel.to_string()])
+            .arg("--data-dir")
+            .arg(&self.config.models_dir)
+            .args(&self.config.extra_args)
+            .env(ENV_INSTANCE, spec.instance_id.as_str())
+            .env(ENV_ROOT, &self.config.root)
+            .env_remove("PADDOCK_ADMIN_PASSWORD")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(log))
+            .stderr(std::process::Stdio::from(stderr))
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = cmd.spawn().map_err(|e| {
+            DriverError::LaunchFailed(format!(
+                "cannot start {}: {e}",
+                self.config.runtime_binary.display()
+            ))
+        })?;
+        let pid = child
+            .id()
+            .ok_or_else(|| DriverError::LaunchFailed("the runtime exited at once".into()))?
+            as i32;
+        let data = ProcessData {
+            pid,
+            port,
+            instance_id: spec.instance_id.clone(),
+            log: log_path,
+        };
+        tracing::info!(instance = %spec.instance_id, pid, port, "runtime launched");
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.instance_id.clone(), (data.clone(), child));
+        Ok(Self::handle(&data))
+    }
+
+    async fn status(&self, handle: &Handle) -> Result<Observed, DriverError> {
+        let data = Self::data(handle)?;
+        let exited = {
+            let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+            match children.get_mut(&data.instance_id) {
+                Some((d, child)) if d.pid == data.pid => match child.try_wait() {
+                    Ok(None) => None,
+                    Ok(Some(status)) => {
+                        children.remove(&data.instance_id);
+                        Some(format!("the model server exited ({status})"))
+                    }
+                    Err(e) => Some(format!("the model server cannot be watched: {e}")),
+                },
+                _ if self.is_ours(data.pid, &data.instance_id) => None,
+                _ => Some("the model server is no longer running".to_owned()),
+            }
+        };
+        Ok(match exited {
+            None => Observed::Alive {
+                endpoint: format!("http://127.0.0.1:{}", data.port),
+            },
+            Some(why) => {
+                let last = tail_lines(&data.log, 5);
+                Observed::Exited {
+                    reason: if last.is_empty() {
+                        why
+                    } else {
+                        format!("{why}; last log lines:\n{}", last.join("\n"))
+                    },
+                }
+            }
+        })
+    }
+
+    async fn stop(&self, handle: &Handle) -> Result<(), DriverError> {
+        let data = Self::data(handle)?;
+        let child = self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&data.instance_id);
+        match child {
+            Some((d, mut child)) if d.pid == data.pid => {
+                terminate_group(data.pid).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            }
+            _ => {
+                if self.is_ours(data.pid, &data.instance_id) {
+                    terminate_group(data.pid).await;
+                }
+            }
+        }
+        tracing::info!(instance = %data.instance_id, pid = data.pid, "runtime stopped");
+        Ok(())
+    }
+
+    async fn logs(&self, handle: &Handle, lines: usize) -> Result<Vec<String>, DriverError> {
+        let data = Self::data(handle)?;
+        Ok(tail_lines(&data.log, lines))
+    }
+
+    async fn adopt(&self, known: &[(InstanceId, Handle)]) -> Result<Vec<InstanceId>, DriverError> {
+        let mut alive = Vec::new();
+        for (id, pid) in self.scan() {
+            let expected = known
+                .iter()
+                .find(|(k, _)| k == &id)
+                .and_then(|(_, h)| Self::data(h).ok());
+            match expected {
+                Some(d) if d.pid == pid => {
+                    tracing::info!(instance = %id, pid, "re-adopted runtime");
+                    alive.push(id);
+                }
+                _ => {
+                    tracing::warn!(instance = %id, pid, "ending a runtime the store does not know");
+                    terminate_group(pid).await;
+                }
+            }
+        }
+        Ok(alive)
+    }
+}
+
+/// The `--port` a runtime was started with, from its command line.
+fn proc_cmdline_port(pid: i32) -> Option<u16> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+    args.windows(2)
+        .find(|w| w[0] == b"--port")
+        .and_then(|w| std::str::from_utf8(w[1]).ok()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_reads_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let text: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&p, text).unwrap();
+        assert_eq!(tail_lines(&p, 3), vec!["line 997", "line 998", "line 999"]);
+        assert!(tail_lines(&dir.path().join("missing"), 3).is_empty());
+    }
+}
