@@ -119,9 +119,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let driver = std::sync::Arc::new(paddock_driver_process::ProcessDriver::new(
+        paddock_driver_process::ProcessDriverConfig {
+            runtime_binary: match &config.runtime_binary {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()?,
+            },
+            root: config.data_dir.clone(),
+            models_dir: config.models_dir(),
+            parallel: config.runtime_parallel,
+            extra_args: Vec::new(),
+        },
+    ));
     paddock_server::serve(
         config,
-        paddock_server::Services::new(store),
+        paddock_server::Services::new(store, driver),
         listener,
         shutdown_signal(),
     )

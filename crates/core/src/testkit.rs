@@ -325,3 +325,84 @@ pub async fn usage_filters(s: &dyn Store) {
     assert_eq!(recent.len(), 1);
     assert_eq!(recent[0].completion_tokens, 40);
 }
+
+/// Checks a compute driver's contract with one launch spec: launching is
+/// idempotent, the server becomes reachable (`probe` says when an endpoint
+/// answers), logs are readable, adoption keeps known instances and ends
+/// unknown ones, and stopping is final and idempotent.
+pub async fn driver_conformance<P, F>(
+    driver: &dyn crate::driver::ComputeDriver,
+    spec: crate::driver::LaunchSpec,
+    probe: P,
+) where
+    P: Fn(String) -> F,
+    F: std::future::Future<Output = bool>,
+{
+    use crate::driver::Observed;
+    use std::time::Duration;
+
+    async fn wait_alive(
+        driver: &dyn crate::driver::ComputeDriver,
+        h: &crate::driver::Handle,
+    ) -> String {
+        for _ in 0..600 {
+            match driver.status(h).await.expect("status") {
+                Observed::Alive { endpoint } => return endpoint,
+                Observed::Exited { reason } => panic!("exited while starting: {reason}"),
+                Observed::Gone => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never alive");
+    }
+
+    async fn wait_down(driver: &dyn crate::driver::ComputeDriver, h: &crate::driver::Handle) {
+        for _ in 0..200 {
+            if !matches!(driver.status(h).await.expect("status"), Observed::Alive { .. }) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("still alive after stop");
+    }
+
+    // Launch is idempotent per instance.
+    let h = driver.launch(&spec).await.expect("launch");
+    let again = driver.launch(&spec).await.expect("second launch");
+    assert_eq!(h, again, "launching a running instance returns its handle");
+    assert_eq!(h.driver, driver.name());
+
+    // It becomes reachable.
+    let endpoint = wait_alive(driver, &h).await;
+    let mut up = false;
+    for _ in 0..600 {
+        if probe(endpoint.clone()).await {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "{endpoint} never answered");
+    assert!(!driver.logs(&h, 50).await.expect("logs").is_empty(), "no logs");
+
+    // Adoption keeps what the store knows.
+    let kept = driver
+        .adopt(&[(spec.instance_id.clone(), h.clone())])
+        .await
+        .expect("adopt");
+    assert_eq!(kept, vec![spec.instance_id.clone()]);
+    assert!(matches!(driver.status(&h).await.expect("status"), Observed::Alive { .. }));
+
+    // Stop is final and idempotent.
+    driver.stop(&h).await.expect("stop");
+    wait_down(driver, &h).await;
+    driver.stop(&h).await.expect("second stop");
+    assert!(!driver.logs(&h, 50).await.expect("logs after stop").is_empty());
+
+    // Adoption ends what the store does not know.
+    let h2 = driver.launch(&spec).await.expect("relaunch");
+    wait_alive(driver, &h2).await;
+    let kept = driver.adopt(&[]).await.expect("adopt nothing");
+    assert!(kept.is_empty());
+    wait_down(driver, &h2).await;
+}

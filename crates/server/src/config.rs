@@ -69,6 +69,26 @@ pub struct Config {
     pub local_cpu_hour_usd: f64,
     /// Whether anyone may sign up (otherwise only admins create users).
     pub allow_signup: bool,
+    /// The `paddock` executable the process driver runs as `paddock runtime`
+    /// [default: this executable].
+    pub runtime_binary: Option<PathBuf>,
+    /// The model store instances load from [default: `<data_dir>`, where
+    /// `paddock models import` and `paddock pull` put models].
+    pub models_dir: Option<PathBuf>,
+    /// Sequences each instance's runtime decodes together.
+    pub runtime_parallel: u32,
+    /// How often the reconciler checks every instance, milliseconds.
+    pub reconcile_interval_ms: u64,
+    /// How long an instance may take to answer its health probe before it
+    /// is FAILED, seconds.
+    pub start_timeout_secs: u64,
+    /// How long a request to a sleeping instance waits for it to wake
+    /// before 503 with Retry-After, seconds.
+    pub wake_timeout_secs: u64,
+    /// Restarts of a failed instance before paddock gives up.
+    pub max_restarts: u32,
+    /// Wait before the first restart, seconds (doubles each time).
+    pub restart_backoff_secs: u64,
 }
 
 impl Default for Config {
@@ -87,6 +107,14 @@ impl Default for Config {
             body_limit_bytes: 2 * 1024 * 1024,
             local_cpu_hour_usd: 0.0,
             allow_signup: true,
+            runtime_binary: None,
+            models_dir: None,
+            runtime_parallel: 4,
+            reconcile_interval_ms: 1000,
+            start_timeout_secs: 120,
+            wake_timeout_secs: 120,
+            max_restarts: 3,
+            restart_backoff_secs: 2,
         }
     }
 }
@@ -173,7 +201,20 @@ impl Config {
         env!(body_limit_bytes, parse);
         env!(local_cpu_hour_usd, parse);
         env!(allow_signup, parse);
+        env!(runtime_binary, |_: &str, v: &str| Ok::<_, ConfigError>(Some(PathBuf::from(v))));
+        env!(models_dir, |_: &str, v: &str| Ok::<_, ConfigError>(Some(PathBuf::from(v))));
+        env!(runtime_parallel, parse);
+        env!(reconcile_interval_ms, parse);
+        env!(start_timeout_secs, parse);
+        env!(wake_timeout_secs, parse);
+        env!(max_restarts, parse);
+        env!(restart_backoff_secs, parse);
         Ok(())
+    }
+
+    /// The model store instances load from.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(|| self.data_dir.clone())
     }
 
     /// The base URL users reach this server at, without a trailing slash.

@@ -5,26 +5,35 @@
 //! and the tests call the same function; the binary picks the store and
 //! identity backends, the tests pass their own clock and mailer.
 
+pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod mailer;
+pub mod metrics;
 pub mod reconciler;
 pub mod state;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod usage;
 
+use crate::activity::Activity;
 use crate::auth::builtin::{BuiltinIdentity, BuiltinSettings};
 use crate::auth::secrets;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::mailer::{LogMailer, Mailer};
+use crate::metrics::Metrics;
 use crate::reconciler::ReconcilerHandle;
 use crate::state::{AppState, Inner};
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use paddock_core::catalog::default_catalog;
 use paddock_core::compute::ComputeTable;
+use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::{Identity, IdentityError};
 use paddock_core::store::Store;
 use paddock_core::user::Role;
@@ -43,20 +52,22 @@ pub enum ServerError {
     Bootstrap(String),
 }
 
-/// What the server is built from besides its config. Tests replace the
-/// clock and mailer; the binary uses [`Services::new`].
+/// What the server is built from besides its config: the backends the
+/// binary picked, and the clock and mailer that tests replace.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub store: Arc<dyn Store>,
+    pub driver: Arc<dyn ComputeDriver>,
     pub mailer: Arc<dyn Mailer>,
     pub clock: Clock,
 }
 
 impl Services {
     /// The system clock and the log mailer.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, driver: Arc<dyn ComputeDriver>) -> Self {
         Services {
             store,
+            driver,
             mailer: Arc::new(LogMailer),
             clock: Clock::system(),
         }
@@ -81,13 +92,23 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
             login_lockout_secs: config.login_lockout_secs,
         },
     ));
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| ServerError::Bootstrap(format!("http client: {e}")))?;
     let state = AppState::new(Inner {
         config,
         store: services.store,
         identity,
         compute: ComputeTable::builtin(),
+        activity: Activity::new(services.clock.clone()),
         clock: services.clock,
         reconciler: ReconcilerHandle::default(),
+        driver: services.driver,
+        metrics: Metrics::default(),
+        http,
     });
     seed_catalog(&state).await?;
     ensure_admin(&state).await?;
@@ -152,6 +173,9 @@ async fn ensure_admin(state: &AppState) -> Result<(), ServerError> {
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     api::router()
+        .merge(gateway::router())
+        .route("/metrics", axum::routing::get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
@@ -169,8 +193,18 @@ pub async fn serve(
     let state = build_state(config, services).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, url = %state.config.public_url(), "paddock listening");
-    axum::serve(listener, app(state))
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(reconciler::run(state.clone(), async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    }));
+    let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    // Instances keep running across a control-plane restart; the next
+    // start re-adopts them.
+    let _ = stop_tx.send(true);
+    let _ = reconciler.await;
+    result?;
     Ok(())
 }

@@ -1,14 +1,43 @@
-//! The reconciler's handle: handlers record desired state in the store and
-//! then [`ReconcilerHandle::wake`] the loop so it acts at once rather than at
-//! its next tick.
+//! The reconciler: one loop that makes what runs follow what users asked
+//! for.
+//!
+//! Handlers record desired state in the store and call
+//! [`ReconcilerHandle::wake`]; the loop also runs on a tick. Each pass looks
+//! at every instance and takes at most one step through the compute
+//! driver: launch, probe health (STARTING -> RUNNING), fail on a start
+//! deadline or a dead process (with the reason and last log lines), restart
+//! failed instances with backoff, put idle ones to sleep, and finish stops.
+//! Every write is a compare-and-swap on the record's version, so a pass that
+//! races a user's request simply retries on the next pass; running a pass
+//! twice changes nothing. [`wake_instance`] is the gateway's way in: it
+//! starts a sleeping instance and waits for it.
 
+use crate::error::ApiError;
+use crate::state::AppState;
+use paddock_core::compute::ComputeSpec;
+use paddock_core::driver::{Handle, LaunchSpec, Observed};
+use paddock_core::instance::{DesiredState, Instance, InstanceState};
+use paddock_core::store::StoreError;
+use paddock_core::InstanceId;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
 
-/// Wakes the reconcile loop.
-#[derive(Debug, Clone, Default)]
+/// Wakes the loop and tells waiters that instances changed.
+#[derive(Debug, Clone)]
 pub struct ReconcilerHandle {
     notify: Arc<Notify>,
+    changed: watch::Sender<u64>,
+}
+
+impl Default for ReconcilerHandle {
+    fn default() -> Self {
+        ReconcilerHandle {
+            notify: Arc::default(),
+            changed: watch::channel(0).0,
+        }
+    }
 }
 
 impl ReconcilerHandle {
@@ -20,5 +49,376 @@ impl ReconcilerHandle {
     /// Waits for the next wake-up.
     pub async fn woken(&self) {
         self.notify.notified().await;
+    }
+
+    /// A receiver that sees a new value whenever a pass changed something.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn announce(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+/// Context length per sequence from an instance's memory size.
+fn ctx_for(spec: &ComputeSpec) -> u32 {
+    match spec {
+        ComputeSpec::Cpu { memory_mb, .. } if *memory_mb >= 4096 => 8192,
+        ComputeSpec::Cpu { memory_mb, .. } if *memory_mb >= 2048 => 4096,
+        ComputeSpec::Cpu { .. } => 2048,
+        ComputeSpec::Gpu { .. } => 8192,
+    }
+}
+
+fn handle_of(i: &Instance) -> Option<Handle> {
+    i.handle
+        .as_ref()
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+}
+
+/// Re-adopts runtimes after a restart: instances whose process survived
+/// keep running; records that hold compute but lost their process fail
+/// (and are restarted by the policy); processes the store does not know
+/// are ended by the driver.
+pub async fn adopt(state: &AppState) -> Result<(), StoreError> {
+    let instances = state.store.list_instances(None).await?;
+    let known: Vec<(InstanceId, Handle)> = instances
+        .iter()
+        .filter(|i| i.status.holds_compute())
+        .filter_map(|i| Some((i.instance_id.clone(), handle_of(i)?)))
+        .collect();
+    let alive = match state.driver.adopt(&known).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "adopting runtimes failed");
+            return Ok(());
+        }
+    };
+    for mut i in instances {
+        if i.status.holds_compute() && !alive.contains(&i.instance_id) {
+            let now = state.clock.now();
+            let to = if i.status == InstanceState::Stopping {
+                InstanceState::Stopped
+            } else {
+                InstanceState::Failed
+            };
+            if let Ok(t) = i.transition(to, "the model server was gone after paddock restarted", now) {
+                i.upstream_url = None;
+                let _ = state.store.update_instance(&i, Some(&t)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the loop until `shutdown` resolves.
+pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+    if let Err(e) = adopt(&state).await {
+        tracing::error!(error = %e, "adopt failed");
+    }
+    tokio::pin!(shutdown);
+    let base = Duration::from_millis(state.config.reconcile_interval_ms.max(10));
+    let mut next = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = state.reconciler.woken() => {}
+            _ = tokio::time::sleep(next) => {}
+        }
+        let busy = pass(&state).await;
+        // Poll quickly while something is starting or stopping.
+        next = if busy { base.min(Duration::from_millis(100)) } else { base };
+    }
+}
+
+/// One pass over every instance; returns whether any is in transit.
+pub async fn pass(state: &AppState) -> bool {
+    let instances = match state.store.list_instances(None).await {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, "reconciler cannot list instances");
+            return false;
+        }
+    };
+    let mut changed = false;
+    let mut busy = false;
+    for i in instances {
+        if i.status == InstanceState::Stopped {
+            continue;
+        }
+        let id = i.instance_id.clone();
+        match step(state, i).await {
+            Ok(Some(after)) => {
+                changed = true;
+                busy |= matches!(
+                    after.status,
+                    InstanceState::Pending | InstanceState::Starting | InstanceState::Stopping
+                );
+            }
+            Ok(None) => {}
+            Err(StoreError::Stale(_)) => busy = true,
+            Err(e) => tracing::warn!(instance = %id, error = %e, "reconcile step failed"),
+        }
+    }
+    if changed {
+        state.reconciler.announce();
+    }
+    busy
+}
+
+/// Saves a transition; returns the stored record.
+async fn save(
+    state: &AppState,
+    mut i: Instance,
+    to: InstanceState,
+    reason: impl Into<String>,
+) -> Result<Instance, StoreError> {
+    let reason = reason.into();
+    let now = state.clock.now();
+    let t = match i.transition(to, reason.clone(), now) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(instance = %i.instance_id, error = %e, "skipped an illegal transition");
+            return Ok(i);
+        }
+    };
+    if to == InstanceState::Failed {
+        state.metrics.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(instance = %i.instance_id, %reason, "instance failed");
+    } else {
+        tracing::info!(instance = %i.instance_id, from = %t.from.map(|s| s.as_str()).unwrap_or("-"), to = %to, "instance transition");
+    }
+    state.store.update_instance(&i, Some(&t)).await
+}
+
+/// Launches an instance's runtime and records STARTING (or FAILED).
+async fn launch(state: &AppState, mut i: Instance, reason: &str) -> Result<Instance, StoreError> {
+    let spec = LaunchSpec {
+        instance_id: i.instance_id.clone(),
+        model_id: i.model_id.clone(),
+        threads: i.spec.threads(&state.compute),
+        ctx: ctx_for(&i.spec),
+        spec: i.spec.clone(),
+    };
+    match state.driver.launch(&spec).await {
+        Ok(h) => {
+            i.handle = serde_json::to_value(&h).ok();
+            i.upstream_url = None;
+            save(state, i, InstanceState::Starting, reason).await
+        }
+        Err(e) => save(state, i, InstanceState::Failed, format!("launch failed: {e}")).await,
+    }
+}
+
+/// Stops an instance's runtime. The handle stays in the record (stopping
+/// is idempotent) so the instance's logs remain readable.
+async fn release(state: &AppState, i: &mut Instance) {
+    if let Some(h) = handle_of(i) {
+        if let Err(e) = state.driver.stop(&h).await {
+            tracing::warn!(instance = %i.instance_id, error = %e, "stopping the runtime failed");
+        }
+    }
+    i.upstream_url = None;
+}
+
+async fn healthy(state: &AppState, endpoint: &str) -> bool {
+    state
+        .http
+        .get(format!("{endpoint}/api/version"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// The last log lines, for failure reasons.
+async fn last_logs(state: &AppState, i: &Instance) -> String {
+    match handle_of(i) {
+        Some(h) => state
+            .driver
+            .logs(&h, 5)
+            .await
+            .map(|l| l.join("\n"))
+            .unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
+/// Takes at most one step for one instance. `Ok(Some)` when it changed.
+pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>, StoreError> {
+    use DesiredState as D;
+    use InstanceState as S;
+    let now = state.clock.now();
+    let out = match (i.desired, i.status) {
+        (_, S::Stopped) => return Ok(None),
+        (D::Stopped, S::Starting | S::Running) => {
+            save(state, i, S::Stopping, "stop requested").await?
+        }
+        (D::Stopped, S::Stopping) | (D::Running, S::Stopping) => {
+            release(state, &mut i).await;
+            state.activity.forget(&i.instance_id);
+            save(state, i, S::Stopped, "stopped").await?
+        }
+        (D::Stopped, S::Pending | S::Sleeping | S::Failed) => {
+            release(state, &mut i).await;
+            save(state, i, S::Stopped, "stopped").await?
+        }
+        (D::Running, S::Pending) => launch(state, i, "launching").await?,
+        (D::Running, S::Sleeping) => return Ok(None),
+        (D::Running, S::Starting) => {
+            let Some(h) = handle_of(&i) else {
+                return Ok(Some(launch(state, i, "launching").await?));
+            };
+            match state.driver.status(&h).await {
+                Ok(Observed::Alive { endpoint }) => {
+                    if healthy(state, &endpoint).await {
+                        i.upstream_url = Some(endpoint);
+                        state.activity.touch(&i.instance_id);
+                        save(state, i, S::Running, "healthy").await?
+                    } else if (now - i.updated_at).num_seconds()
+                        >= state.config.start_timeout_secs as i64
+                    {
+                        let logs = last_logs(state, &i).await;
+                        release(state, &mut i).await;
+                        let reason = format!(
+                            "did not answer its health check within {} s; last log lines:\n{logs}",
+                            state.config.start_timeout_secs
+                        );
+                        save(state, i, S::Failed, reason).await?
+                    } else {
+                        return Ok(None);
+                    }
+                }
+                Ok(Observed::Exited { reason }) => save(state, i, S::Failed, reason).await?,
+                Ok(Observed::Gone) => {
+                    save(state, i, S::Failed, "the model server disappeared").await?
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %i.instance_id, error = %e, "driver status failed");
+                    return Ok(None);
+                }
+            }
+        }
+        (D::Running, S::Running) => {
+            let Some(h) = handle_of(&i) else {
+                return Ok(Some(save(state, i, S::Failed, "the record lost its runtime handle").await?));
+            };
+            match state.driver.status(&h).await {
+                Ok(Observed::Alive { .. }) => {
+                    let last = state
+                        .activity
+                        .last_active(&i.instance_id)
+                        .map_or(i.last_active_at, |a| a.max(i.last_active_at));
+                    let idle_for = (now - last).num_seconds();
+                    if i.idle_timeout_secs > 0
+                        && state.activity.inflight(&i.instance_id) == 0
+                        && idle_for >= i.idle_timeout_secs as i64
+                    {
+                        release(state, &mut i).await;
+                        i.last_active_at = last;
+                        let reason = format!("idle for {} s", idle_for);
+                        save(state, i, S::Sleeping, reason).await?
+                    } else {
+                        return Ok(None);
+                    }
+                }
+                Ok(Observed::Exited { reason }) => {
+                    // A long healthy run earns a fresh restart budget.
+                    if i.running_since.is_some_and(|s| (now - s).num_seconds() > 300) {
+                        i.restart_count = 0;
+                    }
+                    i.upstream_url = None;
+                    save(state, i, S::Failed, reason).await?
+                }
+                Ok(Observed::Gone) => {
+                    i.upstream_url = None;
+                    save(state, i, S::Failed, "the model server disappeared").await?
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %i.instance_id, error = %e, "driver status failed");
+                    return Ok(None);
+                }
+            }
+        }
+        (D::Running, S::Failed) => {
+            let max = state.config.max_restarts;
+            if i.restart_count >= max {
+                let note = format!("(gave up after {max} restarts)");
+                if i.status_reason.as_deref().is_some_and(|r| r.contains(&note)) {
+                    return Ok(None);
+                }
+                i.status_reason = Some(format!(
+                    "{} {note}",
+                    i.status_reason.clone().unwrap_or_default()
+                ));
+                state.store.update_instance(&i, None).await?
+            } else {
+                let wait = state.config.restart_backoff_secs << i.restart_count.min(16);
+                if (now - i.updated_at).num_seconds() < wait as i64 {
+                    return Ok(None);
+                }
+                release(state, &mut i).await;
+                i.restart_count += 1;
+                state.metrics.restarts.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("restart {} of {max}", i.restart_count);
+                launch(state, i, &reason).await?
+            }
+        }
+    };
+    Ok(Some(out))
+}
+
+/// Makes sure an instance is RUNNING for a gateway request: wakes it if it
+/// sleeps (concurrent callers share one wake: only one compare-and-swap
+/// from SLEEPING succeeds) and waits up to the wake timeout.
+pub async fn wake_instance(state: &AppState, id: &InstanceId) -> Result<Instance, ApiError> {
+    let mut changes = state.reconciler.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.wake_timeout_secs);
+    loop {
+        let i = state
+            .store
+            .get_instance(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("instance {id} not found")))?;
+        match (i.desired, i.status) {
+            (DesiredState::Running, InstanceState::Running) if i.upstream_url.is_some() => {
+                return Ok(i)
+            }
+            (DesiredState::Running, InstanceState::Sleeping) => {
+                match launch(state, i, "woken by a request").await {
+                    Ok(_) => {
+                        state.metrics.wakes.fetch_add(1, Ordering::Relaxed);
+                        state.activity.touch(id);
+                        tracing::info!(instance = %id, "waking");
+                        state.reconciler.wake();
+                    }
+                    Err(StoreError::Stale(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            (DesiredState::Running, InstanceState::Failed) if i.restart_count >= state.config.max_restarts => {
+                return Err(ApiError::BadGateway(format!(
+                    "instance {id} failed: {}",
+                    i.status_reason.unwrap_or_default()
+                )));
+            }
+            (DesiredState::Stopped, _) | (_, InstanceState::Stopped | InstanceState::Stopping) => {
+                return Err(ApiError::Conflict(format!(
+                    "instance {id} is stopped; deploy the model again to use it"
+                )));
+            }
+            _ => {}
+        }
+        state.reconciler.wake();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(ApiError::Unavailable {
+                message: format!("instance {id} is still starting; retry shortly"),
+                retry_after: 5,
+            });
+        }
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(250)), changes.changed()).await;
     }
 }

@@ -1,6 +1,9 @@
 //! [`AppState`]: what every handler can reach, cloned cheaply per request.
 
+use crate::activity::Activity;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
+use paddock_core::driver::ComputeDriver;
 use crate::config::Config;
 use crate::reconciler::ReconcilerHandle;
 use paddock_core::compute::ComputeTable;
@@ -21,6 +24,13 @@ pub struct Inner {
     pub compute: ComputeTable,
     pub clock: Clock,
     pub reconciler: ReconcilerHandle,
+    /// Where instances run.
+    pub driver: Arc<dyn ComputeDriver>,
+    /// Gateway requests in flight and last activity per instance.
+    pub activity: Activity,
+    pub metrics: Metrics,
+    /// The client for health probes and the gateway's upstream requests.
+    pub http: reqwest::Client,
 }
 
 impl std::ops::Deref for AppState {

@@ -187,6 +187,12 @@ pub(crate) async fn deploy(
         .compute
         .check_fit(&model, &spec)
         .map_err(|e| ApiError::validation(e.to_string()))?;
+    if matches!(spec, ComputeSpec::Gpu { .. }) && !state.driver.capabilities().gpu {
+        return Err(ApiError::validation(format!(
+            "instance_type: this paddock runs instances with the {} driver, which has no GPU; pick a CPU size (fargate_resources) or run paddock with a GPU-capable driver",
+            state.driver.name()
+        )));
+    }
     let idle_minutes = match req.idle_timeout_minutes {
         None | Some(Value::Null) => DEFAULT_IDLE_MINUTES as f64,
         Some(v) => number("idle_timeout_minutes", &v)?,
@@ -340,4 +346,33 @@ pub(crate) async fn delete(
     }
     state.store.delete_instance(&i.instance_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LogsQuery {
+    lines: Option<usize>,
+}
+
+/// `GET /api/instances/{id}/logs?lines=200`: the model server's output.
+pub(crate) async fn logs(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let i = visible_instance(&state, &p, &id).await?;
+    let n = q.lines.unwrap_or(200).clamp(1, 5000);
+    let lines = match i
+        .handle
+        .as_ref()
+        .and_then(|h| serde_json::from_value::<paddock_core::driver::Handle>(h.clone()).ok())
+    {
+        Some(h) => state
+            .driver
+            .logs(&h, n)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(Json(json!({ "instance_id": i.instance_id, "lines": lines })))
 }

@@ -72,6 +72,9 @@ pub const ROUTES: &[RouteDoc] = &[
     r("GET", "/api/instances/{instance_id}", "instances", true, 200, "One instance with its state history", None),
     r("DELETE", "/api/instances/{instance_id}", "instances", true, 204, "Delete a stopped instance", None),
     r("POST", "/api/instances/{instance_id}/stop", "instances", true, 202, "Stop an instance", None),
+    r("GET", "/api/instances/{instance_id}/logs", "instances", true, 200, "The instance's model-server log (?lines=200)", None),
+    r("GET", "/api/usage", "usage", true, 200, "Tokens and cost per day and model (?days=30; admins: ?all=true)", None),
+    r("GET", "/metrics", "operations", false, 200, "Prometheus metrics", None),
     r("POST", "/api/keys", "keys", true, 201, "Create an API key (the secret is shown once)", Some(r#"{"name":"laptop","allowed_models":["gemma3:270m"]}"#)),
     r("GET", "/api/keys", "keys", true, 200, "Your API keys", None),
     r("DELETE", "/api/keys/{key_id}", "keys", true, 200, "Revoke an API key", None),
@@ -108,6 +111,8 @@ pub fn router() -> Router<AppState> {
             get(instances::get).delete(instances::delete),
         )
         .route("/api/instances/{instance_id}/stop", post(instances::stop_by_path))
+        .route("/api/instances/{instance_id}/logs", get(instances::logs))
+        .route("/api/usage", get(crate::usage::usage))
         .route("/api/keys", post(keys::create).get(keys::list))
         .route("/api/keys/{key_id}", axum::routing::delete(keys::revoke))
         .route("/api/users", get(users::list).post(users::create))

@@ -1,0 +1,390 @@
+//! End to end on the real test model: the real `paddock` binary as the
+//! runtime, the server in-process (so the test can move its clock), real
+//! HTTP clients and the official Python clients.
+
+use paddock_server::testkit::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::Duration;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_paddock"))
+}
+
+/// Pids of runtimes under a data dir.
+fn runtime_pids(root: &Path) -> Vec<i32> {
+    let tag = format!("PADDOCK_DRIVER_ROOT={}", root.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == tag.as_bytes()))
+        })
+        .collect()
+}
+
+async fn chat(s: &TestServer, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    s.post(path, Some(key), body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_chat_meter_and_stop() {
+    let s = TestServer::start_with_runtime(bin()).await;
+    let token = s.user_token("ana@example.com").await;
+    let key = s.api_key(&token, "e2e").await;
+
+    let id = s.deploy_gemma(&token, 15.0).await;
+    let v = s.wait_status(&token, &id, "RUNNING", 120).await;
+    let history: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["PENDING", "STARTING", "RUNNING"]);
+    assert_eq!(runtime_pids(&s.data_dir).len(), 1);
+
+    // Ollama chat, not streamed, by model name with the API key.
+    let (st, v) = chat(
+        &s,
+        &key,
+        "/api/chat",
+        json!({"model": "gemma3:270m", "messages": [{"role": "user", "content": "Say hello"}], "stream": false, "options": {"num_predict": 8, "seed": 1}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(!v["message"]["content"].as_str().unwrap().is_empty(), "{v}");
+    assert_eq!(v["done"], true);
+    let completion = v["eval_count"].as_u64().unwrap();
+    let prompt = v["prompt_eval_count"].as_u64().unwrap();
+    assert!(completion > 0 && completion <= 8);
+
+    // Streamed: NDJSON chunks arrive one by one, the last has the counts.
+    let resp = s
+        .client
+        .post(format!("{}/models/{id}/api/generate", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gemma3:270m", "prompt": "Once upon a time", "options": {"num_predict": 12}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-paddock-instance"], id.as_str());
+    let mut chunks = 0;
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    use futures::StreamExt;
+    while let Some(c) = stream.next().await {
+        chunks += 1;
+        body.extend_from_slice(&c.unwrap());
+    }
+    let text = String::from_utf8(body).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() > 2, "{text}");
+    assert!(chunks > 1, "the stream arrived in one piece");
+    assert_eq!(lines.last().unwrap()["done"], true);
+
+    // OpenAI, not streamed.
+    let (st, v) = chat(
+        &s,
+        &key,
+        "/v1/chat/completions",
+        json!({"model": "gemma3:270m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+    // The gateway lists what the user deployed.
+    let (_, tags) = s.get("/api/tags", &key).await;
+    assert_eq!(tags["models"][0]["name"], "gemma3:270m");
+    let (_, models) = s.get("/v1/models", &key).await;
+    assert_eq!(models["data"][0]["id"], "gemma3:270m");
+    let (_, ps) = s.get("/api/ps", &key).await;
+    assert_eq!(ps["models"].as_array().unwrap().len(), 1);
+
+    // Usage was recorded with the exact counts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (st, u) = s.get("/api/usage?days=1", &token).await;
+    assert_eq!(st, StatusCode::OK, "{u}");
+    let row = &u["by_model"][0];
+    assert_eq!(row["model"], "gemma3:270m");
+    assert_eq!(row["requests"], 3);
+    assert!(row["prompt_tokens"].as_u64().unwrap() >= prompt);
+    assert!(row["completion_tokens"].as_u64().unwrap() > completion);
+    assert!(row["compute_seconds"].as_u64().is_some());
+    let (_, inst) = s.get(&format!("/api/instances/{id}"), &token).await;
+    assert!(inst["uptime_seconds"].as_u64().is_some());
+    let (_, logs) = s.get(&format!("/api/instances/{id}/logs?lines=50"), &token).await;
+    assert!(!logs["lines"].as_array().unwrap().is_empty(), "{logs}");
+
+    // Metrics count it.
+    let m = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("paddock_instances{state=\"RUNNING\"} 1"), "{m}");
+    assert!(m.contains("route=\"/api/chat\""), "{m}");
+
+    // Stop: STOPPING -> STOPPED and no process left.
+    let (st, _) = s.post("/api/models/stop", Some(&token), json!({"instance_id": id})).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    s.wait_status(&token, &id, "STOPPED", 30).await;
+    assert!(runtime_pids(&s.data_dir).is_empty());
+    let (st, v) = chat(&s, &key, "/api/chat", json!({"model": "gemma3:270m", "messages": []})).await;
+    assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
+    assert!(v["error"]["message"].as_str().unwrap().contains("deploy"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_runtime_fails_and_is_restarted() {
+    let s = TestServer::start_with_runtime(bin()).await;
+    let token = s.user_token("ana@example.com").await;
+    let id = s.deploy_gemma(&token, 0.0).await;
+    s.wait_status(&token, &id, "RUNNING", 120).await;
+    let pids = runtime_pids(&s.data_dir);
+    assert_eq!(pids.len(), 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    s.wait_status(&token, &id, "FAILED", 30).await;
+    let v = s.wait_status(&token, &id, "RUNNING", 120).await;
+    assert_eq!(v["restart_count"], 1);
+    let reasons: Vec<String> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(reasons.iter().any(|r| r.contains("exited")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("restart 1 of 3")), "{reasons:?}");
+    let new = runtime_pids(&s.data_dir);
+    assert_eq!(new.len(), 1);
+    assert_ne!(new[0], pids[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_adopts_running_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || with_runtime(test_config(dir.path()), bin());
+    let s = TestServer::start_in(dir.path(), config()).await;
+    let token = s.user_token("ana@example.com").await;
+    let key = s.api_key(&token, "k").await;
+    let id = s.deploy_gemma(&token, 0.0).await;
+    s.wait_status(&token, &id, "RUNNING", 120).await;
+    let before = runtime_pids(dir.path());
+    s.shutdown().await;
+
+    // A stray runtime the store does not know is ended on start.
+    let mut stray = std::process::Command::new(bin())
+        .args(["runtime", "--model", "gemma3:270m", "--port", "0", "--threads", "1", "--data-dir"])
+        .arg(test_model_store(bin()))
+        .env("PADDOCK_DRIVER_ROOT", dir.path())
+        .env("PADDOCK_INSTANCE_ID", "i-stray")
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runtime_pids(dir.path()).len(), 2);
+    let s = TestServer::start_in(dir.path(), config()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stray.wait();
+    let v = s.wait_status(&token, &id, "RUNNING", 10).await;
+    assert_eq!(runtime_pids(dir.path()), before, "no second process");
+    assert_eq!(v["restart_count"], 0);
+    let (st, v) = chat(
+        &s,
+        &key,
+        "/api/generate",
+        json!({"model": "gemma3:270m", "prompt": "Hi", "stream": false, "options": {"num_predict": 3}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.post("/api/models/stop", Some(&token), json!({"instance_id": id})).await;
+    s.wait_status(&token, &id, "STOPPED", 30).await;
+    assert!(runtime_pids(dir.path()).is_empty());
+    kill_runtimes_under(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_sleep_and_wake_on_the_next_request() {
+    let s = TestServer::start_with_runtime(bin()).await;
+    let token = s.user_token("ana@example.com").await;
+    let key = s.api_key(&token, "k").await;
+    let id = s.deploy_gemma(&token, 1.0).await;
+    s.wait_status(&token, &id, "RUNNING", 120).await;
+
+    // An open stream is activity: moving the clock during it does not
+    // put the instance to sleep.
+    let body = json!({"model": "gemma3:270m", "prompt": "Count:", "options": {"num_predict": 40}});
+    let resp = s
+        .client
+        .post(format!("{}/api/generate", s.url))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    s.clock.advance(Duration::from_secs(120));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, v) = s.get(&format!("/api/instances/{id}"), &token).await;
+    assert_eq!(v["status"], "RUNNING");
+    let _ = resp.text().await.unwrap();
+
+    // Idle past the timeout: SLEEPING, the process is gone, the record stays.
+    s.clock.advance(Duration::from_secs(61));
+    let v = s.wait_status(&token, &id, "SLEEPING", 10).await;
+    assert!(v["status_reason"].as_str().unwrap().contains("idle"));
+    assert!(runtime_pids(&s.data_dir).is_empty());
+
+    // Three concurrent requests share one wake and all get answers.
+    let ask = |n: u64| {
+        let client = s.client.clone();
+        let url = format!("{}/api/generate", s.url);
+        let key = key.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"model": "gemma3:270m", "prompt": format!("Number {n}"), "stream": false, "options": {"num_predict": 3}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (a, b, c) = tokio::join!(ask(1), ask(2), ask(3));
+    assert_eq!([a, b, c], [StatusCode::OK; 3]);
+    let (_, v) = s.get(&format!("/api/instances/{id}"), &token).await;
+    assert_eq!(v["status"], "RUNNING");
+    let wakes = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["reason"] == "woken by a request")
+        .count();
+    assert_eq!(wakes, 1);
+    assert_eq!(runtime_pids(&s.data_dir).len(), 1);
+    let m = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("paddock_instance_wakes_total 1"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_cannot_reach_each_others_instances() {
+    let s = TestServer::start_with_runtime(bin()).await;
+    let a = s.user_token("a@example.com").await;
+    let b = s.user_token("b@example.com").await;
+    let b_key = s.api_key(&b, "b").await;
+    let id = s.deploy_gemma(&a, 0.0).await;
+    s.wait_status(&a, &id, "RUNNING", 120).await;
+
+    let body = json!({"model": "gemma3:270m", "prompt": "Hi", "stream": false, "options": {"num_predict": 2}});
+    let (st, v) = chat(&s, &b_key, "/api/generate", body.clone()).await;
+    assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
+    let (st, v) = chat(&s, &b_key, &format!("/models/{id}/api/generate"), body.clone()).await;
+    assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
+    let (st, v) = s.get(&format!("/models/{id}/api/tags"), &b_key).await;
+    assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
+    let (_, v) = s.get("/api/tags", &b_key).await;
+    assert!(v["models"].as_array().unwrap().is_empty());
+
+    // A key limited to another model cannot reach it either.
+    let (_, k) = s
+        .post("/api/keys", Some(&a), json!({"name": "qwen only", "allowed_models": ["qwen2.5:0.5b"]}))
+        .await;
+    let limited = k["secret"].as_str().unwrap();
+    let (st, v) = chat(&s, limited, "/api/generate", body.clone()).await;
+    assert_error(st, &v, StatusCode::FORBIDDEN, "forbidden");
+    let (st, _) = chat(&s, limited, &format!("/models/{id}/api/generate"), body.clone()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // No credentials at all.
+    let (st, _) = s.call(Method::POST, "/api/generate", None, Some(body)).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_clients_through_the_gateway() {
+    let python = std::env::var("PADDOCK_TEST_PYTHON")
+        .expect("PADDOCK_TEST_PYTHON is not set: run `eval \"$(scripts/test-assets)\"` (scripts/test does it)");
+    let s = TestServer::start_with_runtime(bin()).await;
+    let token = s.user_token("ana@example.com").await;
+    let key = s.api_key(&token, "python").await;
+    let id = s.deploy_gemma(&token, 0.0).await;
+    s.wait_status(&token, &id, "RUNNING", 120).await;
+    let script = r#"
+import os, sys, ollama, openai
+url, key = os.environ["URL"], os.environ["KEY"]
+c = ollama.Client(host=url, headers={"Authorization": "Bearer " + key})
+names = [m.model for m in c.list().models]
+assert "gemma3:270m" in names, names
+r = c.chat(model="gemma3:270m", messages=[{"role": "user", "content": "Hello"}], options={"num_predict": 6})
+assert r.message.content, r
+parts = [p.message.content for p in c.chat(model="gemma3:270m", messages=[{"role": "user", "content": "Hi"}], stream=True, options={"num_predict": 6})]
+assert len(parts) > 1 and "".join(parts), parts
+g = c.generate(model="gemma3:270m", prompt="The sky is", options={"num_predict": 4})
+assert g.response, g
+o = openai.OpenAI(base_url=url + "/v1", api_key=key)
+assert "gemma3:270m" in [m.id for m in o.models.list().data]
+r = o.chat.completions.create(model="gemma3:270m", messages=[{"role": "user", "content": "Hello"}], max_tokens=6)
+assert r.choices[0].message.content and r.usage.completion_tokens > 0, r
+chunks = [ch.choices[0].delta.content or "" for ch in o.chat.completions.create(model="gemma3:270m", messages=[{"role": "user", "content": "Hi"}], max_tokens=6, stream=True) if ch.choices]
+assert "".join(chunks), chunks
+try:
+    openai.OpenAI(base_url=url + "/v1", api_key="pdk_wrong").models.list()
+    sys.exit("a wrong key was accepted")
+except openai.AuthenticationError:
+    pass
+print("python clients ok")
+"#;
+    let out = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .env("URL", &s.url)
+        .env("KEY", &key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_driver_conformance() {
+    use paddock_core::compute::ComputeSpec;
+    use paddock_core::driver::LaunchSpec;
+    use paddock_driver_process::{ProcessDriver, ProcessDriverConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let driver = ProcessDriver::new(ProcessDriverConfig {
+        runtime_binary: bin().to_owned(),
+        root: dir.path().to_owned(),
+        models_dir: test_model_store(bin()),
+        parallel: 2,
+        extra_args: Vec::new(),
+    });
+    let spec = LaunchSpec {
+        instance_id: paddock_core::InstanceId::new("i-conformance"),
+        model_id: paddock_core::ModelId::new("gemma3:270m"),
+        spec: ComputeSpec::Cpu { vcpu_milli: 1000, memory_mb: 2048 },
+        threads: 1,
+        ctx: 2048,
+    };
+    let http = reqwest::Client::new();
+    paddock_core::testkit::driver_conformance(&driver, spec, |endpoint| {
+        let http = http.clone();
+        async move {
+            http.get(format!("{endpoint}/api/version"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    kill_runtimes_under(dir.path());
+}

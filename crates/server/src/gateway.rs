@@ -1,0 +1,411 @@
+//! The gateway: the Ollama and OpenAI APIs in front of users' instances.
+//!
+//! Requests are authenticated like every other route (API keys are the
+//! normal credential for programs), routed by `model` to the caller's
+//! RUNNING instance of it (the least busy when there are several; a
+//! SLEEPING one is woken), or by instance id under `/models/<id>/...`, and
+//! streamed back chunk by chunk. Each request is metered: the token counts
+//! are read from the tail of the response (Ollama's final chunk, OpenAI's
+//! `usage`) and recorded with the caller, key, instance and model. A client
+//! that disconnects drops the upstream request, which frees the model's
+//! sequence.
+
+use crate::api::instances::visible_instance;
+use crate::auth::extract::Auth;
+use crate::error::ApiError;
+use crate::reconciler::wake_instance;
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use paddock_core::instance::{DesiredState, Instance, InstanceState};
+use paddock_core::user::{Principal, UsageRecord};
+use paddock_core::ModelId;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// The Ollama version the gateway reports, matching the runtime's.
+pub const OLLAMA_COMPAT_VERSION: &str = "0.9.6";
+
+/// How much of a response's end is kept to read token counts from.
+const TAIL_BYTES: usize = 64 * 1024;
+
+/// The gateway's routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/chat", post(by_model))
+        .route("/api/generate", post(by_model))
+        .route("/api/embed", post(by_model))
+        .route("/api/embeddings", post(by_model))
+        .route("/api/show", post(by_model))
+        .route("/api/tags", get(tags))
+        .route("/api/ps", get(ps))
+        .route("/api/version", get(version))
+        .route("/v1/chat/completions", post(by_model))
+        .route("/v1/completions", post(by_model))
+        .route("/v1/embeddings", post(by_model))
+        .route("/v1/models", get(v1_models))
+        .route("/models/{instance_id}/{*rest}", any(per_instance))
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "version": OLLAMA_COMPAT_VERSION }))
+}
+
+fn model_from_body(body: &Bytes) -> Result<ModelId, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    match v.get("model").and_then(Value::as_str) {
+        Some(m) if !m.trim().is_empty() => Ok(ModelId::new(m.trim())),
+        _ => Err(ApiError::BadRequest(
+            "`model` is required: the name of a model you deployed (GET /api/tags lists them)".into(),
+        )),
+    }
+}
+
+fn same_model(deployed: &ModelId, asked: &ModelId) -> bool {
+    deployed == asked
+        || (!asked.as_str().contains(':')
+            && deployed.as_str() == format!("{}:latest", asked.as_str()))
+}
+
+/// The caller's instance to serve `model`: a RUNNING one (least busy), else
+/// one that is asleep or on its way up, which is then woken and awaited.
+async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Instance, ApiError> {
+    if !p.may_use_model(model) {
+        return Err(ApiError::Forbidden(format!("this API key may not use {model}")));
+    }
+    let candidates: Vec<Instance> = state
+        .store
+        .list_instances(Some(&p.user_id))
+        .await?
+        .into_iter()
+        .filter(|i| i.desired == DesiredState::Running && same_model(&i.model_id, model))
+        .collect();
+    if let Some(best) = candidates
+        .iter()
+        .filter(|i| i.status == InstanceState::Running && i.upstream_url.is_some())
+        .min_by_key(|i| state.activity.inflight(&i.instance_id))
+    {
+        return Ok(best.clone());
+    }
+    let waking = candidates.iter().find(|i| {
+        matches!(
+            i.status,
+            InstanceState::Sleeping | InstanceState::Starting | InstanceState::Pending | InstanceState::Running
+        )
+    });
+    let chosen = waking.or_else(|| candidates.first()).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "model {model:?} is not deployed; deploy it first (POST /api/models/deploy or `paddock deploy {model} --cpu 1 --memory 2048`)"
+        ))
+    })?;
+    wake_instance(state, &chosen.instance_id).await
+}
+
+async fn by_model(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge("the request body is larger than the server accepts".into()))?;
+    let model = model_from_body(&body)?;
+    let instance = pick(&state, &p, &model).await?;
+    let path = parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str());
+    forward(&state, &p, instance, parts.method, path.to_owned(), parts.uri.path().to_owned(), &parts.headers, body).await
+}
+
+async fn per_instance(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path((instance_id, rest)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let instance = visible_instance(&state, &p, &instance_id).await?;
+    if !p.may_use_model(&instance.model_id) {
+        return Err(ApiError::Forbidden(format!(
+            "this API key may not use {}",
+            instance.model_id
+        )));
+    }
+    if !(rest.starts_with("api/") || rest.starts_with("v1/") || rest.is_empty()) {
+        return Err(ApiError::not_found(
+            "instance endpoints serve the Ollama API under api/ and the OpenAI API under v1/",
+        ));
+    }
+    let instance = match instance.status {
+        InstanceState::Running if instance.upstream_url.is_some() => instance,
+        _ => wake_instance(&state, &instance.instance_id).await?,
+    };
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge("the request body is larger than the server accepts".into()))?;
+    let route = format!("/{rest}");
+    let path = match parts.uri.query() {
+        Some(q) => format!("{route}?{q}"),
+        None => route.clone(),
+    };
+    forward(&state, &p, instance, parts.method, path, route, &parts.headers, body).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    state: &AppState,
+    p: &Principal,
+    instance: Instance,
+    method: Method,
+    path: String,
+    route: String,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let upstream = instance.upstream_url.clone().ok_or_else(|| ApiError::Unavailable {
+        message: format!("instance {} is not ready", instance.instance_id),
+        retry_after: 2,
+    })?;
+    let guard = state.activity.begin(&instance.instance_id);
+    let started = Instant::now();
+    let mut req = state.http.request(method, format!("{upstream}{path}"));
+    for h in [header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = headers.get(&h) {
+            req = req.header(h, v);
+        }
+    }
+    let resp = req.body(body).send().await.map_err(|e| {
+        ApiError::BadGateway(format!(
+            "instance {} did not answer: {e}",
+            instance.instance_id
+        ))
+    })?;
+    let status = resp.status();
+    let mut out = Response::builder().status(status.as_u16());
+    if let Some(ct) = resp.headers().get(header::CONTENT_TYPE) {
+        out = out.header(header::CONTENT_TYPE, ct);
+    }
+    if let Some(ra) = resp.headers().get(header::RETRY_AFTER) {
+        out = out.header(header::RETRY_AFTER, ra);
+    }
+    if let Ok(v) = HeaderValue::from_str(instance.instance_id.as_str()) {
+        out = out.header("x-paddock-instance", v);
+    }
+    let meter = Meter {
+        state: state.clone(),
+        record: UsageRecord {
+            at: state.clock.now(),
+            user_id: p.user_id.clone(),
+            api_key_id: p.api_key.as_ref().map(|k| k.key_id.clone()),
+            instance_id: instance.instance_id.clone(),
+            model_id: instance.model_id.clone(),
+            route,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            duration_ms: 0,
+            status: status.as_u16(),
+        },
+        started,
+        tail: Vec::new(),
+        _guard: guard,
+    };
+    let stream = Metered {
+        inner: Box::pin(resp.bytes_stream()),
+        meter: Some(meter),
+    };
+    out.body(Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(format!("building the response: {e}")))
+}
+
+/// What is recorded when a proxied response ends.
+struct Meter {
+    state: AppState,
+    record: UsageRecord,
+    started: Instant,
+    tail: Vec<u8>,
+    _guard: crate::activity::ActivityGuard,
+}
+
+impl Meter {
+    fn observe(&mut self, chunk: &[u8]) {
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > TAIL_BYTES * 2 {
+            let cut = self.tail.len() - TAIL_BYTES;
+            self.tail.drain(..cut);
+        }
+    }
+
+    /// Reads the counts and records the request (in the background: the
+    /// response is already on its way).
+    fn finish(mut self, complete: bool) {
+        let (prompt, completion) = token_counts(&self.tail);
+        self.record.prompt_tokens = prompt;
+        self.record.completion_tokens = completion;
+        self.record.duration_ms = self.started.elapsed().as_millis() as u64;
+        if !complete {
+            // The client went away before the end (nginx's 499).
+            self.record.status = 499;
+        }
+        self.state.metrics.add_tokens(prompt, completion);
+        let state = self.state.clone();
+        let record = self.record;
+        tokio::spawn(async move {
+            if let Err(e) = state.store.record_usage(&record).await {
+                tracing::warn!(error = %e, "recording usage failed");
+            }
+        });
+    }
+}
+
+/// The response body, passed through chunk by chunk while it is metered.
+struct Metered {
+    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    meter: Option<Meter>,
+}
+
+impl Stream for Metered {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(m) = self.meter.as_mut() {
+                    m.observe(&chunk);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(m) = self.meter.take() {
+                    m.finish(false);
+                }
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+            Poll::Ready(None) => {
+                if let Some(m) = self.meter.take() {
+                    m.finish(true);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if let Some(m) = self.meter.take() {
+            m.finish(false);
+        }
+    }
+}
+
+/// The last integer after `"key":` in `text`.
+fn last_number(text: &str, key: &str) -> Option<u64> {
+    let pat = format!("\"{key}\"");
+    let at = text.rfind(&pat)?;
+    let rest = text[at + pat.len()..].trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Prompt and completion tokens from the end of an Ollama or OpenAI
+/// response (final NDJSON chunk, SSE `usage` chunk, or a whole JSON body).
+pub fn token_counts(tail: &[u8]) -> (u64, u64) {
+    let text = String::from_utf8_lossy(tail);
+    let prompt = last_number(&text, "prompt_eval_count").or_else(|| last_number(&text, "prompt_tokens"));
+    let completion = last_number(&text, "eval_count").or_else(|| last_number(&text, "completion_tokens"));
+    (prompt.unwrap_or(0), completion.unwrap_or(0))
+}
+
+/// The caller's deployed models (not stopped), one entry per model.
+async fn deployed(state: &AppState, p: &Principal, running_only: bool) -> Result<Vec<Instance>, ApiError> {
+    let mut by_model: BTreeMap<ModelId, Instance> = BTreeMap::new();
+    for i in state.store.list_instances(Some(&p.user_id)).await? {
+        let keep = if running_only {
+            i.status == InstanceState::Running
+        } else {
+            i.desired == DesiredState::Running && i.status != InstanceState::Stopped
+        };
+        if keep && p.may_use_model(&i.model_id) {
+            by_model.entry(i.model_id.clone()).or_insert(i);
+        }
+    }
+    Ok(by_model.into_values().collect())
+}
+
+async fn model_entry(state: &AppState, i: &Instance) -> Value {
+    let m = state.store.get_model(&i.model_id).await.ok().flatten();
+    let size = m.as_ref().map_or(0, |m| (m.model_size_gb * 1e9) as u64);
+    let family = m.as_ref().map_or(String::new(), |m| m.model_family.clone());
+    json!({
+        "name": i.model_id,
+        "model": i.model_id,
+        "modified_at": i.created_at,
+        "size": size,
+        "digest": "",
+        "details": {"format": "gguf", "family": family, "families": [family], "parameter_size": "", "quantization_level": ""},
+    })
+}
+
+async fn tags(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+    let mut models = Vec::new();
+    for i in deployed(&state, &p, false).await? {
+        models.push(model_entry(&state, &i).await);
+    }
+    Ok(Json(json!({ "models": models })))
+}
+
+async fn ps(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+    let mut models = Vec::new();
+    for i in deployed(&state, &p, true).await? {
+        let mut e = model_entry(&state, &i).await;
+        let expires = if i.idle_timeout_secs > 0 {
+            json!(state.activity.last_active(&i.instance_id).unwrap_or(i.last_active_at)
+                + chrono::Duration::seconds(i.idle_timeout_secs as i64))
+        } else {
+            Value::Null
+        };
+        e["expires_at"] = expires;
+        e["size_vram"] = json!(0);
+        e["instance_id"] = json!(i.instance_id);
+        models.push(e);
+    }
+    Ok(Json(json!({ "models": models })))
+}
+
+async fn v1_models(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+    let data: Vec<Value> = deployed(&state, &p, false)
+        .await?
+        .iter()
+        .map(|i| json!({"id": i.model_id, "object": "model", "created": i.created_at.timestamp(), "owned_by": "paddock"}))
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_each_format() {
+        let ollama = b"{\"done\":false}\n{\"done\":true,\"prompt_eval_count\":12,\"eval_count\":34}\n";
+        assert_eq!(token_counts(ollama), (12, 34));
+        let sse = b"data: {\"choices\":[]}\n\ndata: {\"usage\":{\"prompt_tokens\": 5,\"completion_tokens\":7,\"total_tokens\":12}}\n\ndata: [DONE]\n\n";
+        assert_eq!(token_counts(sse), (5, 7));
+        assert_eq!(token_counts(b"{\"error\":\"x\"}"), (0, 0));
+    }
+
+    #[test]
+    fn model_names_match_with_latest() {
+        assert!(same_model(&ModelId::new("command-r:latest"), &ModelId::new("command-r")));
+        assert!(!same_model(&ModelId::new("gemma3:270m"), &ModelId::new("gemma3")));
+    }
+}

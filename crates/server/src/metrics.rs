@@ -1,0 +1,159 @@
+//! `/metrics` in the Prometheus text format: requests and latency per
+//! route, tokens through the gateway, instances by state, wakes, failures
+//! and restarts. Counters live in memory; instance states are read from
+//! the store at scrape time.
+
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use paddock_core::instance::InstanceState;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<HashMap<(String, String, u16), u64>>,
+    latency: Mutex<HashMap<String, Histogram>>,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
+    pub wakes: AtomicU64,
+    pub failures: AtomicU64,
+    pub restarts: AtomicU64,
+}
+
+impl Metrics {
+    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        let mut lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let h = lat.entry(route.to_owned()).or_default();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    pub fn add_tokens(&self, prompt: u64, completion: u64) {
+        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
+        self.completion_tokens.fetch_add(completion, Ordering::Relaxed);
+    }
+}
+
+/// Middleware: counts every request by method, route template and status,
+/// and its latency to the response head (streams are timed to first byte).
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state.metrics.observe(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// `GET /metrics`.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    let mut out = String::new();
+    out.push_str("# HELP paddock_http_requests_total HTTP requests by method, route and status.\n# TYPE paddock_http_requests_total counter\n");
+    let requests: BTreeMap<_, _> = m
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    for ((method, route, status), n) in &requests {
+        let _ = writeln!(
+            out,
+            "paddock_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+            escape(route)
+        );
+    }
+    out.push_str("# HELP paddock_http_request_duration_seconds Time to the response head, by route.\n# TYPE paddock_http_request_duration_seconds histogram\n");
+    let latency: BTreeMap<_, _> = m
+        .latency
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (route, h) in &latency {
+        let r = escape(route);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "paddock_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
+                h.counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "paddock_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "paddock_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
+        let _ = writeln!(out, "paddock_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.count);
+    }
+    let counters = [
+        ("paddock_gateway_prompt_tokens_total", "Prompt tokens metered by the gateway.", &m.prompt_tokens),
+        ("paddock_gateway_completion_tokens_total", "Completion tokens metered by the gateway.", &m.completion_tokens),
+        ("paddock_instance_wakes_total", "Sleeping instances woken by a request.", &m.wakes),
+        ("paddock_instance_failures_total", "Instances that failed to start or died.", &m.failures),
+        ("paddock_instance_restarts_total", "Failed instances restarted.", &m.restarts),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+    }
+    out.push_str("# HELP paddock_instances Instances by state.\n# TYPE paddock_instances gauge\n");
+    let mut by_state: HashMap<InstanceState, u64> = HashMap::new();
+    if let Ok(all) = state.store.list_instances(None).await {
+        for i in all {
+            *by_state.entry(i.status).or_default() += 1;
+        }
+    }
+    for s in InstanceState::ALL {
+        let _ = writeln!(
+            out,
+            "paddock_instances{{state=\"{s}\"}} {}",
+            by_state.get(&s).copied().unwrap_or(0)
+        );
+    }
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,331 @@
+//! Test harness (feature `testkit`): a real paddock server on 127.0.0.1:0
+//! with a real SQLite file, the process driver, a clock the test can move
+//! and a mailer whose codes the test can read. Used by this crate's tests
+//! and by the end-to-end tests that run real models.
+
+#![allow(missing_docs)]
+
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::mailer::MemoryMailer;
+use crate::Services;
+use paddock_driver_process::{ProcessDriver, ProcessDriverConfig};
+use paddock_store_sqlite::SqliteStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "Adm1n-password!";
+pub const PASSWORD: &str = "Str0ng-pass!";
+
+/// A running test server.
+#[derive(Debug)]
+pub struct TestServer {
+    pub url: String,
+    pub mailer: Arc<MemoryMailer>,
+    pub clock: Clock,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    pub driver: Arc<ProcessDriver>,
+    dir: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A config for tests: loopback, a known admin, and a runtime binary that
+/// does not exist unless the test names the real one ([`with_runtime`]).
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data_dir: data_dir.to_owned(),
+        admin_email: ADMIN_EMAIL.into(),
+        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        runtime_binary: Some(PathBuf::from("/nonexistent/paddock")),
+        reconcile_interval_ms: 200,
+        restart_backoff_secs: 1,
+        ..Config::default()
+    }
+}
+
+/// Points a config at the real `paddock` binary and the shared test model
+/// store, so deployed instances run the real model.
+pub fn with_runtime(mut config: Config, paddock_bin: &Path) -> Config {
+    config.runtime_binary = Some(paddock_bin.to_owned());
+    config.models_dir = Some(test_model_store(paddock_bin));
+    config.runtime_parallel = 4;
+    config
+}
+
+/// A model store (shared by all tests) holding the test model as
+/// `gemma3:270m`, imported with `paddock_bin` on first use from
+/// `PADDOCK_TEST_MODEL`.
+pub fn test_model_store(paddock_bin: &Path) -> PathBuf {
+    let model = std::env::var("PADDOCK_TEST_MODEL").unwrap_or_else(|_| {
+        panic!("PADDOCK_TEST_MODEL is not set: run `eval \"$(scripts/test-assets)\"` (scripts/test does it)")
+    });
+    let model = PathBuf::from(model);
+    let store = model
+        .parent()
+        .map(|d| d.join("store"))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/paddock-test-assets/store"));
+    let listed = std::process::Command::new(paddock_bin)
+        .args(["models", "list", "--data-dir"])
+        .arg(&store)
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("gemma3:270m"));
+    if !listed {
+        let status = std::process::Command::new(paddock_bin)
+            .args(["models", "import"])
+            .arg(&model)
+            .args(["--name", "gemma3:270m", "--data-dir"])
+            .arg(&store)
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "importing the test model into {} failed",
+            store.display()
+        );
+    }
+    store
+}
+
+impl TestServer {
+    /// A server on a fresh data directory (runtime launches fail: no binary).
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_owned();
+        let mut s = Self::start_in(&path, test_config(&path)).await;
+        s.dir = Some(dir);
+        s
+    }
+
+    /// A server on a fresh data directory that runs the real model with `paddock_bin`.
+    pub async fn start_with_runtime(paddock_bin: &Path) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_owned();
+        let mut s = Self::start_in(&path, with_runtime(test_config(&path), paddock_bin)).await;
+        s.dir = Some(dir);
+        s
+    }
+
+    /// Starts (or restarts) a server on an existing data directory.
+    pub async fn start_in(data_dir: &Path, config: Config) -> TestServer {
+        let store = SqliteStore::open(&data_dir.join("paddock.db"))
+            .await
+            .expect("open store");
+        let driver = Arc::new(ProcessDriver::new(ProcessDriverConfig {
+            runtime_binary: config
+                .runtime_binary
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/nonexistent/paddock")),
+            root: data_dir.to_owned(),
+            models_dir: config.models_dir(),
+            parallel: config.runtime_parallel,
+            extra_args: Vec::new(),
+        }));
+        let mailer = Arc::new(MemoryMailer::default());
+        let clock = Clock::system();
+        let services = Services {
+            store: Arc::new(store),
+            driver: driver.clone(),
+            mailer: mailer.clone(),
+            clock: clock.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            crate::serve(config, services, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(format!("{url}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        TestServer {
+            url,
+            mailer,
+            clock,
+            client,
+            data_dir: data_dir.to_owned(),
+            driver,
+            dir: None,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server (instances keep running, as in production) and
+    /// returns the data directory if this server owned it.
+    pub async fn shutdown(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.dir.take()
+    }
+
+    /// Sends a request and returns the status and JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Signs up, confirms with the mailed code, logs in; returns the tokens.
+    pub async fn user(&self, email: &str) -> Value {
+        let (s, v) = self
+            .post(
+                "/api/auth/signup",
+                None,
+                json!({"email": email, "password": PASSWORD, "confirmPassword": PASSWORD}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let code = self.mailer.last_code(email).expect("a code was mailed");
+        let (s, v) = self
+            .post("/api/auth/confirm", None, json!({"email": email, "code": code}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        self.login(email, PASSWORD).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let (s, v) = self
+            .post("/api/auth/login", None, json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// An access token for a new confirmed user.
+    pub async fn user_token(&self, email: &str) -> String {
+        self.user(email).await["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+
+    /// An API key secret for the holder of `token`.
+    pub async fn api_key(&self, token: &str, name: &str) -> String {
+        let (s, v) = self.post("/api/keys", Some(token), json!({"name": name})).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["secret"].as_str().expect("secret").to_owned()
+    }
+
+    /// Deploys gemma3:270m on 1 vCPU / 2 GiB and returns the instance id.
+    pub async fn deploy_gemma(&self, token: &str, idle_minutes: f64) -> String {
+        let (s, v) = self
+            .post(
+                "/api/models/deploy",
+                Some(token),
+                json!({"model_name": "gemma3:270m", "fargate_resources": {"cpu": 1024, "memory": 2048}, "idle_timeout_minutes": idle_minutes}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        v["instance_id"].as_str().expect("id").to_owned()
+    }
+
+    /// Waits until the instance has `status` (or panics after `secs`).
+    pub async fn wait_status(&self, token: &str, id: &str, status: &str, secs: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let (_, v) = self.get(&format!("/api/instances/{id}"), token).await;
+            if v["status"] == status {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} did not become {status} in {secs}s: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Leave no model server behind when a test ends or panics.
+        if let Some(dir) = &self.dir {
+            kill_runtimes_under(dir.path());
+        }
+    }
+}
+
+/// Ends every runtime process launched with `root` as its driver root.
+pub fn kill_runtimes_under(root: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let tag = format!("PADDOCK_DRIVER_ROOT={}", root.display());
+        if env.split(|b| *b == 0).any(|kv| kv == tag.as_bytes()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Asserts an error response has our shape and the expected code.
+pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"]["code"], json!(code), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
