@@ -19,6 +19,7 @@ pub mod state;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod usage;
+pub mod web;
 
 use crate::activity::Activity;
 use crate::auth::builtin::{BuiltinIdentity, BuiltinSettings};
@@ -174,6 +175,7 @@ async fn ensure_admin(state: &AppState) -> Result<(), ServerError> {
 pub fn app(state: AppState) -> Router {
     api::router()
         .merge(gateway::router())
+        .merge(web::router())
         .route("/metrics", axum::routing::get(metrics::render))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .fallback(api::no_route)

@@ -3,13 +3,21 @@
 //! `Authorization: Bearer <token>` carries either an access token (JWT from
 //! login) or an API key (`pdk_...`). Handlers take `Auth` (any signed-in
 //! caller) or `Admin` (admins only) and never look at headers themselves.
+//!
+//! The web UI's pages call the same API from the browser with a session
+//! cookie instead ([`SESSION_COOKIE`], set by `crate::web` at login). A
+//! cookie-authenticated request that changes state (any method but GET,
+//! HEAD, OPTIONS) must echo the CSRF cookie in the [`CSRF_HEADER`] header,
+//! or it is refused with 403. Bearer requests need no CSRF token: browsers
+//! never attach an `Authorization` header on their own.
 
 use super::secrets::{sha256_hex, API_KEY_PREFIX};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use paddock_core::user::{ApiKeyPrincipal, Principal};
 
 /// Any authenticated caller.
@@ -19,6 +27,56 @@ pub struct Auth(pub Principal);
 /// An authenticated admin.
 #[derive(Debug, Clone)]
 pub struct Admin(pub Principal);
+
+/// The cookie holding a web session's access token.
+pub const SESSION_COOKIE: &str = "paddock_session";
+/// The cookie holding a web session's CSRF token (echoed in forms and in
+/// [`CSRF_HEADER`]).
+pub const CSRF_COOKIE: &str = "paddock_csrf";
+/// The header the web UI's scripts send the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether `presented` matches the request's CSRF cookie (compared in
+/// constant time).
+pub fn csrf_matches(headers: &HeaderMap, presented: Option<&str>) -> bool {
+    let (Some(want), Some(got)) = (cookie(headers, CSRF_COOKIE), presented) else {
+        return false;
+    };
+    let (a, b) = (want.as_bytes(), got.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Authenticates a request by its session cookie, checking the CSRF header
+/// on state-changing methods.
+async fn authenticate_cookie(
+    parts: &Parts,
+    state: &AppState,
+    token: &str,
+) -> Result<Principal, ApiError> {
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if !csrf_matches(&parts.headers, presented) {
+            return Err(ApiError::Forbidden(format!(
+                "a request authenticated by the session cookie must send the CSRF token in {CSRF_HEADER}; reload the page"
+            )));
+        }
+    }
+    Ok(state.identity.authenticate(token).await?)
+}
 
 /// How long a key's `last_used_at` may lag, so that a busy key does not
 /// write to the store on every request.
@@ -94,8 +152,15 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(Auth(p.clone()));
         }
-        let token = bearer(parts)?;
-        let principal = authenticate(state, token).await?;
+        let principal = match cookie(&parts.headers, SESSION_COOKIE) {
+            Some(session) if parts.headers.get(AUTHORIZATION).is_none() => {
+                authenticate_cookie(parts, state, &session).await?
+            }
+            _ => {
+                let token = bearer(parts)?;
+                authenticate(state, token).await?
+            }
+        };
         parts.extensions.insert(principal.clone());
         Ok(Auth(principal))
     }
@@ -116,12 +181,15 @@ impl FromRequestParts<AppState> for Admin {
 impl axum::extract::OptionalFromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    /// No `Authorization` header is `None`; a bad one is still an error.
+    /// No `Authorization` header and no session cookie is `None`; a bad
+    /// credential is still an error.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, ApiError> {
-        if parts.headers.get(AUTHORIZATION).is_none() {
+        if parts.headers.get(AUTHORIZATION).is_none()
+            && cookie(&parts.headers, SESSION_COOKIE).is_none()
+        {
             return Ok(None);
         }
         <Auth as FromRequestParts<AppState>>::from_request_parts(parts, state)

@@ -1,0 +1,311 @@
+//! Instance pages: the list (yours, or everyone's for admins) with live
+//! status, the detail page with state history and logs, and the chat
+//! playground.
+//!
+//! Pages render the current state on the server; the page script then
+//! polls `GET /api/instances` (or `/api/instances/{id}`) every two seconds
+//! and updates status, uptime and cost in place. When instances appear or
+//! vanish it fetches the table body again from `/ui/instances/rows`, so
+//! rows are rendered in one place only ([`rows`]).
+
+use super::layout::{
+    copyable, duration, empty_state, json_script, page_header, status_badge, time, usd,
+};
+use super::session::Session;
+use crate::api::instances::{instance_json, visible_instance};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use paddock_core::instance::Instance;
+use paddock_core::UserId;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+fn st<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
+}
+
+/// Table rows for instances (`owners` adds an owner column).
+fn rows(list: &[Value], owners: Option<&HashMap<UserId, String>>) -> Markup {
+    html! {
+        @for v in list {
+            @let id = st(v, "instance_id");
+            @let status = st(v, "status");
+            tr data-instance=(id) data-status=(status) {
+                td data-label="Model" {
+                    a.strong href={ "/ui/instances/" (id) } { (st(v, "model_display_name")) }
+                    div.muted.small { code { (id) } }
+                }
+                @if let Some(o) = owners {
+                    td data-label="Owner" { (o.get(&UserId::new(st(v, "user_id"))).map(String::as_str).unwrap_or("?")) }
+                }
+                td data-label="Status" {
+                    (status_badge(status))
+                    div.muted.small.reason data-f="reason" { (st(v, "status_reason")) }
+                }
+                td data-label="Compute" {
+                    span.nowrap { (st(v, "instance_type")) }
+                    div.muted.small { (usd(v["price_per_hour_usd"].as_f64().unwrap_or(0.0))) "/h" }
+                }
+                td data-label="Endpoint" { (copyable(st(v, "endpoint_url"), "copy-endpoint")) }
+                td.num data-label="Uptime" data-f="uptime" { (duration(v["uptime_seconds"].as_u64().unwrap_or(0))) }
+                td.num data-label="Cost" data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) }
+                td.actions data-label="" { (actions(id, status)) }
+            }
+        }
+    }
+}
+
+fn actions(id: &str, status: &str) -> Markup {
+    let stoppable = !matches!(status, "STOPPED" | "STOPPING");
+    html! {
+        div.btn-row {
+            a.btn.btn-sm.btn-ghost href={ "/ui/chat?instance=" (id) } data-a="chat" hidden[status != "RUNNING"] { "Chat" }
+            button.btn.btn-sm type="button" data-action="stop" data-id=(id) hidden[!stoppable] data-test="stop" { "Stop" }
+            button.btn.btn-sm.btn-danger-ghost type="button" data-action="delete" data-id=(id) hidden[status != "STOPPED"] data-test="delete" { "Delete" }
+        }
+    }
+}
+
+async fn load(
+    state: &AppState,
+    s: &Session,
+    all: bool,
+) -> Result<(Vec<Value>, Option<HashMap<UserId, String>>), crate::error::ApiError> {
+    let all = all && s.principal.is_admin();
+    let owner = (!all).then_some(&s.principal.user_id);
+    let mut list: Vec<Instance> = state.store.list_instances(owner).await?;
+    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    let owners = if all {
+        Some(
+            state
+                .store
+                .list_users()
+                .await?
+                .into_iter()
+                .map(|u| (u.user_id, u.email))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok((
+        list.iter().map(|i| instance_json(state, i)).collect(),
+        owners,
+    ))
+}
+
+/// The instances table (shared by the user's page and the admin's).
+pub(crate) async fn table_page(s: Session, state: AppState, all: bool) -> Response {
+    let (list, owners) = match load(&state, &s, all).await {
+        Ok(x) => x,
+        Err(e) => return s.error(e),
+    };
+    let (title, active, sub) = if all {
+        (
+            "All instances",
+            "admin-instances",
+            "Every user's instances.",
+        )
+    } else {
+        (
+            "Instances",
+            "instances",
+            "Your model instances. Status updates live.",
+        )
+    };
+    let body = html! {
+        (page_header(title, sub, html! { a.btn.btn-primary href="/ui/models" data-test="new-instance" { "+ Deploy a model" } }))
+        @if list.is_empty() {
+            (empty_state("No instances yet", "Deploy a model from the catalog and it will show up here."))
+        }
+        div.card.table-card hidden[list.is_empty()] {
+            table.table.responsive data-live-instances=(if all { "all" } else { "mine" }) {
+                thead { tr {
+                    th { "Model" }
+                    @if owners.is_some() { th { "Owner" } }
+                    th { "Status" } th { "Compute" } th { "Endpoint" } th.num { "Uptime" } th.num { "Cost" } th {}
+                } }
+                tbody { (rows(&list, owners.as_ref())) }
+            }
+        }
+    };
+    s.page(title, active, body)
+}
+
+/// `GET /ui/instances`.
+pub(crate) async fn list_page(s: Session, State(state): State<AppState>) -> Response {
+    table_page(s, state, false).await
+}
+
+/// `GET /ui/instances/rows`: the table body, for the live script.
+pub(crate) async fn rows_fragment(
+    s: Session,
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    match load(&state, &s, q.all).await {
+        Ok((list, owners)) => s
+            .cookies
+            .apply(super::session::html(rows(&list, owners.as_ref()))),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /ui/instances/{id}`.
+pub(crate) async fn detail_page(
+    s: Session,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    let i = match visible_instance(&state, &s.principal, &id).await {
+        Ok(i) => i,
+        Err(e) => return s.error(e),
+    };
+    let history = match state.store.list_transitions(&i.instance_id).await {
+        Ok(h) => h,
+        Err(e) => return s.error(e.into()),
+    };
+    let v = instance_json(&state, &i);
+    let status = s_(&v, "status");
+    let body = html! {
+        nav.crumbs { a href="/ui/instances" { "Instances" } " / " span { (i.instance_id) } }
+        div data-live-instance=(i.instance_id) data-status=(status) {
+            (page_header(&i.model_name, "", html! { (actions(i.instance_id.as_str(), &status)) }))
+            div.detail-grid {
+                section.card {
+                    h2 { "Overview" }
+                    dl.kv {
+                        div { dt { "Status" } dd { (status_badge(&status)) div.muted.small data-f="reason" { (s_(&v, "status_reason")) } } }
+                        div { dt { "Model" } dd { code { (i.model_id) } } }
+                        div { dt { "Compute" } dd { (s_(&v, "instance_type")) " · " (s_(&v, "compute")) } }
+                        div { dt { "Price" } dd { (usd(v["price_per_hour_usd"].as_f64().unwrap_or(0.0))) " / hour" } }
+                        div { dt { "Uptime" } dd data-f="uptime" { (duration(v["uptime_seconds"].as_u64().unwrap_or(0))) } }
+                        div { dt { "Cost so far" } dd data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) } }
+                        div { dt { "Idle timeout" } dd { @if i.idle_timeout_secs == 0 { "never sleeps" } @else { (duration(i.idle_timeout_secs)) } } }
+                        div { dt { "Created" } dd { (time(&i.created_at)) } }
+                        div.kv-wide { dt { "Endpoint" } dd { (copyable(&s_(&v, "endpoint_url"), "copy-endpoint")) } }
+                    }
+                }
+                section.card {
+                    h2 { "State history" }
+                    ol.timeline data-f="history" {
+                        @for t in history.iter().rev() {
+                            li {
+                                (status_badge(t.to.as_str()))
+                                span.reason { (t.reason) }
+                                span.muted.small { (time(&t.at)) }
+                            }
+                        }
+                    }
+                }
+            }
+            section.card.logs-card {
+                div.card-head {
+                    h2 { "Logs" }
+                    span.muted.small data-f="logs-state" { "Loading…" }
+                }
+                pre.logs data-logs=(i.instance_id) {}
+            }
+        }
+    };
+    s.page(&i.model_name, "instances", body)
+}
+
+fn s_(v: &Value, k: &str) -> String {
+    st(v, k).to_owned()
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ChatQuery {
+    instance: Option<String>,
+}
+
+/// `GET /ui/chat`: the playground.
+pub(crate) async fn chat_page(
+    s: Session,
+    State(state): State<AppState>,
+    Query(q): Query<ChatQuery>,
+) -> Response {
+    let (list, _) = match load(&state, &s, false).await {
+        Ok(x) => x,
+        Err(e) => return s.error(e),
+    };
+    let usable: Vec<&Value> = list
+        .iter()
+        .filter(|v| matches!(st(v, "status"), "RUNNING" | "SLEEPING" | "STARTING"))
+        .collect();
+    let selected = q
+        .instance
+        .clone()
+        .filter(|id| usable.iter().any(|v| st(v, "instance_id") == id))
+        .or_else(|| {
+            usable
+                .iter()
+                .find(|v| st(v, "status") == "RUNNING")
+                .map(|v| st(v, "instance_id").to_owned())
+        });
+    let meta: Vec<Value> = usable
+        .iter()
+        .map(|v| serde_json::json!({"id": v["instance_id"], "model": v["model_name"], "status": v["status"]}))
+        .collect();
+    let body = html! {
+        (page_header("Chat", "Talk to one of your running instances. Replies stream as they are generated.", html!{}))
+        @if usable.is_empty() {
+            div.card.empty {
+                h2 { "No running instance" }
+                p.muted { "Deploy a model first; once it is RUNNING you can chat with it here." }
+                a.btn.btn-primary href="/ui/models" { "Browse models" }
+            }
+        } @else {
+            div.chat-layout {
+                aside.card.chat-settings {
+                    div.field {
+                        label for="c-instance" { "Instance" }
+                        select id="c-instance" data-test="chat-instance" {
+                            @for v in &usable {
+                                @let id = st(v, "instance_id");
+                                option value=(id) data-model=(st(v, "model_name")) selected[selected.as_deref() == Some(id)] {
+                                    (st(v, "model_display_name")) " · " (st(v, "status").to_lowercase()) " · " (id)
+                                }
+                            }
+                        }
+                    }
+                    div.field {
+                        label for="c-system" { "System prompt" }
+                        textarea id="c-system" rows="4" placeholder="You are a helpful assistant." {}
+                    }
+                    div.field {
+                        label for="c-temp" { "Temperature " output id="c-temp-out" for="c-temp" { "0.7" } }
+                        input id="c-temp" type="range" min="0" max="2" step="0.1" value="0.7";
+                    }
+                    button.btn.btn-ghost.btn-sm type="button" data-chat-clear { "Clear conversation" }
+                }
+                section.card.chat-main {
+                    div.chat-log id="chat-log" aria-live="polite" data-test="chat-log" {
+                        p.chat-empty.muted { "Send a message to start." }
+                    }
+                    div.banner.banner-error id="chat-error" hidden role="alert" {}
+                    form.composer id="chat-form" {
+                        textarea id="c-input" rows="2" placeholder="Message… (Enter to send, Shift+Enter for a new line)" required data-test="chat-input" {}
+                        div.composer-bar {
+                            span.muted.small id="chat-stats" data-test="chat-stats" {}
+                            button.btn.btn-ghost.btn-sm type="button" id="chat-stop" hidden { "Stop" }
+                            button.btn.btn-primary type="submit" id="chat-send" data-test="chat-send" { "Send" }
+                        }
+                    }
+                }
+            }
+            (json_script("chat-instances", &Value::Array(meta)))
+        }
+    };
+    s.page("Chat", "chat", body)
+}

@@ -1,0 +1,179 @@
+//! The catalog page: model cards with filters and search, and the deploy
+//! dialog. The dialog is filled by the page script from the compute table
+//! embedded in the page (`GET /api/compute`'s JSON) and posts to
+//! `POST /api/models/deploy`; it shows whether the model fits the chosen
+//! size and what it costs per hour before anything is submitted.
+
+use super::layout::{json_script, mem, page_header};
+use super::session::Session;
+use crate::api::catalog;
+use crate::auth::extract::Auth;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use maud::{html, Markup};
+use paddock_core::catalog::Model;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeSet;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct CatalogQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    family: String,
+    #[serde(default)]
+    task: String,
+}
+
+fn matches(m: &Model, q: &CatalogQuery) -> bool {
+    let needle = q.q.trim().to_lowercase();
+    (needle.is_empty()
+        || m.model_id.as_str().to_lowercase().contains(&needle)
+        || m.model_name.to_lowercase().contains(&needle)
+        || m.description.to_lowercase().contains(&needle))
+        && (q.family.is_empty() || m.model_family == q.family)
+        && (q.task.is_empty() || m.supported_tasks.iter().any(|t| *t == q.task))
+}
+
+fn start_time(secs: u32) -> String {
+    if secs >= 90 {
+        format!("~{} min", secs.div_ceil(60))
+    } else {
+        format!("~{secs} s")
+    }
+}
+
+fn card(m: &Model, visible: bool) -> Markup {
+    let data = json!({
+        "model_id": m.model_id,
+        "model_name": m.model_name,
+        "cpu_memory_mb": m.cpu_requirements.memory_mb,
+        "cpu_vcpu": m.cpu_requirements.vcpu,
+        "gpu_memory_mb": m.gpu_requirements.gpu_memory_mb,
+        "gpu_type": m.gpu_requirements.gpu_type,
+    });
+    let search = format!(
+        "{} {} {}",
+        m.model_id.as_str().to_lowercase(),
+        m.model_name.to_lowercase(),
+        m.description.to_lowercase()
+    );
+    html! {
+        article.card.model-card data-model-card data-family=(m.model_family)
+            data-tasks=(m.supported_tasks.join(" ")) data-search=(search) hidden[!visible] {
+            div.model-head {
+                div {
+                    h2 { (m.model_name) }
+                    code.muted { (m.model_id) }
+                }
+                span.chip.chip-family { (m.model_family) }
+            }
+            @if !m.description.is_empty() { p.model-desc { (m.description) } }
+            dl.specs {
+                div { dt { "Size" } dd { (format!("{:.1} GB", m.model_size_gb)) } }
+                div { dt { "CPU" } dd { (format!("{} vCPU · {}", m.cpu_requirements.vcpu, mem(m.cpu_requirements.memory_mb))) } }
+                div { dt { "GPU" } dd { (mem(m.gpu_requirements.gpu_memory_mb)) " " span.muted { (m.gpu_requirements.gpu_type) } } }
+                div { dt { "Starts in" } dd { (start_time(m.estimated_start_seconds())) } }
+            }
+            div.model-foot {
+                div.tasks {
+                    @for t in &m.supported_tasks { span.chip { (t) } }
+                }
+                button.btn.btn-primary.btn-sm type="button" data-deploy=(data.to_string())
+                    data-test={ "deploy-" (m.model_id) } { "Deploy" }
+            }
+        }
+    }
+}
+
+fn deploy_dialog() -> Markup {
+    html! {
+        dialog.dialog id="deploy-dialog" aria-labelledby="deploy-title" {
+            form id="deploy-form" method="dialog" {
+                div.dialog-head {
+                    h2 id="deploy-title" { "Deploy " span data-d="model-name" {} }
+                    button.btn.btn-ghost.btn-xs type="button" data-close aria-label="Close" { "✕" }
+                }
+                div.banner.banner-error data-d="error" hidden role="alert" {}
+                fieldset.segmented {
+                    legend.sr-only { "Compute" }
+                    label { input type="radio" name="kind" value="cpu" checked; span { "CPU" } }
+                    label { input type="radio" name="kind" value="gpu"; span { "GPU" } }
+                }
+                div.field data-d="cpu-field" {
+                    label for="d-cpu" { "vCPU and memory" }
+                    select id="d-cpu" name="cpu" {}
+                    p.hint { "Fargate's valid vCPU / memory pairs." }
+                }
+                div.field data-d="gpu-field" hidden {
+                    label for="d-gpu" { "GPU instance type" }
+                    select id="d-gpu" name="gpu" {}
+                    p.hint { "EC2 on-demand prices. This server may not have a GPU; it will say so." }
+                }
+                div.field {
+                    label for="d-idle" { "Idle timeout (minutes)" }
+                    input id="d-idle" name="idle" type="number" min="0" max="10080" step="1" value="15";
+                    p.hint { "Sleeps after this long without requests and wakes on the next one. 0 never sleeps." }
+                }
+                div.fit data-d="fit" {}
+                div.price-row {
+                    span.muted { "Price" }
+                    strong data-d="price" { "–" }
+                }
+                div.dialog-actions {
+                    button.btn.btn-ghost type="button" data-close { "Cancel" }
+                    button.btn.btn-primary type="submit" data-d="submit" data-test="deploy-submit" { "Deploy" }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /ui/models`.
+pub(crate) async fn page(
+    s: Session,
+    State(state): State<crate::state::AppState>,
+    Query(q): Query<CatalogQuery>,
+) -> Response {
+    let models = match state.store.list_models().await {
+        Ok(m) => m,
+        Err(e) => return s.error(e.into()),
+    };
+    let models: Vec<Model> = models.into_iter().filter(|m| m.is_active).collect();
+    let families: BTreeSet<&str> = models.iter().map(|m| m.model_family.as_str()).collect();
+    let tasks: BTreeSet<&str> = models
+        .iter()
+        .flat_map(|m| m.supported_tasks.iter().map(String::as_str))
+        .collect();
+    let compute = catalog::compute(State(state.clone()), Auth(s.principal.clone()))
+        .await
+        .0;
+    let shown = models.iter().filter(|m| matches(m, &q)).count();
+    let body = html! {
+        (page_header("Models", "Pick a model, choose compute, and deploy it as your own instance.", html!{}))
+        form.filters method="get" action="/ui/models" data-filters {
+            input.search type="search" name="q" value=(q.q) placeholder="Search models…" aria-label="Search models" data-test="model-search";
+            select name="family" aria-label="Family" {
+                option value="" { "All families" }
+                @for f in &families { option value=(f) selected[q.family == *f] { (f) } }
+            }
+            select name="task" aria-label="Task" {
+                option value="" { "All tasks" }
+                @for t in &tasks { option value=(t) selected[q.task == *t] { (t) } }
+            }
+            noscript { button.btn type="submit" { "Filter" } }
+            span.muted.count data-count { (shown) " of " (models.len()) " models" }
+        }
+        div.grid.model-grid {
+            @for m in &models { (card(m, matches(m, &q))) }
+        }
+        div.card.empty data-no-results hidden[shown > 0] {
+            h2 { "No models match" }
+            p.muted { "Try another search or clear the filters." }
+        }
+        (json_script("compute-data", &compute))
+        (deploy_dialog())
+    };
+    s.page("Models", "models", body)
+}

@@ -1,0 +1,900 @@
+//! Browser tests of the web dashboard: headless Chromium driven through
+//! chromedriver (started here on a free port, killed on drop) against a
+//! real server. Each test saves a screenshot of every page it visits, at
+//! desktop width and at a phone width (390 px), under
+//! `$CARGO_TARGET_TMPDIR/screenshots/`.
+//!
+//! Chromium and chromedriver come from Debian (`scripts/install-deps
+//! --test`); a missing chromedriver fails the test with that hint.
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One browser at a time: two cores are shared by everything.
+static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const DESKTOP: (u32, u32) = (1280, 900);
+const PHONE: (u32, u32) = (390, 844);
+
+/// A chromedriver child process, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn chromedriver_path() -> PathBuf {
+    let candidates = [
+        std::env::var("CHROMEDRIVER").unwrap_or_default(),
+        "/usr/bin/chromedriver".into(),
+        "/usr/lib/chromium/chromedriver".into(),
+    ];
+    candidates
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("chromedriver is not installed: run `scripts/install-deps --test` (it installs Debian's chromium and chromium-driver)")
+        })
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port();
+    let child = Command::new(chromedriver_path())
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver { child, port };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if client
+            .get(format!("http://127.0.0.1:{port}/status"))
+            .send()
+            .await
+            .is_ok()
+        {
+            return driver;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start on port {port}");
+}
+
+/// A headless Chromium session on one server.
+struct Browser {
+    c: Client,
+    base: String,
+    prefix: String,
+    _driver: Driver,
+}
+
+fn shots_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&d).expect("screenshot dir");
+    d
+}
+
+impl Browser {
+    async fn open(base: &str, prefix: &str) -> Browser {
+        let driver = start_driver().await;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         format!("--window-size={},{}", DESKTOP.0, DESKTOP.1)],
+            }),
+        );
+        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("a Chromium session (is chromium installed? run scripts/install-deps --test)");
+        c.set_window_size(DESKTOP.0, DESKTOP.1)
+            .await
+            .expect("window size");
+        Browser {
+            c,
+            base: base.to_owned(),
+            prefix: prefix.to_owned(),
+            _driver: driver,
+        }
+    }
+
+    async fn go(&self, path: &str) {
+        self.c
+            .goto(&format!("{}{}", self.base, path))
+            .await
+            .expect("navigate");
+    }
+
+    async fn path(&self) -> String {
+        let u = self.c.current_url().await.expect("url");
+        match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        }
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                let body = self.js("return document.body.innerText").await;
+                panic!(
+                    "no element {css} on {}: {e}; page text:\n{body}",
+                    self.path().await
+                )
+            }
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        e.clear().await.expect("clear");
+        e.send_keys(text).await.expect("type");
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css).await.click().await.expect("click");
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.expect("text")
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.c.execute(script, vec![]).await.expect("script")
+    }
+
+    /// Waits until `script` (a JS expression) is truthy.
+    async fn until(&self, what: &str, script: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self
+                .c
+                .execute(&format!("return !!({script});"), vec![])
+                .await
+                .unwrap_or(Value::Bool(false));
+            if v == Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let body = self.js("return document.body.innerText").await;
+                panic!(
+                    "timed out waiting for {what} on {}; page text:\n{body}",
+                    self.path().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits for the path to start with `prefix`.
+    async fn until_path(&self, prefix: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.path().await.starts_with(prefix) {
+            if Instant::now() > deadline {
+                let body = self.js("return document.body.innerText").await;
+                panic!(
+                    "expected {prefix}, at {}; page text:\n{body}",
+                    self.path().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Saves a desktop screenshot, then one at phone width.
+    async fn shot(&self, name: &str) {
+        let dir = shots_dir();
+        let png = self.c.screenshot().await.expect("screenshot");
+        std::fs::write(dir.join(format!("{}-{name}-desktop.png", self.prefix)), png).expect("save");
+        self.c
+            .set_window_size(PHONE.0, PHONE.1)
+            .await
+            .expect("phone size");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let png = self.c.screenshot().await.expect("screenshot");
+        std::fs::write(dir.join(format!("{}-{name}-phone.png", self.prefix)), png).expect("save");
+        self.c
+            .set_window_size(DESKTOP.0, DESKTOP.1)
+            .await
+            .expect("desktop size");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    /// Saves a desktop screenshot only (for states that a resize would disturb).
+    async fn shot_desktop(&self, name: &str) {
+        let png = self.c.screenshot().await.expect("screenshot");
+        std::fs::write(
+            shots_dir().join(format!("{}-{name}-desktop.png", self.prefix)),
+            png,
+        )
+        .expect("save");
+    }
+
+    async fn close(self) {
+        let _ = self.c.close().await;
+    }
+}
+
+/// Signs up, confirms with the mailed code and logs in, through the pages.
+async fn sign_up_in_browser(b: &Browser, srv: &TestServer, email: &str, shots: bool) {
+    b.go("/").await;
+    b.until_path("/ui/login").await;
+    if shots {
+        b.shot("login").await;
+    }
+    b.click("a[href='/ui/signup']").await;
+    b.until_path("/ui/signup").await;
+
+    // Mismatched confirmation: the error sits under that field.
+    b.fill("#f-email", email).await;
+    b.fill("#f-password", PASSWORD).await;
+    b.fill("#f-confirm_password", "something-else").await;
+    b.click("[data-test=signup-submit]").await;
+    let err = b.text("[data-error-for=confirm_password]").await;
+    assert!(err.contains("does not match"), "{err}");
+
+    // A weak password: the policy's message sits under the password.
+    b.fill("#f-password", "short").await;
+    b.fill("#f-confirm_password", "short").await;
+    b.click("[data-test=signup-submit]").await;
+    let err = b.text("[data-error-for=password]").await;
+    assert!(err.contains("must"), "{err}");
+    assert_eq!(
+        b.find("#f-email")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(email)
+    );
+    if shots {
+        b.shot("signup-errors").await;
+    }
+
+    b.fill("#f-password", PASSWORD).await;
+    b.fill("#f-confirm_password", PASSWORD).await;
+    b.click("[data-test=signup-submit]").await;
+    b.until_path("/ui/confirm").await;
+    if shots {
+        b.shot("confirm").await;
+    }
+
+    // A wrong code first.
+    let code = srv.mailer.last_code(email).expect("a code was mailed");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    b.fill("#f-code", wrong).await;
+    b.click("[data-test=confirm-submit]").await;
+    let err = b.text("[data-error-for=code]").await;
+    assert!(err.contains("wrong"), "{err}");
+
+    b.fill("#f-code", &code).await;
+    b.click("[data-test=confirm-submit]").await;
+    b.until_path("/ui/login").await;
+    assert!(b.text(".banner-ok").await.contains("confirmed"));
+
+    // A wrong password shows next to the password field.
+    b.fill("#f-password", "Wrong-pass-1!").await;
+    b.click("[data-test=login-submit]").await;
+    let err = b.text("[data-error-for=password]").await;
+    assert!(err.contains("incorrect"), "{err}");
+    if shots {
+        b.shot("login-error").await;
+    }
+
+    b.fill("#f-password", PASSWORD).await;
+    b.click("[data-test=login-submit]").await;
+    b.until_path("/ui/instances").await;
+}
+
+/// Opens the deploy dialog for gemma3:270m on the catalog page and deploys
+/// it on the suggested CPU size; returns the new instance's id.
+async fn deploy_gemma_in_browser(b: &Browser, shots: bool) -> String {
+    b.go("/ui/models").await;
+    b.fill("[data-test=model-search]", "gemma").await;
+    b.until(
+        "search filters the cards",
+        "document.querySelectorAll('[data-model-card]:not([hidden])').length >= 1 && [...document.querySelectorAll('[data-model-card]:not([hidden])')].every(c => c.dataset.search.includes('gemma'))",
+        5,
+    )
+    .await;
+    if shots {
+        b.shot("models-search").await;
+        b.fill("[data-test=model-search]", "").await;
+        b.until(
+            "all cards back",
+            "document.querySelectorAll('[data-model-card][hidden]').length == 0",
+            5,
+        )
+        .await;
+        b.shot("models").await;
+    }
+    b.click("[data-test='deploy-gemma3:270m']").await;
+    b.until(
+        "the dialog opens",
+        "document.getElementById('deploy-dialog').open",
+        5,
+    )
+    .await;
+    let fit = b.text("[data-d=fit]").await;
+    assert!(fit.contains("Fits"), "{fit}");
+    let price = b.text("[data-d=price]").await;
+    assert!(price.contains("/ hour"), "{price}");
+    // GPU sizes show GPU memory and their price.
+    b.click("input[name=kind][value=gpu]").await;
+    let gpu = b.text("#d-gpu option").await;
+    assert!(gpu.contains("GPU") && gpu.contains("/h"), "{gpu}");
+    if shots {
+        b.shot_desktop("deploy-dialog-gpu").await;
+    }
+    b.click("input[name=kind][value=cpu]").await;
+    if shots {
+        b.shot_desktop("deploy-dialog").await;
+    }
+    b.click("[data-test=deploy-submit]").await;
+    b.until_path("/ui/instances?deployed=").await;
+    let path = b.path().await;
+    path.split("deployed=")
+        .nth(1)
+        .expect("instance id")
+        .to_owned()
+}
+
+/// What works without a model server: accounts, catalog, deploy, live
+/// status, instance detail, keys, usage, chat's empty state, logout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_from_sign_up_to_logout() {
+    let _guard = BROWSER_LOCK.lock().await;
+    let srv = TestServer::start().await;
+    let b = Browser::open(&srv.url, "flow").await;
+    let email = "ana@example.com";
+
+    // Signed out, pages redirect to the login page and keep where to go.
+    b.go("/ui/keys").await;
+    b.until_path("/ui/login?next=").await;
+
+    sign_up_in_browser(&b, &srv, email, true).await;
+    assert!(b.text("h1").await.contains("Instances"));
+    b.shot("instances-empty").await;
+
+    let id = deploy_gemma_in_browser(&b, true).await;
+    let row = format!("tr[data-instance='{id}']");
+    b.find(&row).await;
+    // Mark the page; the status must change while the mark stays (no reload).
+    b.js("window.__paddockMark = 1; return 1").await;
+    let first = b.text(&format!("{row} [data-f=status]")).await;
+    assert!(
+        ["PENDING", "STARTING", "FAILED"].contains(&first.as_str()),
+        "{first}"
+    );
+    // This server has no runtime binary, so the launch fails: FAILED shows
+    // up live with its reason.
+    b.until(
+        "the status to change live",
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'FAILED' && window.__paddockMark === 1"),
+        30,
+    )
+    .await;
+    let reason = b.text(&format!("{row} [data-f=reason]")).await;
+    assert!(!reason.is_empty(), "a failure reason is shown");
+    assert!(b
+        .text(&format!("{row} .copyable code"))
+        .await
+        .contains(&format!("/models/{id}")));
+    b.shot("instances").await;
+
+    // Detail page: history and logs panel.
+    b.click(&format!("{row} a.strong")).await;
+    b.until_path(&format!("/ui/instances/{id}")).await;
+    b.until(
+        "history entries",
+        "document.querySelectorAll('[data-f=history] li').length >= 2",
+        10,
+    )
+    .await;
+    b.until("the logs panel settles", "!document.querySelector('[data-logs]').textContent.startsWith('Loading') && document.querySelector('[data-logs]').textContent.length > 0", 10).await;
+    b.shot("instance-detail").await;
+
+    // Stop it from the detail page; the badge follows without reload.
+    b.js("window.confirm = () => true; window.__paddockMark = 2; return 1")
+        .await;
+    b.click("[data-live-instance] [data-action=stop]").await;
+    b.until(
+        "STOPPED",
+        "document.querySelector('[data-live-instance] [data-f=status]').textContent == 'STOPPED' && window.__paddockMark === 2",
+        15,
+    )
+    .await;
+
+    // Chat with no running instance: a clear empty state.
+    b.go("/ui/chat").await;
+    assert!(b
+        .text(".card.empty h2")
+        .await
+        .contains("No running instance"));
+    b.shot("chat-empty").await;
+
+    // API keys: create (secret shown once), listed, snippets, revoke.
+    b.go("/ui/keys").await;
+    b.shot("keys-empty").await;
+    b.fill("[data-test=key-name]", "laptop").await;
+    b.click("[data-test=key-create]").await;
+    let secret = b.text("[data-test=new-key] code").await;
+    assert!(secret.starts_with("pdk_"), "{secret}");
+    let curl = b.text("[data-test=snippet-curl]").await;
+    assert!(
+        curl.contains(&secret) && curl.contains(&format!("{}/api/chat", srv.url)),
+        "{curl}"
+    );
+    b.click("[data-tab=openai]").await;
+    let openai = b.text("[data-test=snippet-openai]").await;
+    assert!(
+        openai.contains(&format!("base_url=\"{}/v1\"", srv.url)),
+        "{openai}"
+    );
+    b.click("[data-tab=ollama]").await;
+    assert!(b
+        .text("[data-test=snippet-ollama]")
+        .await
+        .contains("Authorization"));
+    assert!(b.text("[data-test=keys-table]").await.contains("laptop"));
+    b.shot("keys-created").await;
+    // The key works against the API.
+    let (s, me) = srv.get("/api/auth/me", &secret).await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    // Reloading does not show the secret again.
+    b.go("/ui/keys").await;
+    assert!(!b
+        .js("return document.body.innerText")
+        .await
+        .as_str()
+        .unwrap()
+        .contains(&secret));
+    b.js("window.confirm = () => true; return 1").await;
+    b.click("[data-test=key-revoke]").await;
+    b.until_path("/ui/keys?revoked=1").await;
+    assert!(b.text("[data-test=keys-table]").await.contains("revoked"));
+    let (s, _) = srv.get("/api/auth/me", &secret).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    b.shot("keys-revoked").await;
+
+    b.go("/ui/usage").await;
+    b.find("[data-test=usage-requests]").await;
+    b.shot("usage").await;
+
+    // Admin pages are refused to a plain user.
+    b.go("/ui/admin/users").await;
+    assert!(b.text("h2").await.contains("Administrators only"));
+
+    // Log out: back to the login page, and pages redirect again.
+    b.go("/ui/instances").await;
+    b.click("[data-test=logout]").await;
+    b.until_path("/ui/login").await;
+    b.go("/ui/instances").await;
+    b.until_path("/ui/login").await;
+
+    b.close().await;
+    srv.shutdown().await;
+}
+
+/// Admin pages, and a user an admin created choosing their password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_and_forced_new_password() {
+    let _guard = BROWSER_LOCK.lock().await;
+    let srv = TestServer::start().await;
+    let b = Browser::open(&srv.url, "admin").await;
+
+    b.go("/ui/login").await;
+    b.fill("#f-email", ADMIN_EMAIL).await;
+    b.fill("#f-password", ADMIN_PASSWORD).await;
+    b.click("[data-test=login-submit]").await;
+    b.until_path("/ui/instances").await;
+
+    // Users: create one; the temporary password is shown once.
+    b.go("/ui/admin/users").await;
+    b.fill("#f-email", "bo@example.com").await;
+    b.click("[data-test=user-create]").await;
+    let temp = b.text("[data-test=new-user] code").await;
+    assert!(!temp.is_empty());
+    b.shot("users").await;
+    // A duplicate shows an error next to the email field.
+    b.fill("#f-email", "bo@example.com").await;
+    b.click("[data-test=user-create]").await;
+    assert!(b
+        .text("[data-error-for=email]")
+        .await
+        .contains("already exists"));
+
+    // Promote, then demote, disable and enable bo.
+    for label in ["Promote", "Demote", "Disable", "Enable"] {
+        let clicked = b
+            .js(&format!(
+                "const row = [...document.querySelectorAll('[data-test=users-table] tr')].find(r => r.textContent.includes('bo@example.com'));
+                 const btn = [...row.querySelectorAll('button')].find(x => x.textContent.trim() == '{label}');
+                 if (!btn) return false; btn.click(); return true;"
+            ))
+            .await;
+        assert_eq!(clicked, Value::Bool(true), "{label} button");
+        b.until_path("/ui/admin/users?done=1").await;
+        b.find(".banner-ok").await;
+    }
+    let (s, users) = srv.get("/api/users", &srv.admin_token().await).await;
+    assert_eq!(s, StatusCode::OK);
+    let bo = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "bo@example.com")
+        .unwrap()
+        .clone();
+    assert_eq!(bo["role"], "user");
+    assert_eq!(bo["disabled"], false);
+
+    // Catalog editor: edit, a bad value named at its field, deactivate.
+    b.go("/ui/admin/models").await;
+    b.shot("catalog").await;
+    b.go("/ui/admin/models/gemma3:270m").await;
+    b.fill("#f-model_size_gb", "lots").await;
+    b.click("[data-test=model-save]").await;
+    assert!(b
+        .text("[data-error-for=model_size_gb]")
+        .await
+        .contains("number"));
+    b.fill("#f-model_size_gb", "0.3").await;
+    b.fill("#f-description", "Tiny Gemma for tests").await;
+    b.shot("catalog-edit").await;
+    b.click("[data-test=model-save]").await;
+    b.until_path("/ui/admin/models?done=1").await;
+    let tok = srv.admin_token().await;
+    let (_, m) = srv.get("/api/models/gemma3:270m", &tok).await;
+    assert_eq!(m["description"], "Tiny Gemma for tests");
+    b.go("/ui/admin/models/new").await;
+    b.shot("catalog-new").await;
+
+    // All instances, with owners.
+    let user = srv.user_token("cy@example.com").await;
+    srv.post(
+        "/api/models/deploy",
+        Some(&user),
+        json!({"model_name": "gemma3:270m", "fargate_resources": {"cpu": 1024, "memory": 2048}}),
+    )
+    .await;
+    b.go("/ui/admin/instances").await;
+    b.until(
+        "cy's instance",
+        "document.body.innerText.includes('cy@example.com')",
+        10,
+    )
+    .await;
+    b.shot("all-instances").await;
+
+    // bo logs in with the temporary password and must choose a new one.
+    b.click("[data-test=logout]").await;
+    b.until_path("/ui/login").await;
+    b.fill("#f-email", "bo@example.com").await;
+    b.fill("#f-password", &temp).await;
+    b.click("[data-test=login-submit]").await;
+    b.find("[data-test=new-password-submit]").await;
+    b.fill("#f-new_password", "weak").await;
+    b.fill("#f-confirm_password", "weak").await;
+    b.click("[data-test=new-password-submit]").await;
+    assert!(b
+        .text("[data-error-for=new_password]")
+        .await
+        .contains("must"));
+    b.shot("new-password").await;
+    b.fill("#f-new_password", "N3w-password!").await;
+    b.fill("#f-confirm_password", "N3w-password!").await;
+    b.click("[data-test=new-password-submit]").await;
+    b.until_path("/ui/instances").await;
+    srv.login("bo@example.com", "N3w-password!").await;
+
+    b.close().await;
+    srv.shutdown().await;
+}
+
+fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+fn cookie_value(cookies: &[String], name: &str) -> String {
+    cookies
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in {cookies:?}"))
+        .to_owned()
+}
+
+/// Forms and cookie-authenticated API calls need the CSRF token; bearer
+/// calls do not. Cookies carry HttpOnly and SameSite.
+#[tokio::test]
+async fn csrf_and_cookie_flags() {
+    let srv = TestServer::start().await;
+    srv.user("dee@example.com").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // The login page issues a CSRF cookie and embeds the same token.
+    let resp = http
+        .get(format!("{}/ui/login", srv.url))
+        .send()
+        .await
+        .unwrap();
+    let cookies = set_cookies(&resp);
+    let csrf = cookie_value(&cookies, "paddock_csrf");
+    assert!(cookies[0].contains("HttpOnly") && cookies[0].contains("SameSite=Strict"));
+    assert!(
+        !cookies[0].contains("Secure"),
+        "no Secure flag on plain http"
+    );
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(&format!("name=\"csrf\" value=\"{csrf}\"")));
+
+    // A form post without the token (or with a wrong one) is refused.
+    let form = [("email", "dee@example.com"), ("password", PASSWORD)];
+    let r = http
+        .post(format!("{}/ui/login", srv.url))
+        .header("cookie", format!("paddock_csrf={csrf}"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http
+        .post(format!("{}/ui/login", srv.url))
+        .form(&[
+            ("email", "dee@example.com"),
+            ("password", PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no cookie to match");
+
+    // With the token the login works and sets the session cookies.
+    let r = http
+        .post(format!("{}/ui/login", srv.url))
+        .header("cookie", format!("paddock_csrf={csrf}"))
+        .form(&[
+            ("email", "dee@example.com"),
+            ("password", PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let cookies = set_cookies(&r);
+    let session = cookie_value(&cookies, "paddock_session");
+    let csrf = cookie_value(&cookies, "paddock_csrf");
+    for c in &cookies {
+        assert!(c.contains("HttpOnly") && c.contains("SameSite="), "{c}");
+    }
+    assert!(cookies
+        .iter()
+        .any(|c| c.starts_with("paddock_refresh=") && c.contains("Path=/ui;")));
+    let jar = format!("paddock_session={session}; paddock_csrf={csrf}");
+
+    // Cookie GETs work without the header.
+    let r = http
+        .get(format!("{}/api/instances", srv.url))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Cookie POSTs need X-CSRF-Token.
+    let body = json!({"name": "k"});
+    let r = http
+        .post(format!("{}/api/keys", srv.url))
+        .header("cookie", &jar)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http
+        .post(format!("{}/api/keys", srv.url))
+        .header("cookie", &jar)
+        .header("x-csrf-token", "forged")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http
+        .post(format!("{}/api/keys", srv.url))
+        .header("cookie", &jar)
+        .header("x-csrf-token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A page form without the token is refused too.
+    let r = http
+        .post(format!("{}/ui/keys", srv.url))
+        .header("cookie", &jar)
+        .form(&[("name", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Bearer calls need no CSRF token.
+    let (s, _) = srv
+        .post("/api/keys", Some(&session), json!({"name": "bearer"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // Static assets are cached; pages are not.
+    let r = http
+        .get(format!("{}/ui/static/app.css", srv.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
+    let r = http
+        .get(format!("{}/ui/static/app.js", srv.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // `/` goes to the login page when signed out.
+    let r = http.get(format!("{}/", srv.url)).send().await.unwrap();
+    assert_eq!(r.headers()["location"], "/ui/login");
+    srv.shutdown().await;
+}
+
+/// The `paddock` binary the full flow runs models with: `PADDOCK_BIN`, or
+/// the workspace's build next to this test binary.
+fn paddock_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PADDOCK_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let debug = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = debug.join("paddock");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p paddock-cli` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The whole story with a real model: sign up, confirm, log in, deploy
+/// gemma3:270m on CPU, see it become RUNNING without reloading, chat with
+/// streamed output, create an API key, stop the instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_flow_with_a_running_model() {
+    let _guard = BROWSER_LOCK.lock().await;
+    let srv = TestServer::start_with_runtime(&paddock_bin()).await;
+    let b = Browser::open(&srv.url, "model").await;
+    let email = "eve@example.com";
+    sign_up_in_browser(&b, &srv, email, false).await;
+
+    let id = deploy_gemma_in_browser(&b, false).await;
+    let row = format!("tr[data-instance='{id}']");
+    b.find(&row).await;
+    b.js("window.__paddockMark = 1; return 1").await;
+    b.until(
+        "RUNNING without reload",
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'RUNNING' && window.__paddockMark === 1"),
+        240,
+    )
+    .await;
+    b.shot("instances-running").await;
+
+    // Chat: streamed text appears and tokens/s is shown.
+    b.click(&format!("{row} [data-a=chat]")).await;
+    b.until_path("/ui/chat").await;
+    b.fill("#c-system", "You are terse.").await;
+    b.fill("[data-test=chat-input]", "Say hello in three words.")
+        .await;
+    b.click("[data-test=chat-send]").await;
+    // Streaming: the reply grows while the bubble is still marked streaming.
+    b.until(
+        "streamed text",
+        "(() => { const m = document.querySelector('.msg-assistant'); return m && m.textContent.length > 0; })()",
+        120,
+    )
+    .await;
+    b.until(
+        "the reply to finish",
+        "!document.querySelector('.msg-assistant.streaming')",
+        120,
+    )
+    .await;
+    let stats = b.text("[data-test=chat-stats]").await;
+    assert!(stats.contains("tokens/s"), "{stats}");
+    assert!(!b.text(".msg-assistant").await.trim().is_empty());
+    b.shot("chat").await;
+
+    // Detail page shows logs from the runtime.
+    b.go(&format!("/ui/instances/{id}")).await;
+    b.until(
+        "log lines",
+        "document.querySelector('[data-logs]').textContent.split('\\n').length > 2",
+        20,
+    )
+    .await;
+    b.shot("instance-detail-running").await;
+
+    // An API key.
+    b.go("/ui/keys").await;
+    b.fill("[data-test=key-name]", "script").await;
+    b.click("[data-test=key-create]").await;
+    assert!(b.text("[data-test=new-key] code").await.starts_with("pdk_"));
+
+    // Usage now has the chat request.
+    b.go("/ui/usage").await;
+    b.until(
+        "usage counted",
+        "document.querySelector('[data-test=usage-requests]').textContent != '0'",
+        5,
+    )
+    .await;
+    b.shot("usage-with-data").await;
+
+    // Stop from the list; STOPPED shows without reload.
+    b.go("/ui/instances").await;
+    b.js("window.confirm = () => true; window.__paddockMark = 3; return 1")
+        .await;
+    b.click(&format!("{row} [data-action=stop]")).await;
+    b.until(
+        "STOPPED",
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'STOPPED' && window.__paddockMark === 3"),
+        60,
+    )
+    .await;
+    b.shot("instances-stopped").await;
+
+    b.close().await;
+    srv.shutdown().await;
+}
