@@ -266,7 +266,7 @@ async fn idle_instances_sleep_and_wake_on_the_next_request() {
         .iter()
         .filter(|t| t["reason"] == "woken by a request")
         .count();
-    assert_eq!(wakes, 1);
+    assert_eq!(wakes, 1, "{v}");
     assert_eq!(runtime_pids(&s.data_dir).len(), 1);
     let m = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("paddock_instance_wakes_total 1"), "{m}");

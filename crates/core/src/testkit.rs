@@ -366,8 +366,10 @@ pub async fn driver_conformance<P, F>(
         panic!("still alive after stop");
     }
 
-    // Launch is idempotent per instance.
-    let h = driver.launch(&spec).await.expect("launch");
+    // Launch is idempotent per instance, also when two launches race.
+    let (h, racing) = tokio::join!(driver.launch(&spec), driver.launch(&spec));
+    let (h, racing) = (h.expect("launch"), racing.expect("racing launch"));
+    assert_eq!(h, racing, "two racing launches start one server");
     let again = driver.launch(&spec).await.expect("second launch");
     assert_eq!(h, again, "launching a running instance returns its handle");
     assert_eq!(h.driver, driver.name());

@@ -60,6 +60,9 @@ pub struct ProcessDriver {
     config: ProcessDriverConfig,
     /// Children launched by this process (others are adopted and tracked by pid).
     children: Mutex<HashMap<InstanceId, (ProcessData, Child)>>,
+    /// Serialises launches, so two concurrent launches of one instance
+    /// (a wake racing the reconciler) start one process.
+    launching: tokio::sync::Mutex<()>,
 }
 
 fn backend(e: impl std::fmt::Display) -> DriverError {
@@ -71,6 +74,7 @@ impl ProcessDriver {
         ProcessDriver {
             config,
             children: Mutex::new(HashMap::new()),
+            launching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -225,6 +229,7 @@ impl ComputeDriver for ProcessDriver {
                 "this paddock runs instances as local processes on a machine without a GPU; pick a CPU size".into(),
             ));
         }
+        let _one_at_a_time = self.launching.lock().await;
         // Idempotent: a live runtime for this instance is returned as is.
         {
             let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
