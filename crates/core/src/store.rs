@@ -114,6 +114,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ---- usage ----
     async fn record_usage(&self, record: &UsageRecord) -> StoreResult<()>;
+    /// Several records at once; backends override it with one transaction.
+    async fn record_usage_batch(&self, records: &[UsageRecord]) -> StoreResult<()> {
+        for r in records {
+            self.record_usage(r).await?;
+        }
+        Ok(())
+    }
     /// Matching records, oldest first.
     async fn list_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
 }

@@ -59,10 +59,17 @@ async fn version() -> Json<Value> {
     Json(json!({ "version": OLLAMA_COMPAT_VERSION }))
 }
 
+/// Only the `model` field of a request body; the rest is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct ModelField<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+}
+
 fn model_from_body(body: &Bytes) -> Result<ModelId, ApiError> {
-    let v: Value = serde_json::from_slice(body)
+    let v: ModelField<'_> = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
-    match v.get("model").and_then(Value::as_str) {
+    match v.model {
         Some(m) if !m.trim().is_empty() => Ok(ModelId::new(m.trim())),
         _ => Err(ApiError::BadRequest(
             "`model` is required: the name of a model you deployed (GET /api/tags lists them)".into(),
@@ -82,10 +89,16 @@ async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Instan
     if !p.may_use_model(model) {
         return Err(ApiError::Forbidden(format!("this API key may not use {model}")));
     }
-    let candidates: Vec<Instance> = state
-        .store
-        .list_instances(Some(&p.user_id))
-        .await?
+    let generation = state.reconciler.generation();
+    let all = match state.caches.routes(&p.user_id, generation) {
+        Some(cached) => cached,
+        None => {
+            let fresh = state.store.list_instances(Some(&p.user_id)).await?;
+            state.caches.put_routes(p.user_id.clone(), generation, fresh.clone());
+            fresh
+        }
+    };
+    let candidates: Vec<Instance> = all
         .into_iter()
         .filter(|i| i.desired == DesiredState::Running && same_model(&i.model_id, model))
         .collect();
@@ -255,13 +268,9 @@ impl Meter {
             self.record.status = 499;
         }
         self.state.metrics.add_tokens(prompt, completion);
-        let state = self.state.clone();
-        let record = self.record;
-        tokio::spawn(async move {
-            if let Err(e) = state.store.record_usage(&record).await {
-                tracing::warn!(error = %e, "recording usage failed");
-            }
-        });
+        if self.state.usage_tx.try_send(self.record).is_err() {
+            tracing::warn!("usage queue full; a usage record was dropped");
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod activity;
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod usage;
 pub mod web;
 
 use crate::activity::Activity;
+use crate::cache::Caches;
 use crate::auth::builtin::{BuiltinIdentity, BuiltinSettings};
 use crate::auth::secrets;
 use crate::clock::Clock;
@@ -99,6 +101,7 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ServerError::Bootstrap(format!("http client: {e}")))?;
+    let (usage_tx, usage_rx) = tokio::sync::mpsc::channel(usage::QUEUE);
     let state = AppState::new(Inner {
         config,
         store: services.store,
@@ -110,7 +113,10 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
         driver: services.driver,
         metrics: Metrics::default(),
         http,
+        caches: Caches::default(),
+        usage_tx,
     });
+    tokio::spawn(usage::write_records(state.store.clone(), usage_rx));
     seed_catalog(&state).await?;
     ensure_admin(&state).await?;
     Ok(state)

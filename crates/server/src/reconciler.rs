@@ -51,12 +51,19 @@ impl ReconcilerHandle {
         self.notify.notified().await;
     }
 
+    /// The change counter (bumped by [`Self::announce`]).
+    pub fn generation(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
     /// A receiver that sees a new value whenever a pass changed something.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
-    fn announce(&self) {
+    /// Tells waiters and caches that instance records changed. Every
+    /// writer of instance records calls it.
+    pub fn announce(&self) {
         self.changed.send_modify(|v| *v += 1);
     }
 }
@@ -388,6 +395,7 @@ pub async fn wake_instance(state: &AppState, id: &InstanceId) -> Result<Instance
             (DesiredState::Running, InstanceState::Sleeping) => {
                 match launch(state, i, "woken by a request").await {
                     Ok(_) => {
+                        state.reconciler.announce();
                         state.metrics.wakes.fetch_add(1, Ordering::Relaxed);
                         state.activity.touch(id);
                         tracing::info!(instance = %id, "waking");

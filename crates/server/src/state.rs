@@ -1,6 +1,7 @@
 //! [`AppState`]: what every handler can reach, cloned cheaply per request.
 
 use crate::activity::Activity;
+use crate::cache::Caches;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use paddock_core::driver::ComputeDriver;
@@ -31,6 +32,10 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The client for health probes and the gateway's upstream requests.
     pub http: reqwest::Client,
+    /// Hot-path caches for the gateway.
+    pub caches: Caches,
+    /// Gateway usage records on their way to the store.
+    pub usage_tx: tokio::sync::mpsc::Sender<paddock_core::user::UsageRecord>,
 }
 
 impl std::ops::Deref for AppState {

@@ -184,6 +184,24 @@ pub async fn usage(
     Ok(Json(summary(&state, &p, days, q.all).await?))
 }
 
+/// Usage records that may wait to be written before new ones are dropped.
+pub const QUEUE: usize = 65_536;
+
+/// Writes gateway usage records off the request path, in batches when
+/// they arrive faster than one at a time.
+pub async fn write_records(
+    store: std::sync::Arc<dyn paddock_core::store::Store>,
+    mut rx: tokio::sync::mpsc::Receiver<paddock_core::user::UsageRecord>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        if let Err(e) = store.record_usage_batch(&batch).await {
+            tracing::warn!(error = %e, records = batch.len(), "recording usage failed");
+        }
+        batch.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

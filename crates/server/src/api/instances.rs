@@ -219,6 +219,7 @@ pub(crate) async fn deploy(
         at: now,
     };
     state.store.create_instance(&instance, &first).await?;
+    state.reconciler.announce();
     tracing::info!(instance = %instance.instance_id, model = %instance.model_id, user = %p.user_id, "deploy requested");
     state.reconciler.wake();
     Ok((StatusCode::ACCEPTED, Json(instance_json(&state, &instance))))
@@ -317,6 +318,7 @@ async fn stop_instance(
         };
         match state.store.update_instance(&i, transition.as_ref()).await {
             Ok(stored) => {
+                state.reconciler.announce();
                 tracing::info!(instance = %stored.instance_id, "stop requested");
                 state.reconciler.wake();
                 return Ok((StatusCode::ACCEPTED, Json(instance_json(state, &stored))));
@@ -345,6 +347,7 @@ pub(crate) async fn delete(
         )));
     }
     state.store.delete_instance(&i.instance_id).await?;
+    state.reconciler.announce();
     Ok(StatusCode::NO_CONTENT)
 }
 

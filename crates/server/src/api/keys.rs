@@ -143,6 +143,7 @@ pub(crate) async fn revoke(
     if key.revoked_at.is_none() {
         key.revoked_at = Some(now);
         state.store.update_api_key(&key).await?;
+        state.caches.clear_keys();
     }
     Ok(Json(key_json(&key, now)))
 }

@@ -107,6 +107,7 @@ pub(crate) async fn update(
     }
     user.updated_at = now;
     state.store.update_user(&user).await?;
+    state.caches.clear_keys();
     tracing::info!(user = %user.user_id, role = user.role.as_str(), disabled = user.disabled, "user updated by admin");
     Ok(Json(user_json(&user)))
 }

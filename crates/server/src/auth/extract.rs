@@ -112,10 +112,14 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
 
 async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
     let invalid = || ApiError::Unauthorized("the API key is invalid, revoked or expired".into());
+    let hash = sha256_hex(secret);
     let now = state.clock.now();
+    if let Some(p) = state.caches.key(&hash, now) {
+        return Ok(p);
+    }
     let mut key = state
         .store
-        .get_api_key_by_hash(&sha256_hex(secret))
+        .get_api_key_by_hash(&hash)
         .await?
         .ok_or_else(invalid)?;
     if !key.is_usable(now) {
@@ -134,7 +138,7 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
         key.last_used_at = Some(now);
         state.store.update_api_key(&key).await?;
     }
-    Ok(Principal {
+    let principal = Principal {
         user_id: user.user_id,
         email: user.email,
         role: user.role,
@@ -142,7 +146,9 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
             key_id: key.key_id,
             allowed_models: key.allowed_models,
         }),
-    })
+    };
+    state.caches.put_key(hash, principal.clone(), key.expires_at);
+    Ok(principal)
 }
 
 impl FromRequestParts<AppState> for Auth {

@@ -570,24 +570,32 @@ impl Store for SqliteStore {
     // ---- usage ----
 
     async fn record_usage(&self, r: &UsageRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
-             prompt_tokens, completion_tokens, duration_ms, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(ts(&r.at))
-        .bind(r.user_id.as_str())
-        .bind(r.api_key_id.as_ref().map(|k| k.as_str()))
-        .bind(r.instance_id.as_str())
-        .bind(r.model_id.as_str())
-        .bind(&r.route)
-        .bind(int(r.prompt_tokens, "prompt_tokens")?)
-        .bind(int(r.completion_tokens, "completion_tokens")?)
-        .bind(int(r.duration_ms, "duration_ms")?)
-        .bind(i64::from(r.status))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        self.record_usage_batch(std::slice::from_ref(r)).await
+    }
+
+    async fn record_usage_batch(&self, records: &[UsageRecord]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
+                 prompt_tokens, completion_tokens, duration_ms, status) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(ts(&r.at))
+            .bind(r.user_id.as_str())
+            .bind(r.api_key_id.as_ref().map(|k| k.as_str()))
+            .bind(r.instance_id.as_str())
+            .bind(r.model_id.as_str())
+            .bind(&r.route)
+            .bind(int(r.prompt_tokens, "prompt_tokens")?)
+            .bind(int(r.completion_tokens, "completion_tokens")?)
+            .bind(int(r.duration_ms, "duration_ms")?)
+            .bind(i64::from(r.status))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 

@@ -1,0 +1,67 @@
+//! Hot-path caches for the gateway, so a proxied request does not pay for
+//! several store round trips:
+//! - API keys: the principal for a key hash, kept 5 seconds and dropped on
+//!   any key revocation or user change;
+//! - routing: a user's instances, tagged with the reconciler's change
+//!   counter, which every instance write bumps; a new counter value means a
+//!   fresh read.
+
+use paddock_core::instance::Instance;
+use paddock_core::user::Principal;
+use paddock_core::{Timestamp, UserId};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long an API key's principal is trusted without a store read.
+const KEY_TTL: Duration = Duration::from_secs(5);
+/// Entries kept before a cache is emptied (bounds memory).
+const MAX_ENTRIES: usize = 10_000;
+
+/// The gateway's caches.
+#[derive(Debug, Default)]
+pub struct Caches {
+    keys: Mutex<HashMap<String, (Principal, Option<Timestamp>, Instant)>>,
+    routes: Mutex<HashMap<UserId, (u64, Vec<Instance>)>>,
+}
+
+impl Caches {
+    /// The principal for a key hash, if cached recently and the key has
+    /// not expired by `now`.
+    pub fn key(&self, hash: &str, now: Timestamp) -> Option<Principal> {
+        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.get(hash)
+            .filter(|(_, expires, at)| at.elapsed() < KEY_TTL && expires.is_none_or(|e| e > now))
+            .map(|(p, _, _)| p.clone())
+    }
+
+    pub fn put_key(&self, hash: String, p: Principal, expires_at: Option<Timestamp>) {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_ENTRIES {
+            keys.clear();
+        }
+        keys.insert(hash, (p, expires_at, Instant::now()));
+    }
+
+    /// Forgets every cached key (a key was revoked or a user changed).
+    pub fn clear_keys(&self) {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// A user's instances if cached at `generation`.
+    pub fn routes(&self, user: &UserId, generation: u64) -> Option<Vec<Instance>> {
+        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes
+            .get(user)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put_routes(&self, user: UserId, generation: u64, instances: Vec<Instance>) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if routes.len() >= MAX_ENTRIES {
+            routes.clear();
+        }
+        routes.insert(user, (generation, instances));
+    }
+}
