@@ -460,7 +460,8 @@
       out.classList.add("streaming");
       const model = sel.selectedOptions[0].dataset.model;
       const body = {
-        model, stream: true, options: { temperature: Number(temp.value) },
+        model, stream: true,
+        options: { temperature: Number(temp.value), num_predict: Math.max(1, Number($("#c-max").value) || 512) },
         messages: (system.value.trim() ? [{ role: "system", content: system.value.trim() }] : []).concat(messages),
       };
       controller = new AbortController();

@@ -356,13 +356,13 @@ async fn deploy_gemma_in_browser(b: &Browser, shots: bool) -> String {
     let price = b.text("[data-d=price]").await;
     assert!(price.contains("/ hour"), "{price}");
     // GPU sizes show GPU memory and their price.
-    b.click("input[name=kind][value=gpu]").await;
+    b.click("input[name=kind][value=gpu] + span").await;
     let gpu = b.text("#d-gpu option").await;
     assert!(gpu.contains("GPU") && gpu.contains("/h"), "{gpu}");
     if shots {
         b.shot_desktop("deploy-dialog-gpu").await;
     }
-    b.click("input[name=kind][value=cpu]").await;
+    b.click("input[name=kind][value=cpu] + span").await;
     if shots {
         b.shot_desktop("deploy-dialog").await;
     }
@@ -835,6 +835,7 @@ async fn full_flow_with_a_running_model() {
     b.click(&format!("{row} [data-a=chat]")).await;
     b.until_path("/ui/chat").await;
     b.fill("#c-system", "You are terse.").await;
+    b.fill("[data-test=chat-max]", "40").await;
     b.fill("[data-test=chat-input]", "Say hello in three words.")
         .await;
     b.click("[data-test=chat-send]").await;

@@ -34,7 +34,7 @@ fn st<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 /// Table rows for instances (`owners` adds an owner column).
-fn rows(list: &[Value], owners: Option<&HashMap<UserId, String>>) -> Markup {
+fn rows(base: &str, list: &[Value], owners: Option<&HashMap<UserId, String>>) -> Markup {
     html! {
         @for v in list {
             @let id = st(v, "instance_id");
@@ -55,7 +55,7 @@ fn rows(list: &[Value], owners: Option<&HashMap<UserId, String>>) -> Markup {
                     span.nowrap { (st(v, "instance_type")) }
                     div.muted.small { (usd(v["price_per_hour_usd"].as_f64().unwrap_or(0.0))) "/h" }
                 }
-                td data-label="Endpoint" { (copyable(st(v, "endpoint_url"), "copy-endpoint")) }
+                td data-label="Endpoint" { (copyable(&format!("{base}/models/{id}"), "copy-endpoint")) }
                 td.num data-label="Uptime" data-f="uptime" { (duration(v["uptime_seconds"].as_u64().unwrap_or(0))) }
                 td.num data-label="Cost" data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) }
                 td.actions data-label="" { (actions(id, status)) }
@@ -83,7 +83,7 @@ async fn load(
     let all = all && s.principal.is_admin();
     let owner = (!all).then_some(&s.principal.user_id);
     let mut list: Vec<Instance> = state.store.list_instances(owner).await?;
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    list.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     let owners = if all {
         Some(
             state
@@ -134,7 +134,7 @@ pub(crate) async fn table_page(s: Session, state: AppState, all: bool) -> Respon
                     @if owners.is_some() { th { "Owner" } }
                     th { "Status" } th { "Compute" } th { "Endpoint" } th.num { "Uptime" } th.num { "Cost" } th {}
                 } }
-                tbody { (rows(&list, owners.as_ref())) }
+                tbody { (rows(&s.base_url, &list, owners.as_ref())) }
             }
         }
     };
@@ -153,9 +153,11 @@ pub(crate) async fn rows_fragment(
     Query(q): Query<ListQuery>,
 ) -> Response {
     match load(&state, &s, q.all).await {
-        Ok((list, owners)) => s
-            .cookies
-            .apply(super::session::html(rows(&list, owners.as_ref()))),
+        Ok((list, owners)) => s.cookies.apply(super::session::html(rows(
+            &s.base_url,
+            &list,
+            owners.as_ref(),
+        ))),
         Err(e) => e.into_response(),
     }
 }
@@ -192,7 +194,7 @@ pub(crate) async fn detail_page(
                         div { dt { "Cost so far" } dd data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) } }
                         div { dt { "Idle timeout" } dd { @if i.idle_timeout_secs == 0 { "never sleeps" } @else { (duration(i.idle_timeout_secs)) } } }
                         div { dt { "Created" } dd { (time(&i.created_at)) } }
-                        div.kv-wide { dt { "Endpoint" } dd { (copyable(&s_(&v, "endpoint_url"), "copy-endpoint")) } }
+                        div.kv-wide { dt { "Endpoint" } dd { (copyable(&format!("{}/models/{}", s.base_url, i.instance_id), "copy-endpoint")) } }
                     }
                 }
                 section.card {
@@ -286,6 +288,10 @@ pub(crate) async fn chat_page(
                     div.field {
                         label for="c-temp" { "Temperature " output id="c-temp-out" for="c-temp" { "0.7" } }
                         input id="c-temp" type="range" min="0" max="2" step="0.1" value="0.7";
+                    }
+                    div.field {
+                        label for="c-max" { "Max reply tokens" }
+                        input id="c-max" type="number" min="1" max="8192" step="1" value="512" data-test="chat-max";
                     }
                     button.btn.btn-ghost.btn-sm type="button" data-chat-clear { "Clear conversation" }
                 }

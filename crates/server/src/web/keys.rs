@@ -52,13 +52,12 @@ fn snippets(public_url: &str, key: &str, model: &str) -> Markup {
 
 fn page_body(
     s: &Session,
-    state: &AppState,
     list: &[Value],
     created: Option<&Value>,
     errors: &FormErrors,
     notice: &str,
 ) -> Markup {
-    let public_url = state.config.public_url();
+    let public_url = &s.base_url;
     let secret = created.and_then(|c| c["secret"].as_str());
     html! {
         (page_header("API keys", "Keys let programs call your instances. Treat them like passwords.", html!{}))
@@ -70,22 +69,19 @@ fn page_body(
                 (copyable(secret, "copy-secret"))
             }
         }
-        div.detail-grid {
-            section.card {
-                h2 { "Create a key" }
-                (banner_error(&errors.form))
-                form method="post" action="/ui/keys" data-busy {
-                    (csrf_field(&s.csrf))
-                    div.field.has-error[errors.get("name").is_some()] {
-                        label for="k-name" { "Name" }
-                        input id="k-name" name="name" type="text" maxlength="100" placeholder="e.g. laptop, CI" required data-test="key-name";
-                        @if let Some(m) = errors.get("name") { p.field-error data-error-for="name" { (m) } }
-                        @else { p.hint { "So you can tell your keys apart later." } }
-                    }
-                    button.btn.btn-primary type="submit" data-test="key-create" { "Create key" }
+        section.card {
+            h2 { "Create a key" }
+            (banner_error(&errors.form))
+            form.form-inline method="post" action="/ui/keys" data-busy {
+                (csrf_field(&s.csrf))
+                div.field.has-error[errors.get("name").is_some()] {
+                    label for="k-name" { "Name" }
+                    input id="k-name" name="name" type="text" maxlength="100" placeholder="e.g. laptop, CI" required data-test="key-name";
+                    @if let Some(m) = errors.get("name") { p.field-error data-error-for="name" { (m) } }
+                    @else { p.hint { "So you can tell your keys apart later." } }
                 }
+                div.field.field-action { button.btn.btn-primary type="submit" data-test="key-create" { "Create key" } }
             }
-            (snippets(&public_url, secret.unwrap_or("$PADDOCK_API_KEY"), "gemma3:270m"))
         }
         section.card.table-card {
             h2.card-title { "Your keys" }
@@ -118,6 +114,7 @@ fn page_body(
                 }
             }
         }
+        (snippets(public_url, secret.unwrap_or("$PADDOCK_API_KEY"), "gemma3:270m"))
     }
 }
 
@@ -144,7 +141,7 @@ async fn render(
             s.page(
                 "API keys",
                 "keys",
-                page_body(s, state, &list, created, errors, notice),
+                page_body(s, &list, created, errors, notice),
             )
         }
         Err(e) => s.error(e),

@@ -287,7 +287,7 @@ pub fn usd(x: f64) -> String {
 
 /// Memory in MiB as `512 MB` or `16 GB`.
 pub fn mem(mb: u32) -> String {
-    if mb >= 1024 && mb % 1024 == 0 {
+    if mb >= 1024 && mb.is_multiple_of(1024) {
         format!("{} GB", mb / 1024)
     } else if mb >= 1024 {
         format!("{:.1} GB", mb as f64 / 1024.0)

@@ -33,7 +33,7 @@ fn matches(m: &Model, q: &CatalogQuery) -> bool {
         || m.model_name.to_lowercase().contains(&needle)
         || m.description.to_lowercase().contains(&needle))
         && (q.family.is_empty() || m.model_family == q.family)
-        && (q.task.is_empty() || m.supported_tasks.iter().any(|t| *t == q.task))
+        && (q.task.is_empty() || m.supported_tasks.contains(&q.task))
 }
 
 fn start_time(secs: u32) -> String {

@@ -195,6 +195,27 @@ pub struct Session {
     pub csrf: String,
     pub cookies: Cookies,
     pub state: AppState,
+    /// The URL users reach paddock at: `public_url` when configured, else
+    /// the address this browser used (so endpoints and snippets work when
+    /// the server listens on a port picked at start).
+    pub base_url: String,
+}
+
+fn base_url(parts: &Parts, state: &AppState) -> String {
+    if state.config.public_url.is_some() {
+        return state.config.public_url();
+    }
+    parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_else(|| state.config.public_url())
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -210,6 +231,7 @@ impl FromRequestParts<AppState> for Session {
                     csrf,
                     cookies,
                     state: state.clone(),
+                    base_url: base_url(parts, state),
                 });
             }
         }
@@ -223,6 +245,7 @@ impl FromRequestParts<AppState> for Session {
                         csrf,
                         cookies,
                         state: state.clone(),
+                        base_url: base_url(parts, state),
                     });
                 }
             }

@@ -59,17 +59,18 @@ fn rows(summary: &Value) -> Vec<Row> {
         .unwrap_or_default()
 }
 
-fn nice_max(x: u64) -> u64 {
-    if x == 0 {
-        return 10;
+/// A round axis maximum at or above `x` (1, 2 or 5 times a power of ten).
+fn nice_max(x: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
     }
-    let mag = 10u64.pow((x as f64).log10().floor() as u32);
-    for m in [1, 2, 5, 10] {
-        if x <= m * mag {
+    let mag = 10f64.powf(x.log10().floor());
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if x <= m * mag * 1.000_001 {
             return m * mag;
         }
     }
-    10 * mag
+    10.0 * mag
 }
 
 fn short(n: u64) -> String {
@@ -81,23 +82,28 @@ fn short(n: u64) -> String {
 }
 
 /// Stacked bars: one per day of the window, tokens split by model.
-fn chart(days: &[String], rows: &[Row], colors: &BTreeMap<String, &str>) -> Markup {
+fn chart(
+    days: &[String],
+    rows: &[Row],
+    colors: &BTreeMap<String, &str>,
+    value: fn(&Row) -> f64,
+    label: fn(f64) -> String,
+) -> Markup {
     let (w, h, left, bottom, top) = (760.0, 260.0, 48.0, 28.0, 12.0);
     let plot_w = w - left - 8.0;
     let plot_h = h - bottom - top;
-    let mut per_day: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+    let mut per_day: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
     for r in rows {
         per_day
             .entry(r.day.as_str())
             .or_default()
-            .push((r.model.as_str(), r.prompt + r.completion));
+            .push((r.model.as_str(), value(r)));
     }
     let max = per_day
         .values()
-        .map(|v| v.iter().map(|(_, t)| t).sum::<u64>())
-        .max()
-        .unwrap_or(0);
-    let ymax = nice_max(max) as f64;
+        .map(|v| v.iter().map(|(_, t)| t).sum::<f64>())
+        .fold(0.0, f64::max);
+    let ymax = nice_max(max);
     let slot = plot_w / days.len().max(1) as f64;
     let bar = (slot * 0.7).max(2.0);
     let mut rects = Vec::new();
@@ -105,10 +111,16 @@ fn chart(days: &[String], rows: &[Row], colors: &BTreeMap<String, &str>) -> Mark
         let x = left + slot * i as f64 + (slot - bar) / 2.0;
         let mut y = top + plot_h;
         for (model, tokens) in per_day.get(day.as_str()).into_iter().flatten() {
-            let bh = plot_h * *tokens as f64 / ymax;
+            let bh = plot_h * *tokens / ymax;
             y -= bh;
             let color = colors.get(*model).copied().unwrap_or("#999");
-            rects.push((x, y, bh, color, format!("{day} · {model}: {tokens} tokens")));
+            rects.push((
+                x,
+                y,
+                bh,
+                color,
+                format!("{day} · {model}: {}", label(*tokens)),
+            ));
         }
     }
     let every = (days.len() / 7).max(1);
@@ -117,7 +129,7 @@ fn chart(days: &[String], rows: &[Row], colors: &BTreeMap<String, &str>) -> Mark
             @for i in 0..=4 {
                 @let y = top + plot_h - plot_h * i as f64 / 4.0;
                 line x1=(left) x2=(w - 8.0) y1=(y) y2=(y) class="grid-line" {}
-                text x=(left - 6.0) y=(y + 4.0) text-anchor="end" class="axis" { (short((ymax * i as f64 / 4.0) as u64)) }
+                text x=(left - 6.0) y=(y + 4.0) text-anchor="end" class="axis" { (label(ymax * i as f64 / 4.0)) }
             }
             @for (x, y, bh, color, label) in &rects {
                 rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bar:.1}")) height=(format!("{bh:.1}")) fill=(color) rx="2" {
@@ -198,9 +210,13 @@ pub(crate) async fn page(
                     h2 { "Tokens per day" }
                     div.legend { @for (m, c) in &colors { span.legend-item { span.swatch style={ "background:" (c) } {} (m) } } }
                 }
-                (chart(&day_list, &rows, &colors))
+                (chart(&day_list, &rows, &colors, |r| (r.prompt + r.completion) as f64, |v| short(v.round() as u64)))
             }
-            div.detail-grid {
+            section.card {
+                div.card-head { h2 { "Cost per day" } span.muted.small { "Compute time of your instances at their hourly price" } }
+                (chart(&day_list, &rows, &colors, |r| r.cost, usd))
+            }
+            div {
                 section.card.table-card {
                     h2.card-title { "By model" }
                     table.table.responsive {
