@@ -308,7 +308,7 @@ pub fn time(t: &paddock_core::Timestamp) -> Markup {
 pub fn copyable(value: &str, test: &str) -> Markup {
     html! {
         span.copyable {
-            code data-copy-src { (value) }
+            code data-copy-src title=(value) { (value) }
             button.btn.btn-ghost.btn-xs type="button" data-copy=(value) data-test=(test) title="Copy" { "Copy" }
         }
     }
