@@ -100,7 +100,12 @@ impl Client {
     }
 
     /// Sends a request; on 401 with saved credentials, refreshes once and retries.
-    pub async fn request(&mut self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let (status, v) = self.send(method.clone(), path, body).await?;
         if status == StatusCode::UNAUTHORIZED && self.token.is_none() && self.refresh().await {
             let (status, v) = self.send(method, path, body).await?;
@@ -126,15 +131,22 @@ impl Client {
         req
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value)> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
         let mut req = self.raw(method, path);
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach paddock at {}; is `paddock serve` running?", self.url))?;
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach paddock at {}; is `paddock serve` running?",
+                self.url
+            )
+        })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let v = if text.is_empty() {

@@ -45,10 +45,15 @@ pub async fn login(url: Option<String>, args: LoginArgs) -> Result<()> {
     };
     let password = prompt_password("Password", args.password_stdin)?;
     let mut v = c
-        .post("/api/auth/login", &json!({"email": email, "password": password}))
+        .post(
+            "/api/auth/login",
+            &json!({"email": email, "password": password}),
+        )
         .await?;
     if v["challenge"] == "NEW_PASSWORD_REQUIRED" {
-        eprintln!("You must choose a new password (8+ characters with upper, lower, digit and symbol).");
+        eprintln!(
+            "You must choose a new password (8+ characters with upper, lower, digit and symbol)."
+        );
         let new_password = prompt_password("New password", args.password_stdin)?;
         v = c
             .post(
@@ -60,7 +65,10 @@ pub async fn login(url: Option<String>, args: LoginArgs) -> Result<()> {
     let creds = Credentials {
         url: c.url.clone(),
         email: email.clone(),
-        access_token: v["access_token"].as_str().context("no access token in reply")?.to_owned(),
+        access_token: v["access_token"]
+            .as_str()
+            .context("no access token in reply")?
+            .to_owned(),
         refresh_token: v["refresh_token"].as_str().unwrap_or_default().to_owned(),
     };
     creds.save()?;
@@ -72,7 +80,10 @@ pub async fn logout(c: &mut Client) -> Result<()> {
     if let Some(creds) = Credentials::load() {
         // Best effort: the server forgets the session even if we are offline.
         let _ = c
-            .post("/api/auth/logout", &json!({"refresh_token": creds.refresh_token}))
+            .post(
+                "/api/auth/logout",
+                &json!({"refresh_token": creds.refresh_token}),
+            )
             .await;
     }
     Credentials::remove();
@@ -98,7 +109,13 @@ pub async fn models(c: &mut Client, out: &Output, cmd: Option<ModelsCmd>) -> Res
         Some(ModelsCmd::Catalog { all }) => all,
         None => false,
     };
-    let v = c.get(if all { "/api/models?all=true" } else { "/api/models" }).await?;
+    let v = c
+        .get(if all {
+            "/api/models?all=true"
+        } else {
+            "/api/models"
+        })
+        .await?;
     let rows = v["models"]
         .as_array()
         .into_iter()
@@ -114,11 +131,27 @@ pub async fn models(c: &mut Client, out: &Output, cmd: Option<ModelsCmd>) -> Res
                 ),
                 format!("{} MB", m["gpu_requirements"]["gpu_memory_mb"]),
                 cell(&m["supported_tasks"]),
-                if m["is_active"] == true { "yes".into() } else { "no".into() },
+                if m["is_active"] == true {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
             ]
         })
         .collect();
-    out.print(&v, &["MODEL", "NAME", "SIZE", "CPU NEEDS", "GPU NEEDS", "TASKS", "ACTIVE"], rows);
+    out.print(
+        &v,
+        &[
+            "MODEL",
+            "NAME",
+            "SIZE",
+            "CPU NEEDS",
+            "GPU NEEDS",
+            "TASKS",
+            "ACTIVE",
+        ],
+        rows,
+    );
     Ok(())
 }
 
@@ -164,7 +197,14 @@ pub async fn deploy(c: &mut Client, out: &Output, a: DeployArgs) -> Result<()> {
         out.message(&v, &format!("{id} {}", cell(&v["status"])));
         return Ok(());
     }
-    let v = wait_for(c, &id, &["RUNNING", "FAILED", "STOPPED"], a.timeout, out.json).await?;
+    let v = wait_for(
+        c,
+        &id,
+        &["RUNNING", "FAILED", "STOPPED"],
+        a.timeout,
+        out.json,
+    )
+    .await?;
     if v["status"] == "RUNNING" {
         out.message(
             &v,
@@ -177,19 +217,30 @@ pub async fn deploy(c: &mut Client, out: &Output, a: DeployArgs) -> Result<()> {
         );
         Ok(())
     } else {
-        bail!("{id} is {}: {}", cell(&v["status"]), cell(&v["status_reason"]))
+        bail!(
+            "{id} is {}: {}",
+            cell(&v["status"]),
+            cell(&v["status_reason"])
+        )
     }
 }
 
 /// Polls an instance until its status is one of `done`, showing a spinner.
-async fn wait_for(c: &mut Client, id: &str, done: &[&str], timeout: u64, quiet: bool) -> Result<Value> {
+async fn wait_for(
+    c: &mut Client,
+    id: &str,
+    done: &[&str],
+    timeout: u64,
+    quiet: bool,
+) -> Result<Value> {
     let bar = if quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
         ProgressBar::new_spinner()
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     let start = Instant::now();
@@ -229,20 +280,34 @@ fn instance_rows(v: &Value) -> Vec<Vec<String>> {
 }
 
 pub async fn ps(c: &mut Client, out: &Output, all: bool) -> Result<()> {
-    let v = c.get(if all { "/api/instances?all=true" } else { "/api/instances" }).await?;
-    out.print(&v, &["INSTANCE", "MODEL", "SIZE", "STATUS", "UPTIME", "COST", "ENDPOINT"], instance_rows(&v));
+    let v = c
+        .get(if all {
+            "/api/instances?all=true"
+        } else {
+            "/api/instances"
+        })
+        .await?;
+    out.print(
+        &v,
+        &[
+            "INSTANCE", "MODEL", "SIZE", "STATUS", "UPTIME", "COST", "ENDPOINT",
+        ],
+        instance_rows(&v),
+    );
     Ok(())
 }
 
 pub async fn stop(c: &mut Client, out: &Output, id: &str) -> Result<()> {
-    c.post("/api/models/stop", &json!({"instance_id": id})).await?;
+    c.post("/api/models/stop", &json!({"instance_id": id}))
+        .await?;
     let v = wait_for(c, id, &["STOPPED", "FAILED"], 120, out.json).await?;
     out.message(&v, &format!("{id} {}", cell(&v["status"])));
     Ok(())
 }
 
 pub async fn rm(c: &mut Client, id: &str) -> Result<()> {
-    c.request(Method::DELETE, &format!("/api/instances/{id}"), None).await?;
+    c.request(Method::DELETE, &format!("/api/instances/{id}"), None)
+        .await?;
     outln!("deleted {id}");
     Ok(())
 }
@@ -256,8 +321,18 @@ pub async fn show(c: &mut Client, out: &Output, id: &str) -> Result<()> {
         };
     }
     for k in [
-        "instance_id", "model_name", "instance_type", "compute", "status", "status_reason",
-        "endpoint_url", "idle_timeout_minutes", "uptime_seconds", "price_per_hour_usd", "cost_usd", "created_at",
+        "instance_id",
+        "model_name",
+        "instance_type",
+        "compute",
+        "status",
+        "status_reason",
+        "endpoint_url",
+        "idle_timeout_minutes",
+        "uptime_seconds",
+        "price_per_hour_usd",
+        "cost_usd",
+        "created_at",
     ] {
         outln!("{k:<22} {}", cell(&v[k]));
     }
@@ -266,9 +341,19 @@ pub async fn show(c: &mut Client, out: &Output, id: &str) -> Result<()> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|t| vec![cell(&t["at"]), cell(&t["from"]), cell(&t["to"]), cell(&t["reason"])])
+        .map(|t| {
+            vec![
+                cell(&t["at"]),
+                cell(&t["from"]),
+                cell(&t["to"]),
+                cell(&t["reason"]),
+            ]
+        })
         .collect::<Vec<_>>();
-    out!("{}", crate::table::render(&["AT", "FROM", "TO", "REASON"], &rows));
+    out!(
+        "{}",
+        crate::table::render(&["AT", "FROM", "TO", "REASON"], &rows)
+    );
     Ok(())
 }
 
@@ -292,7 +377,11 @@ pub enum KeysCmd {
 
 pub async fn keys(c: &mut Client, out: &Output, cmd: KeysCmd) -> Result<()> {
     match cmd {
-        KeysCmd::Create { name, models, expires_at } => {
+        KeysCmd::Create {
+            name,
+            models,
+            expires_at,
+        } => {
             let mut body = json!({"name": name});
             if !models.is_empty() {
                 body["allowed_models"] = json!(models);
@@ -328,10 +417,24 @@ pub async fn keys(c: &mut Client, out: &Output, cmd: KeysCmd) -> Result<()> {
                     ]
                 })
                 .collect();
-            out.print(&v, &["KEY", "NAME", "PREFIX", "STATUS", "MODELS", "CREATED", "LAST USED"], rows);
+            out.print(
+                &v,
+                &[
+                    "KEY",
+                    "NAME",
+                    "PREFIX",
+                    "STATUS",
+                    "MODELS",
+                    "CREATED",
+                    "LAST USED",
+                ],
+                rows,
+            );
         }
         KeysCmd::Revoke { key_id } => {
-            let v = c.request(Method::DELETE, &format!("/api/keys/{key_id}"), None).await?;
+            let v = c
+                .request(Method::DELETE, &format!("/api/keys/{key_id}"), None)
+                .await?;
             out.message(&v, &format!("revoked {key_id}"));
         }
     }
@@ -373,7 +476,11 @@ pub async fn users(c: &mut Client, out: &Output, cmd: UsersCmd) -> Result<()> {
                         cell(&u["user_id"]),
                         cell(&u["email"]),
                         cell(&u["role"]),
-                        if u["disabled"] == true { "disabled".into() } else { "active".into() },
+                        if u["disabled"] == true {
+                            "disabled".into()
+                        } else {
+                            "active".into()
+                        },
                         cell(&u["created_at"]),
                     ]
                 })
@@ -383,7 +490,9 @@ pub async fn users(c: &mut Client, out: &Output, cmd: UsersCmd) -> Result<()> {
         }
         UsersCmd::Create { email, admin } => {
             let role = if admin { "admin" } else { "user" };
-            let v = c.post("/api/users", &json!({"email": email, "role": role})).await?;
+            let v = c
+                .post("/api/users", &json!({"email": email, "role": role}))
+                .await?;
             out.message(
                 &v,
                 &format!(
@@ -406,7 +515,11 @@ pub async fn users(c: &mut Client, out: &Output, cmd: UsersCmd) -> Result<()> {
             "{} is now {} and {}",
             cell(&v["email"]),
             cell(&v["role"]),
-            if v["disabled"] == true { "disabled" } else { "active" }
+            if v["disabled"] == true {
+                "disabled"
+            } else {
+                "active"
+            }
         ),
     );
     Ok(())
@@ -431,8 +544,15 @@ pub async fn compute(c: &mut Client, out: &Output) -> Result<()> {
             ]
         })
         .collect();
-    out!("{}", crate::table::render(&["VCPU", "MEMORY MB", "FARGATE $/H"], &cpu_rows));
-    outln!("\nGPU instance types ({} list prices, {}):", cell(&v["region"]), cell(&v["prices_as_of"]));
+    out!(
+        "{}",
+        crate::table::render(&["VCPU", "MEMORY MB", "FARGATE $/H"], &cpu_rows)
+    );
+    outln!(
+        "\nGPU instance types ({} list prices, {}):",
+        cell(&v["region"]),
+        cell(&v["prices_as_of"])
+    );
     let gpu_rows: Vec<Vec<String>> = v["gpu_instance_types"]
         .as_array()
         .into_iter()
@@ -450,7 +570,178 @@ pub async fn compute(c: &mut Client, out: &Output) -> Result<()> {
         .collect();
     out!(
         "{}",
-        crate::table::render(&["TYPE", "VCPU", "MEMORY MB", "GPUS", "GPU MEMORY MB", "$/H"], &gpu_rows)
+        crate::table::render(
+            &["TYPE", "VCPU", "MEMORY MB", "GPUS", "GPU MEMORY MB", "$/H"],
+            &gpu_rows
+        )
+    );
+    Ok(())
+}
+
+pub async fn logs(c: &mut Client, out: &Output, id: &str, lines: usize) -> Result<()> {
+    let v = c
+        .get(&format!("/api/instances/{id}/logs?lines={lines}"))
+        .await?;
+    if out.json {
+        out.message(&v, "");
+        return Ok(());
+    }
+    for l in v["lines"].as_array().into_iter().flatten() {
+        outln!("{}", l.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChatArgs {
+    /// The deployed model, e.g. gemma3:270m.
+    model: String,
+    /// Send one message and exit (otherwise read messages from standard input).
+    #[arg(long, short = 'm')]
+    message: Option<String>,
+    /// A system prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// Sampling temperature.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Most tokens per reply.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Talk to this instance rather than routing by model.
+    #[arg(long)]
+    instance: Option<String>,
+}
+
+/// Streams one assistant reply to stdout and returns its text.
+async fn chat_turn(c: &Client, path: &str, body: &Value) -> Result<String> {
+    use futures::StreamExt;
+    let resp = c.raw(Method::POST, path).json(body).send().await?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or_default();
+        bail!(
+            "{} ({status})",
+            v["error"]["message"]
+                .as_str()
+                .or(v["error"].as_str())
+                .unwrap_or("chat failed")
+        );
+    }
+    let mut text = String::new();
+    let mut buf = Vec::new();
+    let mut stream = resp.bytes_stream();
+    let mut stats = Value::Null;
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            if let Some(piece) = v["message"]["content"].as_str() {
+                out!("{piece}");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                text.push_str(piece);
+            }
+            if v["done"] == true {
+                stats = v;
+            }
+        }
+    }
+    outln!("");
+    if let (Some(n), Some(ns)) = (
+        stats["eval_count"].as_f64(),
+        stats["eval_duration"].as_f64(),
+    ) {
+        if ns > 0.0 {
+            eprintln!("[{n} tokens, {:.1} tokens/s]", n / (ns / 1e9));
+        }
+    }
+    Ok(text)
+}
+
+pub async fn chat(c: &mut Client, a: ChatArgs) -> Result<()> {
+    let path = match &a.instance {
+        Some(id) => format!("/models/{id}/api/chat"),
+        None => "/api/chat".to_owned(),
+    };
+    let mut messages = Vec::new();
+    if let Some(s) = &a.system {
+        messages.push(json!({"role": "system", "content": s}));
+    }
+    let mut options = json!({});
+    if let Some(t) = a.temperature {
+        options["temperature"] = json!(t);
+    }
+    if let Some(n) = a.max_tokens {
+        options["num_predict"] = json!(n);
+    }
+    let interactive = a.message.is_none() && std::io::stdin().is_terminal();
+    let mut pending = a.message.clone();
+    loop {
+        let msg = match pending.take() {
+            Some(m) => m,
+            None if a.message.is_some() => return Ok(()),
+            None => {
+                if interactive {
+                    eprint!(">>> ");
+                }
+                let mut line = String::new();
+                if std::io::stdin().lock().read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                let line = line.trim().to_owned();
+                if line.is_empty() {
+                    continue;
+                }
+                if line == "/bye" || line == "/exit" {
+                    return Ok(());
+                }
+                line
+            }
+        };
+        messages.push(json!({"role": "user", "content": msg}));
+        let body =
+            json!({"model": a.model, "messages": messages, "stream": true, "options": options});
+        let reply = chat_turn(c, &path, &body).await?;
+        messages.push(json!({"role": "assistant", "content": reply}));
+    }
+}
+
+pub async fn usage(c: &mut Client, out: &Output, days: u32, all: bool) -> Result<()> {
+    let path = format!(
+        "/api/usage?days={days}{}",
+        if all { "&all=true" } else { "" }
+    );
+    let v = c.get(&path).await?;
+    let rows = v["by_day"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            vec![
+                cell(&r["day"]),
+                cell(&r["model"]),
+                cell(&r["requests"]),
+                cell(&r["prompt_tokens"]),
+                cell(&r["completion_tokens"]),
+                format!("${:.4}", r["cost_usd"].as_f64().unwrap_or(0.0)),
+            ]
+        })
+        .collect();
+    out.print(
+        &v,
+        &[
+            "DAY",
+            "MODEL",
+            "REQUESTS",
+            "PROMPT TOKENS",
+            "COMPLETION TOKENS",
+            "COST",
+        ],
+        rows,
     );
     Ok(())
 }

@@ -58,6 +58,24 @@ enum Command {
     Rm { instance_id: String },
     /// Show an instance with its state history.
     Show { instance_id: String },
+    /// Print an instance's model-server log.
+    Logs {
+        instance_id: String,
+        /// How many of the last lines.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+    },
+    /// Chat with a deployed model through the gateway (streamed).
+    Chat(commands::ChatArgs),
+    /// Tokens and cost per day and model.
+    Usage {
+        /// Days back from today.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Everyone's usage (admins).
+        #[arg(long)]
+        all: bool,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -193,6 +211,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Stop { instance_id } => commands::stop(&mut client(), &out, &instance_id).await,
         Command::Rm { instance_id } => commands::rm(&mut client(), &instance_id).await,
         Command::Show { instance_id } => commands::show(&mut client(), &out, &instance_id).await,
+        Command::Logs { instance_id, lines } => {
+            commands::logs(&mut client(), &out, &instance_id, lines).await
+        }
+        Command::Chat(args) => commands::chat(&mut client(), args).await,
+        Command::Usage { days, all } => commands::usage(&mut client(), &out, days, all).await,
         Command::Keys { command } => commands::keys(&mut client(), &out, command).await,
         Command::Users { command } => commands::users(&mut client(), &out, command).await,
         Command::Compute => commands::compute(&mut client(), &out).await,

@@ -13,7 +13,10 @@ impl Output {
     /// Prints `value` as JSON, or the rows as a table.
     pub fn print(&self, value: &Value, headers: &[&str], rows: Vec<Vec<String>>) {
         if self.json {
-            outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
             return;
         }
         out!("{}", render(headers, &rows));
@@ -22,7 +25,10 @@ impl Output {
     /// Prints `value` as JSON, or `text` for people.
     pub fn message(&self, value: &Value, text: &str) {
         if self.json {
-            outln!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
         } else {
             outln!("{text}");
         }

@@ -21,7 +21,9 @@ fn runtime_pids(root: &Path) -> Vec<i32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
             !zombie
                 && std::fs::read(format!("/proc/{pid}/environ"))
                     .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == tag.as_bytes()))
@@ -85,7 +87,10 @@ async fn deploy_chat_meter_and_stop() {
         body.extend_from_slice(&c.unwrap());
     }
     let text = String::from_utf8(body).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(lines.len() > 2, "{text}");
     assert!(chunks > 1, "the stream arrived in one piece");
     assert_eq!(lines.last().unwrap()["done"], true);
@@ -121,20 +126,38 @@ async fn deploy_chat_meter_and_stop() {
     assert!(row["compute_seconds"].as_u64().is_some());
     let (_, inst) = s.get(&format!("/api/instances/{id}"), &token).await;
     assert!(inst["uptime_seconds"].as_u64().is_some());
-    let (_, logs) = s.get(&format!("/api/instances/{id}/logs?lines=50"), &token).await;
+    let (_, logs) = s
+        .get(&format!("/api/instances/{id}/logs?lines=50"), &token)
+        .await;
     assert!(!logs["lines"].as_array().unwrap().is_empty(), "{logs}");
 
     // Metrics count it.
-    let m = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    let m = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("paddock_instances{state=\"RUNNING\"} 1"), "{m}");
     assert!(m.contains("route=\"/api/chat\""), "{m}");
 
     // Stop: STOPPING -> STOPPED and no process left.
-    let (st, _) = s.post("/api/models/stop", Some(&token), json!({"instance_id": id})).await;
+    let (st, _) = s
+        .post("/api/models/stop", Some(&token), json!({"instance_id": id}))
+        .await;
     assert_eq!(st, StatusCode::ACCEPTED);
     s.wait_status(&token, &id, "STOPPED", 30).await;
     assert!(runtime_pids(&s.data_dir).is_empty());
-    let (st, v) = chat(&s, &key, "/api/chat", json!({"model": "gemma3:270m", "messages": []})).await;
+    let (st, v) = chat(
+        &s,
+        &key,
+        "/api/chat",
+        json!({"model": "gemma3:270m", "messages": []}),
+    )
+    .await;
     assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
     assert!(v["error"]["message"].as_str().unwrap().contains("deploy"));
 }
@@ -147,7 +170,11 @@ async fn a_killed_runtime_fails_and_is_restarted() {
     s.wait_status(&token, &id, "RUNNING", 120).await;
     let pids = runtime_pids(&s.data_dir);
     assert_eq!(pids.len(), 1);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     s.wait_status(&token, &id, "FAILED", 30).await;
     let v = s.wait_status(&token, &id, "RUNNING", 120).await;
     assert_eq!(v["restart_count"], 1);
@@ -158,7 +185,10 @@ async fn a_killed_runtime_fails_and_is_restarted() {
         .map(|t| t["reason"].as_str().unwrap().to_owned())
         .collect();
     assert!(reasons.iter().any(|r| r.contains("exited")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("restart 1 of 3")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("restart 1 of 3")),
+        "{reasons:?}"
+    );
     let new = runtime_pids(&s.data_dir);
     assert_eq!(new.len(), 1);
     assert_ne!(new[0], pids[0]);
@@ -178,7 +208,16 @@ async fn a_restarted_server_adopts_running_instances() {
 
     // A stray runtime the store does not know is ended on start.
     let mut stray = std::process::Command::new(bin())
-        .args(["runtime", "--model", "gemma3:270m", "--port", "0", "--threads", "1", "--data-dir"])
+        .args([
+            "runtime",
+            "--model",
+            "gemma3:270m",
+            "--port",
+            "0",
+            "--threads",
+            "1",
+            "--data-dir",
+        ])
         .arg(test_model_store(bin()))
         .env("PADDOCK_DRIVER_ROOT", dir.path())
         .env("PADDOCK_INSTANCE_ID", "i-stray")
@@ -203,7 +242,8 @@ async fn a_restarted_server_adopts_running_instances() {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    s.post("/api/models/stop", Some(&token), json!({"instance_id": id})).await;
+    s.post("/api/models/stop", Some(&token), json!({"instance_id": id}))
+        .await;
     s.wait_status(&token, &id, "STOPPED", 30).await;
     assert!(runtime_pids(dir.path()).is_empty());
     kill_runtimes_under(dir.path());
@@ -268,7 +308,15 @@ async fn idle_instances_sleep_and_wake_on_the_next_request() {
         .count();
     assert_eq!(wakes, 1, "{v}");
     assert_eq!(runtime_pids(&s.data_dir).len(), 1);
-    let m = s.client.get(format!("{}/metrics", s.url)).send().await.unwrap().text().await.unwrap();
+    let m = s
+        .client
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("paddock_instance_wakes_total 1"), "{m}");
 }
 
@@ -284,7 +332,13 @@ async fn users_cannot_reach_each_others_instances() {
     let body = json!({"model": "gemma3:270m", "prompt": "Hi", "stream": false, "options": {"num_predict": 2}});
     let (st, v) = chat(&s, &b_key, "/api/generate", body.clone()).await;
     assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
-    let (st, v) = chat(&s, &b_key, &format!("/models/{id}/api/generate"), body.clone()).await;
+    let (st, v) = chat(
+        &s,
+        &b_key,
+        &format!("/models/{id}/api/generate"),
+        body.clone(),
+    )
+    .await;
     assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
     let (st, v) = s.get(&format!("/models/{id}/api/tags"), &b_key).await;
     assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
@@ -293,15 +347,27 @@ async fn users_cannot_reach_each_others_instances() {
 
     // A key limited to another model cannot reach it either.
     let (_, k) = s
-        .post("/api/keys", Some(&a), json!({"name": "qwen only", "allowed_models": ["qwen2.5:0.5b"]}))
+        .post(
+            "/api/keys",
+            Some(&a),
+            json!({"name": "qwen only", "allowed_models": ["qwen2.5:0.5b"]}),
+        )
         .await;
     let limited = k["secret"].as_str().unwrap();
     let (st, v) = chat(&s, limited, "/api/generate", body.clone()).await;
     assert_error(st, &v, StatusCode::FORBIDDEN, "forbidden");
-    let (st, _) = chat(&s, limited, &format!("/models/{id}/api/generate"), body.clone()).await;
+    let (st, _) = chat(
+        &s,
+        limited,
+        &format!("/models/{id}/api/generate"),
+        body.clone(),
+    )
+    .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // No credentials at all.
-    let (st, _) = s.call(Method::POST, "/api/generate", None, Some(body)).await;
+    let (st, _) = s
+        .call(Method::POST, "/api/generate", None, Some(body))
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 
@@ -371,7 +437,10 @@ async fn process_driver_conformance() {
     let spec = LaunchSpec {
         instance_id: paddock_core::InstanceId::new("i-conformance"),
         model_id: paddock_core::ModelId::new("gemma3:270m"),
-        spec: ComputeSpec::Cpu { vcpu_milli: 1000, memory_mb: 2048 },
+        spec: ComputeSpec::Cpu {
+            vcpu_milli: 1000,
+            memory_mb: 2048,
+        },
         threads: 1,
         ctx: 2048,
     };

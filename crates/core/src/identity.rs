@@ -37,14 +37,19 @@ pub enum LoginOutcome {
     Tokens(Tokens),
     /// Cognito's NEW_PASSWORD_REQUIRED: the user must pick a new password,
     /// presenting this short-lived session with it.
-    NewPasswordRequired { session: String },
+    NewPasswordRequired {
+        session: String,
+    },
 }
 
 /// Why an identity operation was refused. Messages are safe to show users.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum IdentityError {
     #[error("{field}: {message}")]
-    InvalidInput { field: &'static str, message: String },
+    InvalidInput {
+        field: &'static str,
+        message: String,
+    },
     #[error("incorrect email or password")]
     InvalidCredentials,
     #[error("the email address is not confirmed yet; enter the code that was sent, or ask for a new one")]

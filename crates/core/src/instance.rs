@@ -297,7 +297,10 @@ mod tests {
         let e = i
             .transition(InstanceState::Running, "skip", Utc::now())
             .unwrap_err();
-        assert_eq!(e.to_string(), "an instance that is PENDING cannot become RUNNING");
+        assert_eq!(
+            e.to_string(),
+            "an instance that is PENDING cannot become RUNNING"
+        );
         assert_eq!(i.status, InstanceState::Pending);
         assert!(!InstanceState::Stopped.can_go_to(InstanceState::Running));
         assert!(!InstanceState::Sleeping.can_go_to(InstanceState::Running));

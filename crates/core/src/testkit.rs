@@ -84,7 +84,11 @@ pub async fn users_roundtrip_and_unique_email(s: &dyn Store) {
     assert_eq!(got.role, Role::User);
     let by_mail = s.get_user_by_email("a@example.com").await.unwrap().unwrap();
     assert_eq!(by_mail.user_id, u.user_id);
-    assert!(s.get_user_by_email("b@example.com").await.unwrap().is_none());
+    assert!(s
+        .get_user_by_email("b@example.com")
+        .await
+        .unwrap()
+        .is_none());
 
     let dup = user("a@example.com");
     assert!(matches!(
@@ -358,7 +362,10 @@ pub async fn driver_conformance<P, F>(
 
     async fn wait_down(driver: &dyn crate::driver::ComputeDriver, h: &crate::driver::Handle) {
         for _ in 0..200 {
-            if !matches!(driver.status(h).await.expect("status"), Observed::Alive { .. }) {
+            if !matches!(
+                driver.status(h).await.expect("status"),
+                Observed::Alive { .. }
+            ) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -385,7 +392,10 @@ pub async fn driver_conformance<P, F>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(up, "{endpoint} never answered");
-    assert!(!driver.logs(&h, 50).await.expect("logs").is_empty(), "no logs");
+    assert!(
+        !driver.logs(&h, 50).await.expect("logs").is_empty(),
+        "no logs"
+    );
 
     // Adoption keeps what the store knows.
     let kept = driver
@@ -393,13 +403,20 @@ pub async fn driver_conformance<P, F>(
         .await
         .expect("adopt");
     assert_eq!(kept, vec![spec.instance_id.clone()]);
-    assert!(matches!(driver.status(&h).await.expect("status"), Observed::Alive { .. }));
+    assert!(matches!(
+        driver.status(&h).await.expect("status"),
+        Observed::Alive { .. }
+    ));
 
     // Stop is final and idempotent.
     driver.stop(&h).await.expect("stop");
     wait_down(driver, &h).await;
     driver.stop(&h).await.expect("second stop");
-    assert!(!driver.logs(&h, 50).await.expect("logs after stop").is_empty());
+    assert!(!driver
+        .logs(&h, 50)
+        .await
+        .expect("logs after stop")
+        .is_empty());
 
     // Adoption ends what the store does not know.
     let h2 = driver.launch(&spec).await.expect("relaunch");

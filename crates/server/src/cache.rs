@@ -18,10 +18,13 @@ const KEY_TTL: Duration = Duration::from_secs(5);
 /// Entries kept before a cache is emptied (bounds memory).
 const MAX_ENTRIES: usize = 10_000;
 
+/// A cached key: its principal, the key's own expiry, and when it was read.
+type CachedKey = (Principal, Option<Timestamp>, Instant);
+
 /// The gateway's caches.
 #[derive(Debug, Default)]
 pub struct Caches {
-    keys: Mutex<HashMap<String, (Principal, Option<Timestamp>, Instant)>>,
+    keys: Mutex<HashMap<String, CachedKey>>,
     routes: Mutex<HashMap<UserId, (u64, Vec<Instance>)>>,
 }
 

@@ -189,10 +189,18 @@ impl Config {
             }};
         }
         env!(listen, parse);
-        env!(data_dir, |_: &str, v: &str| Ok::<_, ConfigError>(PathBuf::from(v)));
-        env!(public_url, |_: &str, v: &str| Ok::<_, ConfigError>(Some(v.to_owned())));
-        env!(admin_email, |_: &str, v: &str| Ok::<_, ConfigError>(v.to_owned()));
-        env!(admin_password, |_: &str, v: &str| Ok::<_, ConfigError>(Some(Secret::new(v))));
+        env!(data_dir, |_: &str, v: &str| Ok::<_, ConfigError>(
+            PathBuf::from(v)
+        ));
+        env!(public_url, |_: &str, v: &str| Ok::<_, ConfigError>(Some(
+            v.to_owned()
+        )));
+        env!(admin_email, |_: &str, v: &str| Ok::<_, ConfigError>(
+            v.to_owned()
+        ));
+        env!(admin_password, |_: &str, v: &str| Ok::<_, ConfigError>(
+            Some(Secret::new(v))
+        ));
         env!(access_token_ttl_secs, parse);
         env!(refresh_token_ttl_secs, parse);
         env!(confirmation_ttl_secs, parse);
@@ -201,8 +209,12 @@ impl Config {
         env!(body_limit_bytes, parse);
         env!(local_cpu_hour_usd, parse);
         env!(allow_signup, parse);
-        env!(runtime_binary, |_: &str, v: &str| Ok::<_, ConfigError>(Some(PathBuf::from(v))));
-        env!(models_dir, |_: &str, v: &str| Ok::<_, ConfigError>(Some(PathBuf::from(v))));
+        env!(runtime_binary, |_: &str, v: &str| Ok::<_, ConfigError>(
+            Some(PathBuf::from(v))
+        ));
+        env!(models_dir, |_: &str, v: &str| Ok::<_, ConfigError>(Some(
+            PathBuf::from(v)
+        )));
         env!(runtime_parallel, parse);
         env!(reconcile_interval_ms, parse);
         env!(start_timeout_secs, parse);
@@ -214,7 +226,9 @@ impl Config {
 
     /// The model store instances load from.
     pub fn models_dir(&self) -> PathBuf {
-        self.models_dir.clone().unwrap_or_else(|| self.data_dir.clone())
+        self.models_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.clone())
     }
 
     /// The base URL users reach this server at, without a trailing slash.
@@ -262,7 +276,8 @@ mod tests {
 
     #[test]
     fn toml_file_is_read() {
-        let c: Config = toml::from_str("listen = \"127.0.0.1:1234\"\nallow_signup = false\n").unwrap();
+        let c: Config =
+            toml::from_str("listen = \"127.0.0.1:1234\"\nallow_signup = false\n").unwrap();
         assert_eq!(c.listen.port(), 1234);
         assert!(!c.allow_signup);
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());

@@ -72,7 +72,8 @@ fn model_from_body(body: &Bytes) -> Result<ModelId, ApiError> {
     match v.model {
         Some(m) if !m.trim().is_empty() => Ok(ModelId::new(m.trim())),
         _ => Err(ApiError::BadRequest(
-            "`model` is required: the name of a model you deployed (GET /api/tags lists them)".into(),
+            "`model` is required: the name of a model you deployed (GET /api/tags lists them)"
+                .into(),
         )),
     }
 }
@@ -87,14 +88,18 @@ fn same_model(deployed: &ModelId, asked: &ModelId) -> bool {
 /// one that is asleep or on its way up, which is then woken and awaited.
 async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Instance, ApiError> {
     if !p.may_use_model(model) {
-        return Err(ApiError::Forbidden(format!("this API key may not use {model}")));
+        return Err(ApiError::Forbidden(format!(
+            "this API key may not use {model}"
+        )));
     }
     let generation = state.reconciler.generation();
     let all = match state.caches.routes(&p.user_id, generation) {
         Some(cached) => cached,
         None => {
             let fresh = state.store.list_instances(Some(&p.user_id)).await?;
-            state.caches.put_routes(p.user_id.clone(), generation, fresh.clone());
+            state
+                .caches
+                .put_routes(p.user_id.clone(), generation, fresh.clone());
             fresh
         }
     };
@@ -112,7 +117,10 @@ async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Instan
     let waking = candidates.iter().find(|i| {
         matches!(
             i.status,
-            InstanceState::Sleeping | InstanceState::Starting | InstanceState::Pending | InstanceState::Running
+            InstanceState::Sleeping
+                | InstanceState::Starting
+                | InstanceState::Pending
+                | InstanceState::Running
         )
     });
     let chosen = waking.or_else(|| candidates.first()).ok_or_else(|| {
@@ -131,11 +139,26 @@ async fn by_model(
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge("the request body is larger than the server accepts".into()))?;
+        .map_err(|_| {
+            ApiError::PayloadTooLarge("the request body is larger than the server accepts".into())
+        })?;
     let model = model_from_body(&body)?;
     let instance = pick(&state, &p, &model).await?;
-    let path = parts.uri.path_and_query().map_or(parts.uri.path(), |pq| pq.as_str());
-    forward(&state, &p, instance, parts.method, path.to_owned(), parts.uri.path().to_owned(), &parts.headers, body).await
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |pq| pq.as_str());
+    forward(
+        &state,
+        &p,
+        instance,
+        parts.method,
+        path.to_owned(),
+        parts.uri.path().to_owned(),
+        &parts.headers,
+        body,
+    )
+    .await
 }
 
 async fn per_instance(
@@ -163,13 +186,25 @@ async fn per_instance(
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
         .await
-        .map_err(|_| ApiError::PayloadTooLarge("the request body is larger than the server accepts".into()))?;
+        .map_err(|_| {
+            ApiError::PayloadTooLarge("the request body is larger than the server accepts".into())
+        })?;
     let route = format!("/{rest}");
     let path = match parts.uri.query() {
         Some(q) => format!("{route}?{q}"),
         None => route.clone(),
     };
-    forward(&state, &p, instance, parts.method, path, route, &parts.headers, body).await
+    forward(
+        &state,
+        &p,
+        instance,
+        parts.method,
+        path,
+        route,
+        &parts.headers,
+        body,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -183,10 +218,13 @@ async fn forward(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let upstream = instance.upstream_url.clone().ok_or_else(|| ApiError::Unavailable {
-        message: format!("instance {} is not ready", instance.instance_id),
-        retry_after: 2,
-    })?;
+    let upstream = instance
+        .upstream_url
+        .clone()
+        .ok_or_else(|| ApiError::Unavailable {
+            message: format!("instance {} is not ready", instance.instance_id),
+            retry_after: 2,
+        })?;
     let guard = state.activity.begin(&instance.instance_id);
     let started = Instant::now();
     let mut req = state.http.request(method, format!("{upstream}{path}"));
@@ -320,7 +358,10 @@ impl Drop for Metered {
 fn last_number(text: &str, key: &str) -> Option<u64> {
     let pat = format!("\"{key}\"");
     let at = text.rfind(&pat)?;
-    let rest = text[at + pat.len()..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = text[at + pat.len()..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -329,13 +370,19 @@ fn last_number(text: &str, key: &str) -> Option<u64> {
 /// response (final NDJSON chunk, SSE `usage` chunk, or a whole JSON body).
 pub fn token_counts(tail: &[u8]) -> (u64, u64) {
     let text = String::from_utf8_lossy(tail);
-    let prompt = last_number(&text, "prompt_eval_count").or_else(|| last_number(&text, "prompt_tokens"));
-    let completion = last_number(&text, "eval_count").or_else(|| last_number(&text, "completion_tokens"));
+    let prompt =
+        last_number(&text, "prompt_eval_count").or_else(|| last_number(&text, "prompt_tokens"));
+    let completion =
+        last_number(&text, "eval_count").or_else(|| last_number(&text, "completion_tokens"));
     (prompt.unwrap_or(0), completion.unwrap_or(0))
 }
 
 /// The caller's deployed models (not stopped), one entry per model.
-async fn deployed(state: &AppState, p: &Principal, running_only: bool) -> Result<Vec<Instance>, ApiError> {
+async fn deployed(
+    state: &AppState,
+    p: &Principal,
+    running_only: bool,
+) -> Result<Vec<Instance>, ApiError> {
     let mut by_model: BTreeMap<ModelId, Instance> = BTreeMap::new();
     for i in state.store.list_instances(Some(&p.user_id)).await? {
         let keep = if running_only {
@@ -377,8 +424,13 @@ async fn ps(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>,
     for i in deployed(&state, &p, true).await? {
         let mut e = model_entry(&state, &i).await;
         let expires = if i.idle_timeout_secs > 0 {
-            json!(state.activity.last_active(&i.instance_id).unwrap_or(i.last_active_at)
-                + chrono::Duration::seconds(i.idle_timeout_secs as i64))
+            json!(
+                state
+                    .activity
+                    .last_active(&i.instance_id)
+                    .unwrap_or(i.last_active_at)
+                    + chrono::Duration::seconds(i.idle_timeout_secs as i64)
+            )
         } else {
             Value::Null
         };
@@ -405,7 +457,8 @@ mod tests {
 
     #[test]
     fn counts_from_each_format() {
-        let ollama = b"{\"done\":false}\n{\"done\":true,\"prompt_eval_count\":12,\"eval_count\":34}\n";
+        let ollama =
+            b"{\"done\":false}\n{\"done\":true,\"prompt_eval_count\":12,\"eval_count\":34}\n";
         assert_eq!(token_counts(ollama), (12, 34));
         let sse = b"data: {\"choices\":[]}\n\ndata: {\"usage\":{\"prompt_tokens\": 5,\"completion_tokens\":7,\"total_tokens\":12}}\n\ndata: [DONE]\n\n";
         assert_eq!(token_counts(sse), (5, 7));
@@ -414,7 +467,13 @@ mod tests {
 
     #[test]
     fn model_names_match_with_latest() {
-        assert!(same_model(&ModelId::new("command-r:latest"), &ModelId::new("command-r")));
-        assert!(!same_model(&ModelId::new("gemma3:270m"), &ModelId::new("gemma3")));
+        assert!(same_model(
+            &ModelId::new("command-r:latest"),
+            &ModelId::new("command-r")
+        ));
+        assert!(!same_model(
+            &ModelId::new("gemma3:270m"),
+            &ModelId::new("gemma3")
+        ));
     }
 }

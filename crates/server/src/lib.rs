@@ -23,9 +23,9 @@ pub mod usage;
 pub mod web;
 
 use crate::activity::Activity;
-use crate::cache::Caches;
 use crate::auth::builtin::{BuiltinIdentity, BuiltinSettings};
 use crate::auth::secrets;
+use crate::cache::Caches;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::mailer::{LogMailer, Mailer};
@@ -183,7 +183,10 @@ pub fn app(state: AppState) -> Router {
         .merge(gateway::router())
         .merge(web::router())
         .route("/metrics", axum::routing::get(metrics::render))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
@@ -193,13 +196,17 @@ pub fn app(state: AppState) -> Router {
 /// Runs paddock on `listener` until `shutdown` completes, then drains
 /// in-flight requests.
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     services: Services,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = build_state(config, services).await?;
     let addr = listener.local_addr()?;
+    if config.public_url.is_none() {
+        // The bound address, not the configured one (which may say port 0).
+        config.public_url = Some(format!("http://{addr}"));
+    }
+    let state = build_state(config, services).await?;
     tracing::info!(%addr, url = %state.config.public_url(), "paddock listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reconciler = tokio::spawn(reconciler::run(state.clone(), async move {

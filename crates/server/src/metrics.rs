@@ -59,7 +59,8 @@ impl Metrics {
 
     pub fn add_tokens(&self, prompt: u64, completion: u64) {
         self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
-        self.completion_tokens.fetch_add(completion, Ordering::Relaxed);
+        self.completion_tokens
+            .fetch_add(completion, Ordering::Relaxed);
     }
 }
 
@@ -128,18 +129,50 @@ pub async fn render(State(state): State<AppState>) -> Response {
             "paddock_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
             h.count
         );
-        let _ = writeln!(out, "paddock_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
-        let _ = writeln!(out, "paddock_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.count);
+        let _ = writeln!(
+            out,
+            "paddock_http_request_duration_seconds_sum{{route=\"{r}\"}} {}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "paddock_http_request_duration_seconds_count{{route=\"{r}\"}} {}",
+            h.count
+        );
     }
     let counters = [
-        ("paddock_gateway_prompt_tokens_total", "Prompt tokens metered by the gateway.", &m.prompt_tokens),
-        ("paddock_gateway_completion_tokens_total", "Completion tokens metered by the gateway.", &m.completion_tokens),
-        ("paddock_instance_wakes_total", "Sleeping instances woken by a request.", &m.wakes),
-        ("paddock_instance_failures_total", "Instances that failed to start or died.", &m.failures),
-        ("paddock_instance_restarts_total", "Failed instances restarted.", &m.restarts),
+        (
+            "paddock_gateway_prompt_tokens_total",
+            "Prompt tokens metered by the gateway.",
+            &m.prompt_tokens,
+        ),
+        (
+            "paddock_gateway_completion_tokens_total",
+            "Completion tokens metered by the gateway.",
+            &m.completion_tokens,
+        ),
+        (
+            "paddock_instance_wakes_total",
+            "Sleeping instances woken by a request.",
+            &m.wakes,
+        ),
+        (
+            "paddock_instance_failures_total",
+            "Instances that failed to start or died.",
+            &m.failures,
+        ),
+        (
+            "paddock_instance_restarts_total",
+            "Failed instances restarted.",
+            &m.restarts,
+        ),
     ];
     for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Ordering::Relaxed)
+        );
     }
     out.push_str("# HELP paddock_instances Instances by state.\n# TYPE paddock_instances gauge\n");
     let mut by_state: HashMap<InstanceState, u64> = HashMap::new();

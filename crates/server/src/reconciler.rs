@@ -110,7 +110,9 @@ pub async fn adopt(state: &AppState) -> Result<(), StoreError> {
             } else {
                 InstanceState::Failed
             };
-            if let Ok(t) = i.transition(to, "the model server was gone after paddock restarted", now) {
+            if let Ok(t) =
+                i.transition(to, "the model server was gone after paddock restarted", now)
+            {
                 i.upstream_url = None;
                 let _ = state.store.update_instance(&i, Some(&t)).await;
             }
@@ -135,7 +137,11 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
         }
         let busy = pass(&state).await;
         // Poll quickly while something is starting or stopping.
-        next = if busy { base.min(Duration::from_millis(100)) } else { base };
+        next = if busy {
+            base.min(Duration::from_millis(100))
+        } else {
+            base
+        };
     }
 }
 
@@ -214,7 +220,15 @@ async fn launch(state: &AppState, mut i: Instance, reason: &str) -> Result<Insta
             i.upstream_url = None;
             save(state, i, InstanceState::Starting, reason).await
         }
-        Err(e) => save(state, i, InstanceState::Failed, format!("launch failed: {e}")).await,
+        Err(e) => {
+            save(
+                state,
+                i,
+                InstanceState::Failed,
+                format!("launch failed: {e}"),
+            )
+            .await
+        }
     }
 }
 
@@ -309,7 +323,9 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
         }
         (D::Running, S::Running) => {
             let Some(h) = handle_of(&i) else {
-                return Ok(Some(save(state, i, S::Failed, "the record lost its runtime handle").await?));
+                return Ok(Some(
+                    save(state, i, S::Failed, "the record lost its runtime handle").await?,
+                ));
             };
             match state.driver.status(&h).await {
                 Ok(Observed::Alive { .. }) => {
@@ -332,7 +348,9 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
                 }
                 Ok(Observed::Exited { reason }) => {
                     // A long healthy run earns a fresh restart budget.
-                    if i.running_since.is_some_and(|s| (now - s).num_seconds() > 300) {
+                    if i.running_since
+                        .is_some_and(|s| (now - s).num_seconds() > 300)
+                    {
                         i.restart_count = 0;
                     }
                     i.upstream_url = None;
@@ -352,7 +370,10 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
             let max = state.config.max_restarts;
             if i.restart_count >= max {
                 let note = format!("(gave up after {max} restarts)");
-                if i.status_reason.as_deref().is_some_and(|r| r.contains(&note)) {
+                if i.status_reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(&note))
+                {
                     return Ok(None);
                 }
                 i.status_reason = Some(format!(
@@ -381,7 +402,8 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
 /// from SLEEPING succeeds) and waits up to the wake timeout.
 pub async fn wake_instance(state: &AppState, id: &InstanceId) -> Result<Instance, ApiError> {
     let mut changes = state.reconciler.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(state.config.wake_timeout_secs);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(state.config.wake_timeout_secs);
     loop {
         let i = state
             .store
@@ -406,7 +428,9 @@ pub async fn wake_instance(state: &AppState, id: &InstanceId) -> Result<Instance
                 }
                 continue;
             }
-            (DesiredState::Running, InstanceState::Failed) if i.restart_count >= state.config.max_restarts => {
+            (DesiredState::Running, InstanceState::Failed)
+                if i.restart_count >= state.config.max_restarts =>
+            {
                 return Err(ApiError::BadGateway(format!(
                     "instance {id} failed: {}",
                     i.status_reason.unwrap_or_default()

@@ -3,11 +3,11 @@
 use crate::activity::Activity;
 use crate::cache::Caches;
 use crate::clock::Clock;
-use crate::metrics::Metrics;
-use paddock_core::driver::ComputeDriver;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::reconciler::ReconcilerHandle;
 use paddock_core::compute::ComputeTable;
+use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::Identity;
 use paddock_core::store::Store;
 use std::sync::Arc;

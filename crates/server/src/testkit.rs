@@ -224,7 +224,11 @@ impl TestServer {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         let code = self.mailer.last_code(email).expect("a code was mailed");
         let (s, v) = self
-            .post("/api/auth/confirm", None, json!({"email": email, "code": code}))
+            .post(
+                "/api/auth/confirm",
+                None,
+                json!({"email": email, "code": code}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         self.login(email, PASSWORD).await
@@ -232,7 +236,11 @@ impl TestServer {
 
     pub async fn login(&self, email: &str, password: &str) -> Value {
         let (s, v) = self
-            .post("/api/auth/login", None, json!({"email": email, "password": password}))
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": email, "password": password}),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         v
@@ -255,7 +263,9 @@ impl TestServer {
 
     /// An API key secret for the holder of `token`.
     pub async fn api_key(&self, token: &str, name: &str) -> String {
-        let (s, v) = self.post("/api/keys", Some(token), json!({"name": name})).await;
+        let (s, v) = self
+            .post("/api/keys", Some(token), json!({"name": name}))
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v["secret"].as_str().expect("secret").to_owned()
     }

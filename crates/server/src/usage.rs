@@ -98,7 +98,11 @@ pub async fn summary(
     let now = state.clock.now();
     let to = now.date_naive();
     let from = to - Duration::days(i64::from(days.saturating_sub(1)));
-    let owner = if all && p.is_admin() { None } else { Some(p.user_id.clone()) };
+    let owner = if all && p.is_admin() {
+        None
+    } else {
+        Some(p.user_id.clone())
+    };
     let records = state
         .store
         .list_usage(&UsageQuery {
@@ -113,11 +117,12 @@ pub async fn summary(
         day: NaiveDate,
         model: &str,
     ) -> &'a mut UsageRow {
-        rows.entry((day, model.to_owned())).or_insert_with(|| UsageRow {
-            day,
-            model: model.to_owned(),
-            ..UsageRow::default()
-        })
+        rows.entry((day, model.to_owned()))
+            .or_insert_with(|| UsageRow {
+                day,
+                model: model.to_owned(),
+                ..UsageRow::default()
+            })
     }
     for r in &records {
         let e = row(&mut rows, r.at.date_naive(), r.model_id.as_str());
@@ -129,7 +134,8 @@ pub async fn summary(
         e.completion_tokens += r.completion_tokens;
     }
     for i in state.store.list_instances(owner.as_ref()).await? {
-        let local = matches!(i.spec, ComputeSpec::Cpu { .. }).then_some(state.config.local_cpu_hour_usd);
+        let local =
+            matches!(i.spec, ComputeSpec::Cpu { .. }).then_some(state.config.local_cpu_hour_usd);
         let price = state.compute.price_per_hour(&i.spec, local);
         for (day, secs) in billed_days(state, &i, now).await {
             if day < from || secs == 0 {

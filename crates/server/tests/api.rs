@@ -32,17 +32,32 @@ async fn catalog_lists_models_and_admins_edit_it() {
     assert_eq!(st, StatusCode::OK);
     let models = v["models"].as_array().unwrap();
     assert_eq!(models.len(), 31);
-    let gemma = models.iter().find(|m| m["model_id"] == "gemma3:270m").unwrap();
+    let gemma = models
+        .iter()
+        .find(|m| m["model_id"] == "gemma3:270m")
+        .unwrap();
     for field in [
-        "model_name", "model_family", "model_size_gb", "cpu_requirements", "gpu_requirements",
-        "description", "supported_tasks", "is_active", "estimated_start_seconds",
+        "model_name",
+        "model_family",
+        "model_size_gb",
+        "cpu_requirements",
+        "gpu_requirements",
+        "description",
+        "supported_tasks",
+        "is_active",
+        "estimated_start_seconds",
     ] {
         assert!(gemma.get(field).is_some(), "missing {field}");
     }
 
     // Users cannot edit; admins can deactivate and add.
     let (st, _) = s
-        .call(Method::PATCH, "/api/models/llama3.1:8b", Some(&user), Some(json!({"is_active": false})))
+        .call(
+            Method::PATCH,
+            "/api/models/llama3.1:8b",
+            Some(&user),
+            Some(json!({"is_active": false})),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, v) = s
@@ -57,9 +72,19 @@ async fn catalog_lists_models_and_admins_edit_it() {
     assert_eq!(v["is_active"], false);
     assert_eq!(v["model_name"], "Llama 3.1 8B");
     let (st, v) = s
-        .call(Method::PATCH, "/api/models/llama3.1:8b", Some(&admin), Some(json!({"model_size_gb": -1})))
+        .call(
+            Method::PATCH,
+            "/api/models/llama3.1:8b",
+            Some(&admin),
+            Some(json!({"model_size_gb": -1})),
+        )
         .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     let (_, v) = s.get("/api/models", &user).await;
     assert_eq!(v["models"].as_array().unwrap().len(), 30);
     let (_, v) = s.get("/api/models?all=true", &admin).await;
@@ -80,7 +105,12 @@ async fn catalog_lists_models_and_admins_edit_it() {
     let (st, v) = s
         .post("/api/models", Some(&admin), json!({"model_id": "x y"}))
         .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
 
     // Restart on the same data: the catalog loads again without duplicates
     // and without undoing the admin's edits.
@@ -90,7 +120,10 @@ async fn catalog_lists_models_and_admins_edit_it() {
     let (_, v) = s.get("/api/models?all=true", &admin).await;
     let models = v["models"].as_array().unwrap();
     assert_eq!(models.len(), 32);
-    let llama = models.iter().find(|m| m["model_id"] == "llama3.1:8b").unwrap();
+    let llama = models
+        .iter()
+        .find(|m| m["model_id"] == "llama3.1:8b")
+        .unwrap();
     assert_eq!(llama["is_active"], false);
     assert_eq!(llama["description"], "retired here");
 }
@@ -104,9 +137,17 @@ async fn compute_sizes_have_prices() {
     assert!(v["prices_as_of"].is_string());
     let sizes = v["fargate"]["sizes"].as_array().unwrap();
     assert!(sizes.iter().any(|x| x["cpu"] == 256 && x["memory"] == 512));
-    assert!(sizes.iter().all(|x| x["price_per_hour_usd"].as_f64().unwrap() > 0.0));
+    assert!(sizes
+        .iter()
+        .all(|x| x["price_per_hour_usd"].as_f64().unwrap() > 0.0));
     let gpus = v["gpu_instance_types"].as_array().unwrap();
-    for t in ["g4dn.xlarge", "g5.xlarge", "g6.xlarge", "g6e.xlarge", "p4d.24xlarge"] {
+    for t in [
+        "g4dn.xlarge",
+        "g5.xlarge",
+        "g6.xlarge",
+        "g6e.xlarge",
+        "p4d.24xlarge",
+    ] {
         let g = gpus.iter().find(|g| g["instance_type"] == t).unwrap();
         assert!(g["price_per_hour_usd"].as_f64().unwrap() > 0.0);
         assert!(g["gpu_memory_mb"].as_u64().unwrap() > 0);
@@ -118,24 +159,50 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
     let s = TestServer::start().await;
     let t = s.user_token("u@example.com").await;
     let admin = s.admin_token().await;
-    s.call(Method::PATCH, "/api/models/mistral:7b", Some(&admin), Some(json!({"is_active": false})))
-        .await;
+    s.call(
+        Method::PATCH,
+        "/api/models/mistral:7b",
+        Some(&admin),
+        Some(json!({"is_active": false})),
+    )
+    .await;
     let bad = [
-        (cpu("nosuch:1b", json!(1024), json!(2048)), "not in the catalog"),
+        (
+            cpu("nosuch:1b", json!(1024), json!(2048)),
+            "not in the catalog",
+        ),
         (cpu("mistral:7b", json!(4096), json!(8192)), "inactive"),
-        (cpu("gemma3:270m", json!(1024), json!(1024)), "not valid with cpu 1024"),
-        (cpu("gemma3:270m", json!(3000), json!(4096)), "not a Fargate size"),
+        (
+            cpu("gemma3:270m", json!(1024), json!(1024)),
+            "not valid with cpu 1024",
+        ),
+        (
+            cpu("gemma3:270m", json!(3000), json!(4096)),
+            "not a Fargate size",
+        ),
         (cpu("gemma3:270m", json!(256), json!(512)), "needs 1024 MiB"),
         (cpu("llama3.1:70b", json!(16384), json!(122880)), "GPU"),
-        (cpu("gemma3:270m", json!("lots"), json!(2048)), "fargate_resources.cpu"),
-        (json!({"model_name": "gemma3:270m", "instance_type": "x9.huge"}), "unknown instance_type"),
-        (json!({"model_name": "llama3.1:70b", "instance_type": "g5.xlarge"}), "GPU memory"),
+        (
+            cpu("gemma3:270m", json!("lots"), json!(2048)),
+            "fargate_resources.cpu",
+        ),
+        (
+            json!({"model_name": "gemma3:270m", "instance_type": "x9.huge"}),
+            "unknown instance_type",
+        ),
+        (
+            json!({"model_name": "llama3.1:70b", "instance_type": "g5.xlarge"}),
+            "GPU memory",
+        ),
         (json!({"model_name": "gemma3:270m"}), "fargate_resources"),
         (
             json!({"model_name": "gemma3:270m", "instance_type": "g5.xlarge", "fargate_resources": {"cpu": 1024, "memory": 2048}}),
             "not both",
         ),
-        (json!({"fargate_resources": {"cpu": 1024, "memory": 2048}}), "model_name"),
+        (
+            json!({"fargate_resources": {"cpu": 1024, "memory": 2048}}),
+            "model_name",
+        ),
         (
             json!({"model_name": "gemma3:270m", "fargate_resources": {"cpu": 1024, "memory": 2048}, "idle_timeout_minutes": 99999}),
             "idle_timeout_minutes",
@@ -143,7 +210,12 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
     ];
     for (body, mentions) in bad {
         let (st, v) = deploy(&s, &t, body.clone()).await;
-        assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_error(
+            st,
+            &v,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(mentions), "{body} -> {msg}");
     }
@@ -162,7 +234,10 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
     assert_eq!(v["fargate_resources"], json!({"cpu": 1024, "memory": 2048}));
     assert_eq!(v["idle_timeout_minutes"], 15.0);
     let id = v["instance_id"].as_str().unwrap();
-    assert!(v["endpoint_url"].as_str().unwrap().ends_with(&format!("/models/{id}")));
+    assert!(v["endpoint_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/models/{id}")));
     let (st, v) = deploy(&s, &t, cpu("gemma3:270m", json!("0.5"), json!("1024"))).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["instance_type"], "cpu-0.5vcpu-1024mb");
@@ -174,8 +249,16 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
         json!({"model_name": "llama3.1:8b", "instance_type": "g5.xlarge", "idle_timeout_minutes": 0}),
     )
     .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    assert!(v["error"]["message"].as_str().unwrap().contains("no GPU"), "{v}");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("no GPU"),
+        "{v}"
+    );
     assert_eq!(instance_count(&s, &t).await, 2);
 }
 
@@ -197,7 +280,12 @@ async fn instances_belong_to_their_owner() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/instances/{id}"), Some(&b), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/instances/{id}"),
+            Some(&b),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s.get("/api/instances/i-doesnotexist", &b).await;
@@ -211,7 +299,12 @@ async fn instances_belong_to_their_owner() {
 
     // A cannot delete before stopping; stop, then delete.
     let (st, v) = s
-        .call(Method::DELETE, &format!("/api/instances/{id}"), Some(&a), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/instances/{id}"),
+            Some(&a),
+            None,
+        )
         .await;
     assert_error(st, &v, StatusCode::CONFLICT, "conflict");
     let (st, v) = s
@@ -238,10 +331,21 @@ async fn instances_belong_to_their_owner() {
         assert_eq!(pair[1]["from"], pair[0]["to"], "{history:?}");
     }
     if history.len() > 2 {
-        assert!(history[1]["reason"].as_str().unwrap().contains("launch failed"), "{history:?}");
+        assert!(
+            history[1]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("launch failed"),
+            "{history:?}"
+        );
     }
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/instances/{id}"), Some(&a), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/instances/{id}"),
+            Some(&a),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert_eq!(instance_count(&s, &a).await, 0);
@@ -253,7 +357,11 @@ async fn api_keys_authenticate_and_can_be_revoked() {
     let a = s.user_token("a@example.com").await;
     let b = s.user_token("b@example.com").await;
     let (st, v) = s
-        .post("/api/keys", Some(&a), json!({"name": "laptop", "allowed_models": ["gemma3:270m"]}))
+        .post(
+            "/api/keys",
+            Some(&a),
+            json!({"name": "laptop", "allowed_models": ["gemma3:270m"]}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let secret = v["secret"].as_str().unwrap().to_owned();
@@ -283,12 +391,22 @@ async fn api_keys_authenticate_and_can_be_revoked() {
     let (_, v) = s.get("/api/keys", &b).await;
     assert!(v["keys"].as_array().unwrap().is_empty());
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/keys/{key_id}"), Some(&b), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{key_id}"),
+            Some(&b),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
     let (st, v) = s
-        .call(Method::DELETE, &format!("/api/keys/{key_id}"), Some(&a), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{key_id}"),
+            Some(&a),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["status"], "revoked");
@@ -298,19 +416,37 @@ async fn api_keys_authenticate_and_can_be_revoked() {
     // Bad key requests.
     for (body, mentions) in [
         (json!({"name": ""}), "name"),
-        (json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}), "expires_at"),
-        (json!({"name": "x", "allowed_models": ["nosuch:1b"]}), "allowed_models"),
+        (
+            json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"name": "x", "allowed_models": ["nosuch:1b"]}),
+            "allowed_models",
+        ),
         (json!({"name": "x", "allowed_models": []}), "allowed_models"),
     ] {
         let (st, v) = s.post("/api/keys", Some(&a), body).await;
-        assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-        assert!(v["error"]["message"].as_str().unwrap().contains(mentions), "{v}");
+        assert_error(
+            st,
+            &v,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(mentions),
+            "{v}"
+        );
     }
 
     // A key that expires stops working when its time comes.
     let soon = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
     let (_, v) = s
-        .post("/api/keys", Some(&a), json!({"name": "short", "expires_at": soon}))
+        .post(
+            "/api/keys",
+            Some(&a),
+            json!({"name": "short", "expires_at": soon}),
+        )
         .await;
     let short = v["secret"].as_str().unwrap().to_owned();
     let (st, _) = s.get("/api/auth/me", &short).await;
@@ -340,7 +476,13 @@ async fn errors_have_one_shape_and_bad_input_is_never_5xx() {
     assert_eq!(v["error"]["code"], "bad_request");
 
     // No content type: 415.
-    let r = s.client.post(url("/api/auth/login")).body("{}").send().await.unwrap();
+    let r = s
+        .client
+        .post(url("/api/auth/login"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Too big: 413.
@@ -373,13 +515,29 @@ async fn errors_have_one_shape_and_bad_input_is_never_5xx() {
     assert_error(st, &v, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 
     // A spray of wrong-typed bodies at every JSON route: always 4xx.
-    let junk = [json!(null), json!([]), json!("s"), json!(1), json!({"a": {"b": []}})];
-    for route in paddock_server::api::ROUTES.iter().filter(|r| r.body.is_some()) {
-        let path = route.path.replace("{model_id}", "gemma3:270m").replace("{user_id}", "u-x");
+    let junk = [
+        json!(null),
+        json!([]),
+        json!("s"),
+        json!(1),
+        json!({"a": {"b": []}}),
+    ];
+    for route in paddock_server::api::ROUTES
+        .iter()
+        .filter(|r| r.body.is_some())
+    {
+        let path = route
+            .path
+            .replace("{model_id}", "gemma3:270m")
+            .replace("{user_id}", "u-x");
         for body in &junk {
             let method = Method::from_bytes(route.method.as_bytes()).unwrap();
             let (st, v) = s.call(method, &path, Some(&t), Some(body.clone())).await;
-            assert!(st.is_client_error(), "{} {path} {body} -> {st} {v}", route.method);
+            assert!(
+                st.is_client_error(),
+                "{} {path} {body} -> {st} {v}",
+                route.method
+            );
         }
     }
 }
@@ -403,7 +561,12 @@ async fn openapi_documents_every_route_and_every_documented_route_is_served() {
             .replace("{user_id}", "u-x");
         let method = Method::from_bytes(route.method.as_bytes()).unwrap();
         let (st, v) = s.call(method, &path, None, Some(json!({}))).await;
-        assert_ne!(st, StatusCode::METHOD_NOT_ALLOWED, "{} {path}", route.method);
+        assert_ne!(
+            st,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {path}",
+            route.method
+        );
         assert!(
             !v.to_string().contains("no such route"),
             "{} {path} is documented but not served",

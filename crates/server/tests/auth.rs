@@ -23,7 +23,11 @@ async fn signup_confirm_login_refresh_logout() {
 
     // Not confirmed yet: login is refused with a message saying why.
     let (st, v) = s
-        .post("/api/auth/login", None, json!({"email": email, "password": PASSWORD}))
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": email, "password": PASSWORD}),
+        )
         .await;
     assert_error(st, &v, StatusCode::FORBIDDEN, "forbidden");
     assert!(v["error"]["message"].as_str().unwrap().contains("confirm"));
@@ -32,11 +36,24 @@ async fn signup_confirm_login_refresh_logout() {
     let code = s.mailer.last_code(email).unwrap();
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let (st, v) = s
-        .post("/api/auth/confirm", None, json!({"email": email, "code": wrong}))
+        .post(
+            "/api/auth/confirm",
+            None,
+            json!({"email": email, "code": wrong}),
+        )
         .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     let (st, _) = s
-        .post("/api/auth/confirm", None, json!({"email": email, "code": code}))
+        .post(
+            "/api/auth/confirm",
+            None,
+            json!({"email": email, "code": code}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
 
@@ -56,7 +73,9 @@ async fn signup_confirm_login_refresh_logout() {
         .await;
     assert_eq!(st, StatusCode::OK, "{t2}");
     assert_ne!(t2["refresh_token"], tokens["refresh_token"]);
-    let (st, _) = s.get("/api/auth/me", t2["access_token"].as_str().unwrap()).await;
+    let (st, _) = s
+        .get("/api/auth/me", t2["access_token"].as_str().unwrap())
+        .await;
     assert_eq!(st, StatusCode::OK);
 
     // Logout revokes the family: the current refresh token stops working.
@@ -112,9 +131,18 @@ async fn access_tokens_and_codes_expire_on_the_clock() {
     let code = s.mailer.last_code(email).unwrap();
     s.clock.advance(Duration::from_secs(24 * 3600 + 1));
     let (st, v) = s
-        .post("/api/auth/confirm", None, json!({"email": email, "code": code}))
+        .post(
+            "/api/auth/confirm",
+            None,
+            json!({"email": email, "code": code}),
+        )
         .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
     // A new code can be asked for and works.
     let (st, _) = s
@@ -123,7 +151,11 @@ async fn access_tokens_and_codes_expire_on_the_clock() {
     assert_eq!(st, StatusCode::OK);
     let code2 = s.mailer.last_code(email).unwrap();
     let (st, _) = s
-        .post("/api/auth/confirm", None, json!({"email": email, "code": code2}))
+        .post(
+            "/api/auth/confirm",
+            None,
+            json!({"email": email, "code": code2}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
 }
@@ -145,7 +177,11 @@ async fn repeated_failed_logins_are_throttled() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry > 0 && retry <= 30, "{retry}");
     // Even the right password waits.
     let good = json!({"email": "dee@example.com", "password": PASSWORD});
@@ -162,20 +198,48 @@ async fn repeated_failed_logins_are_throttled() {
 async fn signup_input_is_checked() {
     let s = TestServer::start().await;
     let cases = [
-        (json!({"email": "nope", "password": PASSWORD, "confirmPassword": PASSWORD}), "email"),
-        (json!({"email": "a@example.com", "password": "short1!", "confirmPassword": "short1!"}), "8 characters"),
-        (json!({"email": "a@example.com", "password": "nouppercase1!", "confirmPassword": "nouppercase1!"}), "upper-case"),
-        (json!({"email": "a@example.com", "password": "NoSymbols123", "confirmPassword": "NoSymbols123"}), "symbol"),
-        (json!({"email": "a@example.com", "password": PASSWORD, "confirmPassword": "Other-pass1!"}), "confirmPassword"),
+        (
+            json!({"email": "nope", "password": PASSWORD, "confirmPassword": PASSWORD}),
+            "email",
+        ),
+        (
+            json!({"email": "a@example.com", "password": "short1!", "confirmPassword": "short1!"}),
+            "8 characters",
+        ),
+        (
+            json!({"email": "a@example.com", "password": "nouppercase1!", "confirmPassword": "nouppercase1!"}),
+            "upper-case",
+        ),
+        (
+            json!({"email": "a@example.com", "password": "NoSymbols123", "confirmPassword": "NoSymbols123"}),
+            "symbol",
+        ),
+        (
+            json!({"email": "a@example.com", "password": PASSWORD, "confirmPassword": "Other-pass1!"}),
+            "confirmPassword",
+        ),
     ];
     for (body, mentions) in cases {
         let (st, v) = s.post("/api/auth/signup", None, body).await;
-        assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-        assert!(v["error"]["message"].as_str().unwrap().contains(mentions), "{v}");
+        assert_error(
+            st,
+            &v,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(mentions),
+            "{v}"
+        );
     }
     // Missing field, wrong type: 422 from the parser, never 5xx.
     let (st, v) = s.post("/api/auth/signup", None, json!({"email": 5})).await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
 
     s.user("a@example.com").await;
     let (st, v) = s
@@ -193,12 +257,20 @@ async fn admin_created_users_must_choose_a_new_password() {
     let s = TestServer::start().await;
     let admin = s.admin_token().await;
     let (st, v) = s
-        .post("/api/users", Some(&admin), json!({"email": "new@example.com"}))
+        .post(
+            "/api/users",
+            Some(&admin),
+            json!({"email": "new@example.com"}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let temp = v["temporary_password"].as_str().unwrap().to_owned();
     let (st, v) = s
-        .post("/api/auth/login", None, json!({"email": "new@example.com", "password": temp}))
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "new@example.com", "password": temp}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["challenge"], "NEW_PASSWORD_REQUIRED");
@@ -214,7 +286,12 @@ async fn admin_created_users_must_choose_a_new_password() {
             json!({"email": "new@example.com", "session": session, "new_password": "weak"}),
         )
         .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     let (st, v) = s
         .post(
             "/api/auth/new-password",
@@ -246,7 +323,11 @@ async fn admin_created_users_must_choose_a_new_password() {
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s
-        .post("/api/auth/refresh", None, json!({"refresh_token": t["refresh_token"]}))
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": t["refresh_token"]}),
+        )
         .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
     s.login("new@example.com", "An0ther-pass!").await;
@@ -274,29 +355,53 @@ async fn admins_manage_users_and_others_cannot() {
 
     // Promote, then the user can list users.
     let (st, _) = s
-        .call(Method::PATCH, &format!("/api/users/{id}"), Some(&admin), Some(json!({"role": "admin"})))
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            Some(json!({"role": "admin"})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s.get("/api/users", &user).await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s
-        .call(Method::PATCH, &format!("/api/users/{id}"), Some(&admin), Some(json!({"role": "root"})))
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            Some(json!({"role": "root"})),
+        )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Disable: their token and login stop working.
     let (st, _) = s
-        .call(Method::PATCH, &format!("/api/users/{id}"), Some(&admin), Some(json!({"disabled": true})))
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            Some(json!({"disabled": true})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s.get("/api/instances", &user).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s
-        .post("/api/auth/login", None, json!({"email": "plain@example.com", "password": PASSWORD}))
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "plain@example.com", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s
-        .call(Method::PATCH, &format!("/api/users/{id}"), Some(&admin), Some(json!({"disabled": false})))
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            Some(json!({"disabled": false})),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     s.login("plain@example.com", PASSWORD).await;

@@ -13,7 +13,9 @@
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use paddock_core::driver::{Capabilities, ComputeDriver, DriverError, Handle, LaunchSpec, Observed};
+use paddock_core::driver::{
+    Capabilities, ComputeDriver, DriverError, Handle, LaunchSpec, Observed,
+};
 use paddock_core::InstanceId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -103,7 +105,8 @@ impl ProcessDriver {
     fn is_ours(&self, pid: i32, id: &InstanceId) -> bool {
         proc_env(pid).is_some_and(|env| {
             env.get(ENV_INSTANCE).map(String::as_str) == Some(id.as_str())
-                && env.get(ENV_ROOT).map(PathBuf::from).as_deref() == Some(self.config.root.as_path())
+                && env.get(ENV_ROOT).map(PathBuf::from).as_deref()
+                    == Some(self.config.root.as_path())
         })
     }
 
@@ -131,7 +134,10 @@ impl ProcessDriver {
         for pid in pids {
             terminate_group(pid).await;
         }
-        self.children.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -140,7 +146,10 @@ fn proc_env(pid: i32) -> Option<HashMap<String, String>> {
     let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // A zombie has exited; it only waits to be reaped.
-    if stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) {
+    if stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    {
         return None;
     }
     Some(
@@ -240,7 +249,11 @@ impl ComputeDriver for ProcessDriver {
                 children.remove(&spec.instance_id);
             }
         }
-        if let Some((_, pid)) = self.scan().into_iter().find(|(id, _)| id == &spec.instance_id) {
+        if let Some((_, pid)) = self
+            .scan()
+            .into_iter()
+            .find(|(id, _)| id == &spec.instance_id)
+        {
             if let Some(port) = proc_cmdline_port(pid) {
                 let data = ProcessData {
                     pid,

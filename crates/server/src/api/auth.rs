@@ -57,7 +57,9 @@ pub(crate) async fn confirm(
     Json(req): Json<ConfirmRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.identity.confirm(&req.email, &req.code).await?;
-    Ok(Json(json!({"confirmed": true, "message": "email confirmed; you can log in"})))
+    Ok(Json(
+        json!({"confirmed": true, "message": "email confirmed; you can log in"}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -113,7 +115,9 @@ pub(crate) async fn refresh(
     State(state): State<AppState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(tokens_json(state.identity.refresh(&req.refresh_token).await?))
+    Ok(tokens_json(
+        state.identity.refresh(&req.refresh_token).await?,
+    ))
 }
 
 pub(crate) async fn logout(
@@ -159,10 +163,16 @@ pub(crate) async fn new_password(
         .identity
         .change_password(&p.user_id, &old, &req.new_password)
         .await?;
-    Ok(Json(json!({"message": "password changed; other sessions were signed out"})).into_response())
+    Ok(
+        Json(json!({"message": "password changed; other sessions were signed out"}))
+            .into_response(),
+    )
 }
 
-pub(crate) async fn me(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let user = state
         .store
         .get_user(&p.user_id)

@@ -56,8 +56,8 @@ pub(crate) async fn get(
 }
 
 fn parse_model(body: Value) -> Result<Model, ApiError> {
-    let m: Model = serde_json::from_value(body)
-        .map_err(|e| ApiError::validation(format!("model: {e}")))?;
+    let m: Model =
+        serde_json::from_value(body).map_err(|e| ApiError::validation(format!("model: {e}")))?;
     m.validate()
         .map_err(|e| ApiError::validation(e.to_string()))?;
     Ok(m)
@@ -88,17 +88,22 @@ pub(crate) async fn update(
     Json(patch): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let Value::Object(patch) = patch else {
-        return Err(ApiError::validation("send a JSON object with the fields to change"));
+        return Err(ApiError::validation(
+            "send a JSON object with the fields to change",
+        ));
     };
     if patch.get("model_id").is_some_and(|v| v != &json!(id)) {
-        return Err(ApiError::validation("model_id: cannot be changed; add a new model instead"));
+        return Err(ApiError::validation(
+            "model_id: cannot be changed; add a new model instead",
+        ));
     }
     let existing = state
         .store
         .get_model(&ModelId::new(&id))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("model {id:?} is not in the catalog")))?;
-    let mut merged = serde_json::to_value(&existing).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut merged =
+        serde_json::to_value(&existing).map_err(|e| ApiError::Internal(e.to_string()))?;
     for (k, v) in patch {
         if k == "estimated_start_seconds" || k == "updated_at" {
             continue;

@@ -124,10 +124,11 @@ pub(crate) async fn deploy(
     Auth(p): Auth,
     Json(req): Json<DeployRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let name = req
-        .model_name
-        .or(req.model_id)
-        .ok_or_else(|| ApiError::validation("model_name: is required (a model_id from GET /api/models, e.g. gemma3:270m)"))?;
+    let name = req.model_name.or(req.model_id).ok_or_else(|| {
+        ApiError::validation(
+            "model_name: is required (a model_id from GET /api/models, e.g. gemma3:270m)",
+        )
+    })?;
     let model = match state.store.get_model(&ModelId::new(name.trim())).await? {
         Some(m) => Some(m),
         None => state
@@ -377,5 +378,7 @@ pub(crate) async fn logs(
             .map_err(|e| ApiError::Internal(format!("reading logs: {e}")))?,
         None => Vec::new(),
     };
-    Ok(Json(json!({ "instance_id": i.instance_id, "lines": lines })))
+    Ok(Json(
+        json!({ "instance_id": i.instance_id, "lines": lines }),
+    ))
 }

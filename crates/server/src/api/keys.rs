@@ -118,7 +118,10 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-pub(crate) async fn list(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
     let keys: Vec<Value> = state
         .store

@@ -26,8 +26,17 @@ fn user_json(u: &User) -> Value {
     })
 }
 
-pub(crate) async fn list(State(state): State<AppState>, Admin(_): Admin) -> Result<Json<Value>, ApiError> {
-    let users: Vec<Value> = state.store.list_users().await?.iter().map(user_json).collect();
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<Value>, ApiError> {
+    let users: Vec<Value> = state
+        .store
+        .list_users()
+        .await?
+        .iter()
+        .map(user_json)
+        .collect();
     Ok(Json(json!({ "users": users })))
 }
 
@@ -88,7 +97,9 @@ pub(crate) async fn update(
     let now = state.clock.now();
     if user.user_id == me.user_id {
         if req.disabled == Some(true) {
-            return Err(ApiError::validation("disabled: you cannot disable your own account"));
+            return Err(ApiError::validation(
+                "disabled: you cannot disable your own account",
+            ));
         }
         if req.role.as_deref().is_some_and(|r| r != "admin") {
             return Err(ApiError::validation(
@@ -102,7 +113,10 @@ pub(crate) async fn update(
     if let Some(d) = req.disabled {
         user.disabled = d;
         if d {
-            state.store.revoke_user_refresh_tokens(&user.user_id, now).await?;
+            state
+                .store
+                .revoke_user_refresh_tokens(&user.user_id, now)
+                .await?;
         }
     }
     user.updated_at = now;

@@ -153,7 +153,11 @@ impl BuiltinIdentity {
         Ok(c)
     }
 
-    async fn issue_tokens(&self, user: &User, family: Option<String>) -> Result<Tokens, IdentityError> {
+    async fn issue_tokens(
+        &self,
+        user: &User,
+        family: Option<String>,
+    ) -> Result<Tokens, IdentityError> {
         let access = self.sign(user, TOKEN_ACCESS, self.settings.access_ttl_secs as i64)?;
         let refresh = random_token(32);
         let now = self.clock.now();
@@ -200,7 +204,6 @@ impl BuiltinIdentity {
             None => Err(IdentityError::InvalidToken),
         }
     }
-
 }
 
 #[async_trait]
@@ -236,7 +239,12 @@ impl Identity for BuiltinIdentity {
     async fn signup(&self, email: &str, password: &str) -> Result<UserId, IdentityError> {
         let email = normalize_email(email)?;
         password::check_policy(password)?;
-        if let Some(existing) = self.store.get_user_by_email(&email).await.map_err(backend)? {
+        if let Some(existing) = self
+            .store
+            .get_user_by_email(&email)
+            .await
+            .map_err(backend)?
+        {
             if existing.confirmed {
                 return Err(IdentityError::AlreadyExists);
             }
@@ -279,7 +287,12 @@ impl Identity for BuiltinIdentity {
                 message: "must be the 6-digit code that was sent".into(),
             });
         }
-        let Some(mut user) = self.store.get_user_by_email(&email).await.map_err(backend)? else {
+        let Some(mut user) = self
+            .store
+            .get_user_by_email(&email)
+            .await
+            .map_err(backend)?
+        else {
             return Err(IdentityError::CodeMismatch);
         };
         if user.confirmed {
@@ -293,19 +306,30 @@ impl Identity for BuiltinIdentity {
         }
         if pending.code_hash != sha256_hex(&format!("{email}:{code}")) {
             pending.attempts += 1;
-            self.store.put_confirmation(&pending).await.map_err(backend)?;
+            self.store
+                .put_confirmation(&pending)
+                .await
+                .map_err(backend)?;
             return Err(IdentityError::CodeMismatch);
         }
         user.confirmed = true;
         user.updated_at = self.clock.now();
         self.store.update_user(&user).await.map_err(backend)?;
-        self.store.delete_confirmation(&email).await.map_err(backend)?;
+        self.store
+            .delete_confirmation(&email)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
     async fn resend_code(&self, email: &str) -> Result<(), IdentityError> {
         let email = normalize_email(email)?;
-        match self.store.get_user_by_email(&email).await.map_err(backend)? {
+        match self
+            .store
+            .get_user_by_email(&email)
+            .await
+            .map_err(backend)?
+        {
             // Say nothing about whether the address is registered.
             None => Ok(()),
             Some(u) if u.confirmed => Ok(()),
@@ -318,7 +342,11 @@ impl Identity for BuiltinIdentity {
         if let Some(retry_after_secs) = self.throttle.retry_after(&email) {
             return Err(IdentityError::Throttled { retry_after_secs });
         }
-        let user = self.store.get_user_by_email(&email).await.map_err(backend)?;
+        let user = self
+            .store
+            .get_user_by_email(&email)
+            .await
+            .map_err(backend)?;
         let phc = user
             .as_ref()
             .map(|u| u.password_hash.clone())

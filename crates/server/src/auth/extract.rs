@@ -147,7 +147,9 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
             allowed_models: key.allowed_models,
         }),
     };
-    state.caches.put_key(hash, principal.clone(), key.expires_at);
+    state
+        .caches
+        .put_key(hash, principal.clone(), key.expires_at);
     Ok(principal)
 }
 
