@@ -4,7 +4,7 @@
 //! rules (no self-demotion, model validation) are the API's.
 
 use super::layout::{
-    banner_error, banner_ok, copyable, csrf_field, field, page_header, time, FormErrors,
+    banner_error, banner_ok, copyable, csrf_field, field, page_header, time_value as ts, FormErrors,
 };
 use super::session::{csrf_rejected, redirect, Session};
 use crate::api::{catalog, users};
@@ -100,16 +100,6 @@ fn users_body(
                 }
             }
         }
-    }
-}
-
-fn ts(v: &Value) -> Markup {
-    match v
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    {
-        Some(t) => time(&t.with_timezone(&chrono::Utc)),
-        None => html! { span.muted { "–" } },
     }
 }
 

@@ -3,7 +3,9 @@
 //! Python client. Creation and revocation go through the same handlers as
 //! `POST /api/keys` and `DELETE /api/keys/{id}`, so the rules are the API's.
 
-use super::layout::{banner_error, banner_ok, copyable, csrf_field, page_header, time, FormErrors};
+use super::layout::{
+    banner_error, banner_ok, copyable, csrf_field, page_header, time_value as ts, FormErrors,
+};
 use super::session::{csrf_rejected, redirect, Session};
 use crate::api::keys;
 use crate::auth::extract::Auth;
@@ -115,16 +117,6 @@ fn page_body(
             }
         }
         (snippets(public_url, secret.unwrap_or("$PADDOCK_API_KEY"), "gemma3:270m"))
-    }
-}
-
-fn ts(v: &Value) -> Markup {
-    match v
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    {
-        Some(t) => time(&t.with_timezone(&chrono::Utc)),
-        None => html! { span.muted { "–" } },
     }
 }
 

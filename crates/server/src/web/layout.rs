@@ -304,6 +304,17 @@ pub fn time(t: &paddock_core::Timestamp) -> Markup {
     }
 }
 
+/// A JSON timestamp (RFC 3339 string) as [`time`], or a dash when absent.
+pub fn time_value(v: &serde_json::Value) -> Markup {
+    match v
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    {
+        Some(t) => time(&t.with_timezone(&chrono::Utc)),
+        None => html! { span.muted { "–" } },
+    }
+}
+
 /// A value with a copy button.
 pub fn copyable(value: &str, test: &str) -> Markup {
     html! {
