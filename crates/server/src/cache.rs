@@ -6,11 +6,11 @@
 //!   counter, which every instance write bumps; a new counter value means a
 //!   fresh read.
 
-use paddock_core::instance::Instance;
+use crate::gateway::Route;
 use paddock_core::user::Principal;
 use paddock_core::{Timestamp, UserId};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long an API key's principal is trusted without a store read.
@@ -21,11 +21,14 @@ const MAX_ENTRIES: usize = 10_000;
 /// A cached key: its principal, the key's own expiry, and when it was read.
 type CachedKey = (Principal, Option<Timestamp>, Instant);
 
+/// A user's routes, tagged with the change counter they were read at.
+type CachedRoutes = (u64, Arc<[Route]>);
+
 /// The gateway's caches.
 #[derive(Debug, Default)]
 pub struct Caches {
     keys: Mutex<HashMap<String, CachedKey>>,
-    routes: Mutex<HashMap<UserId, (u64, Vec<Instance>)>>,
+    routes: Mutex<HashMap<UserId, CachedRoutes>>,
 }
 
 impl Caches {
@@ -52,7 +55,7 @@ impl Caches {
     }
 
     /// A user's instances if cached at `generation`.
-    pub fn routes(&self, user: &UserId, generation: u64) -> Option<Vec<Instance>> {
+    pub fn routes(&self, user: &UserId, generation: u64) -> Option<Arc<[Route]>> {
         let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         routes
             .get(user)
@@ -60,7 +63,7 @@ impl Caches {
             .map(|(_, v)| v.clone())
     }
 
-    pub fn put_routes(&self, user: UserId, generation: u64, instances: Vec<Instance>) {
+    pub fn put_routes(&self, user: UserId, generation: u64, instances: Arc<[Route]>) {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.len() >= MAX_ENTRIES {
             routes.clear();

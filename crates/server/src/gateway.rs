@@ -21,13 +21,18 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use futures::Stream;
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use paddock_core::instance::{DesiredState, Instance, InstanceState};
 use paddock_core::user::{Principal, UsageRecord};
-use paddock_core::ModelId;
+use paddock_core::{InstanceId, ModelId};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -84,51 +89,96 @@ fn same_model(deployed: &ModelId, asked: &ModelId) -> bool {
             && deployed.as_str() == format!("{}:latest", asked.as_str()))
 }
 
+/// What the gateway needs of an instance to route to it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub instance_id: InstanceId,
+    pub model_id: ModelId,
+    pub status: InstanceState,
+    pub desired: DesiredState,
+    pub upstream: Option<Arc<str>>,
+}
+
+impl From<&Instance> for Route {
+    fn from(i: &Instance) -> Self {
+        Route {
+            instance_id: i.instance_id.clone(),
+            model_id: i.model_id.clone(),
+            status: i.status,
+            desired: i.desired,
+            upstream: i.upstream_url.as_deref().map(Arc::from),
+        }
+    }
+}
+
+/// The pooled HTTP/1 client the gateway forwards with.
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// A keep-alive client for loopback/private model servers.
+pub fn upstream_client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
 /// The caller's instance to serve `model`: a RUNNING one (least busy), else
 /// one that is asleep or on its way up, which is then woken and awaited.
-async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Instance, ApiError> {
+async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route, ApiError> {
     if !p.may_use_model(model) {
         return Err(ApiError::Forbidden(format!(
             "this API key may not use {model}"
         )));
     }
     let generation = state.reconciler.generation();
-    let all = match state.caches.routes(&p.user_id, generation) {
+    let routes = match state.caches.routes(&p.user_id, generation) {
         Some(cached) => cached,
         None => {
-            let fresh = state.store.list_instances(Some(&p.user_id)).await?;
+            let fresh: Arc<[Route]> = state
+                .store
+                .list_instances(Some(&p.user_id))
+                .await?
+                .iter()
+                .map(Route::from)
+                .collect();
             state
                 .caches
                 .put_routes(p.user_id.clone(), generation, fresh.clone());
             fresh
         }
     };
-    let candidates: Vec<Instance> = all
-        .into_iter()
-        .filter(|i| i.desired == DesiredState::Running && same_model(&i.model_id, model))
-        .collect();
-    if let Some(best) = candidates
+    let mut candidates = routes
         .iter()
-        .filter(|i| i.status == InstanceState::Running && i.upstream_url.is_some())
-        .min_by_key(|i| state.activity.inflight(&i.instance_id))
-    {
-        return Ok(best.clone());
+        .filter(|r| r.desired == DesiredState::Running && same_model(&r.model_id, model));
+    let mut best: Option<(&Route, u32)> = None;
+    let mut waking: Option<&Route> = None;
+    let mut any: Option<&Route> = None;
+    for r in candidates.by_ref() {
+        any.get_or_insert(r);
+        if r.status == InstanceState::Running && r.upstream.is_some() {
+            let load = state.activity.inflight(&r.instance_id);
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((r, load));
+            }
+        } else if matches!(
+            r.status,
+            InstanceState::Sleeping | InstanceState::Starting | InstanceState::Pending
+        ) {
+            waking.get_or_insert(r);
+        }
     }
-    let waking = candidates.iter().find(|i| {
-        matches!(
-            i.status,
-            InstanceState::Sleeping
-                | InstanceState::Starting
-                | InstanceState::Pending
-                | InstanceState::Running
-        )
-    });
-    let chosen = waking.or_else(|| candidates.first()).ok_or_else(|| {
+    if let Some((r, _)) = best {
+        return Ok(r.clone());
+    }
+    let chosen = waking.or(any).ok_or_else(|| {
         ApiError::not_found(format!(
             "model {model:?} is not deployed; deploy it first (POST /api/models/deploy or `paddock deploy {model} --cpu 1 --memory 2048`)"
         ))
     })?;
-    wake_instance(state, &chosen.instance_id).await
+    let woken = wake_instance(state, &chosen.instance_id).await?;
+    Ok(Route::from(&woken))
 }
 
 async fn by_model(
@@ -143,7 +193,7 @@ async fn by_model(
             ApiError::PayloadTooLarge("the request body is larger than the server accepts".into())
         })?;
     let model = model_from_body(&body)?;
-    let instance = pick(&state, &p, &model).await?;
+    let route = pick(&state, &p, &model).await?;
     let path = parts
         .uri
         .path_and_query()
@@ -151,10 +201,10 @@ async fn by_model(
     forward(
         &state,
         &p,
-        instance,
+        route,
         parts.method,
-        path.to_owned(),
-        parts.uri.path().to_owned(),
+        path,
+        parts.uri.path(),
         &parts.headers,
         body,
     )
@@ -179,9 +229,9 @@ async fn per_instance(
             "instance endpoints serve the Ollama API under api/ and the OpenAI API under v1/",
         ));
     }
-    let instance = match instance.status {
-        InstanceState::Running if instance.upstream_url.is_some() => instance,
-        _ => wake_instance(&state, &instance.instance_id).await?,
+    let route = match instance.status {
+        InstanceState::Running if instance.upstream_url.is_some() => Route::from(&instance),
+        _ => Route::from(&wake_instance(&state, &instance.instance_id).await?),
     };
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
@@ -189,18 +239,18 @@ async fn per_instance(
         .map_err(|_| {
             ApiError::PayloadTooLarge("the request body is larger than the server accepts".into())
         })?;
-    let route = format!("/{rest}");
+    let path_only = format!("/{rest}");
     let path = match parts.uri.query() {
-        Some(q) => format!("{route}?{q}"),
-        None => route.clone(),
+        Some(q) => format!("{path_only}?{q}"),
+        None => path_only.clone(),
     };
     forward(
         &state,
         &p,
-        instance,
-        parts.method,
-        path,
         route,
+        parts.method,
+        &path,
+        &path_only,
         &parts.headers,
         body,
     )
@@ -211,43 +261,49 @@ async fn per_instance(
 async fn forward(
     state: &AppState,
     p: &Principal,
-    instance: Instance,
+    route: Route,
     method: Method,
-    path: String,
-    route: String,
+    path: &str,
+    route_label: &str,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let upstream = instance
-        .upstream_url
+    let upstream = route
+        .upstream
         .clone()
         .ok_or_else(|| ApiError::Unavailable {
-            message: format!("instance {} is not ready", instance.instance_id),
+            message: format!("instance {} is not ready", route.instance_id),
             retry_after: 2,
         })?;
-    let guard = state.activity.begin(&instance.instance_id);
+    let guard = state.activity.begin(&route.instance_id);
     let started = Instant::now();
-    let mut req = state.http.request(method, format!("{upstream}{path}"));
+    let uri: axum::http::Uri = format!("{upstream}{path}")
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("invalid path: {e}")))?;
+    let mut req = axum::http::Request::builder().method(method).uri(uri);
     for h in [header::CONTENT_TYPE, header::ACCEPT] {
         if let Some(v) = headers.get(&h) {
             req = req.header(h, v);
         }
     }
-    let resp = req.body(body).send().await.map_err(|e| {
+    let req = req
+        .body(Body::from(body))
+        .map_err(|e| ApiError::Internal(format!("building the upstream request: {e}")))?;
+    let resp = state.upstream.request(req).await.map_err(|e| {
         ApiError::BadGateway(format!(
             "instance {} did not answer: {e}",
-            instance.instance_id
+            route.instance_id
         ))
     })?;
-    let status = resp.status();
-    let mut out = Response::builder().status(status.as_u16());
-    if let Some(ct) = resp.headers().get(header::CONTENT_TYPE) {
-        out = out.header(header::CONTENT_TYPE, ct);
+    let (parts, incoming) = resp.into_parts();
+    let status = parts.status;
+    let mut out = Response::builder().status(status);
+    for h in [header::CONTENT_TYPE, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&h) {
+            out = out.header(h, v);
+        }
     }
-    if let Some(ra) = resp.headers().get(header::RETRY_AFTER) {
-        out = out.header(header::RETRY_AFTER, ra);
-    }
-    if let Ok(v) = HeaderValue::from_str(instance.instance_id.as_str()) {
+    if let Ok(v) = HeaderValue::from_str(route.instance_id.as_str()) {
         out = out.header("x-paddock-instance", v);
     }
     let meter = Meter {
@@ -256,9 +312,9 @@ async fn forward(
             at: state.clock.now(),
             user_id: p.user_id.clone(),
             api_key_id: p.api_key.as_ref().map(|k| k.key_id.clone()),
-            instance_id: instance.instance_id.clone(),
-            model_id: instance.model_id.clone(),
-            route,
+            instance_id: route.instance_id,
+            model_id: route.model_id,
+            route: route_label.to_owned(),
             prompt_tokens: 0,
             completion_tokens: 0,
             duration_ms: 0,
@@ -268,12 +324,11 @@ async fn forward(
         tail: Vec::new(),
         _guard: guard,
     };
-    let stream = Metered {
-        inner: Box::pin(resp.bytes_stream()),
+    out.body(Body::new(Metered {
+        inner: incoming,
         meter: Some(meter),
-    };
-    out.body(Body::from_stream(stream))
-        .map_err(|e| ApiError::Internal(format!("building the response: {e}")))
+    }))
+    .map_err(|e| ApiError::Internal(format!("building the response: {e}")))
 }
 
 /// What is recorded when a proxied response ends.
@@ -312,37 +367,50 @@ impl Meter {
     }
 }
 
-/// The response body, passed through chunk by chunk while it is metered.
+/// The response body, passed through frame by frame while it is metered.
 struct Metered {
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    inner: Incoming,
     meter: Option<Meter>,
 }
 
-impl Stream for Metered {
-    type Item = Result<Bytes, std::io::Error>;
+impl http_body::Body for Metered {
+    type Data = Bytes;
+    type Error = hyper::Error;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(m) = self.meter.as_mut() {
-                    m.observe(&chunk);
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(m), Some(data)) = (this.meter.as_mut(), frame.data_ref()) {
+                    m.observe(data);
                 }
-                Poll::Ready(Some(Ok(chunk)))
+                Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                if let Some(m) = self.meter.take() {
+                if let Some(m) = this.meter.take() {
                     m.finish(false);
                 }
-                Poll::Ready(Some(Err(std::io::Error::other(e))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                if let Some(m) = self.meter.take() {
+                if let Some(m) = this.meter.take() {
                     m.finish(true);
                 }
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

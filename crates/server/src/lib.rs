@@ -114,6 +114,7 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
         metrics: Metrics::default(),
         http,
         caches: Caches::default(),
+        upstream: gateway::upstream_client(),
         usage_tx,
     });
     tokio::spawn(usage::write_records(state.store.clone(), usage_rx));

@@ -26,11 +26,17 @@ struct Histogram {
     count: u64,
 }
 
+/// Requests of one route: counts by method and status, and latency.
+#[derive(Debug, Default, Clone)]
+struct RouteStats {
+    counts: Vec<(String, u16, u64)>,
+    latency: Histogram,
+}
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<HashMap<(String, String, u16), u64>>,
-    latency: Mutex<HashMap<String, Histogram>>,
+    routes: Mutex<HashMap<String, RouteStats>>,
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
     pub wakes: AtomicU64,
@@ -39,15 +45,25 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one request; allocates only the first time a route, method
+    /// and status are seen.
     fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let mut lat = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let h = lat.entry(route.to_owned()).or_default();
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if !routes.contains_key(route) {
+            routes.insert(route.to_owned(), RouteStats::default());
+        }
+        let Some(stats) = routes.get_mut(route) else {
+            return;
+        };
+        match stats
+            .counts
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => stats.counts.push((method.to_owned(), status, 1)),
+        }
+        let h = &mut stats.latency;
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 h.counts[i] += 1;
@@ -67,17 +83,13 @@ impl Metrics {
 /// Middleware: counts every request by method, route template and status,
 /// and its latency to the response head (streams are timed to first byte).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let resp = next.run(req).await;
     state.metrics.observe(
-        &method,
-        &route,
+        method.as_str(),
+        route.as_ref().map_or("unmatched", |r| r.as_str()),
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
@@ -93,29 +105,26 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
     let mut out = String::new();
     out.push_str("# HELP paddock_http_requests_total HTTP requests by method, route and status.\n# TYPE paddock_http_requests_total counter\n");
-    let requests: BTreeMap<_, _> = m
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    for ((method, route, status), n) in &requests {
-        let _ = writeln!(
-            out,
-            "paddock_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-            escape(route)
-        );
-    }
-    out.push_str("# HELP paddock_http_request_duration_seconds Time to the response head, by route.\n# TYPE paddock_http_request_duration_seconds histogram\n");
-    let latency: BTreeMap<_, _> = m
-        .latency
+    let routes: BTreeMap<String, RouteStats> = m
+        .routes
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for (route, h) in &latency {
+    for (route, stats) in &routes {
+        let mut counts = stats.counts.clone();
+        counts.sort();
+        for (method, status, n) in counts {
+            let _ = writeln!(
+                out,
+                "paddock_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                escape(route)
+            );
+        }
+    }
+    out.push_str("# HELP paddock_http_request_duration_seconds Time to the response head, by route.\n# TYPE paddock_http_request_duration_seconds histogram\n");
+    for (route, h) in routes.iter().map(|(r, s)| (r, &s.latency)) {
         let r = escape(route);
         for (i, b) in BUCKETS.iter().enumerate() {
             let _ = writeln!(

@@ -32,6 +32,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The client for health probes and the gateway's upstream requests.
     pub http: reqwest::Client,
+    /// The gateway's client for upstream model servers (pooled keep-alive).
+    pub upstream: crate::gateway::UpstreamClient,
     /// Hot-path caches for the gateway.
     pub caches: Caches,
     /// Gateway usage records on their way to the store.
