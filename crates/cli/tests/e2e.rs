@@ -95,6 +95,19 @@ async fn deploy_chat_meter_and_stop() {
     assert!(chunks > 1, "the stream arrived in one piece");
     assert_eq!(lines.last().unwrap()["done"], true);
 
+    // A client that goes away mid-stream cancels the upstream request; the
+    // gateway records it as 499 (client closed).
+    let mut abandoned = s
+        .client
+        .post(format!("{}/api/generate", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gemma3:270m", "prompt": "Tell a long story", "options": {"num_predict": 400}}))
+        .send()
+        .await
+        .unwrap();
+    abandoned.chunk().await.unwrap().expect("a first chunk");
+    drop(abandoned);
+
     // OpenAI, not streamed.
     let (st, v) = chat(
         &s,
@@ -120,7 +133,8 @@ async fn deploy_chat_meter_and_stop() {
     assert_eq!(st, StatusCode::OK, "{u}");
     let row = &u["by_model"][0];
     assert_eq!(row["model"], "gemma3:270m");
-    assert_eq!(row["requests"], 3);
+    assert_eq!(row["requests"], 4);
+    assert_eq!(row["errors"], 1, "{u}");
     assert!(row["prompt_tokens"].as_u64().unwrap() >= prompt);
     assert!(row["completion_tokens"].as_u64().unwrap() > completion);
     assert!(row["compute_seconds"].as_u64().is_some());

@@ -387,6 +387,12 @@ impl http_body::Body for Metered {
                 if let (Some(m), Some(data)) = (this.meter.as_mut(), frame.data_ref()) {
                     m.observe(data);
                 }
+                // A sized body is not polled again after its last byte.
+                if this.inner.is_end_stream() {
+                    if let Some(m) = this.meter.take() {
+                        m.finish(true);
+                    }
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -417,7 +423,8 @@ impl http_body::Body for Metered {
 impl Drop for Metered {
     fn drop(&mut self) {
         if let Some(m) = self.meter.take() {
-            m.finish(false);
+            let complete = http_body::Body::is_end_stream(&self.inner);
+            m.finish(complete);
         }
     }
 }
