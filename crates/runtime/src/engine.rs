@@ -565,9 +565,10 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Ends slot `i`'s job normally, flushing held-back text.
+    /// Ends slot `i`'s job normally, flushing held-back text. The slot is
+    /// freed (and the gauges updated) before the client hears of the end.
     fn finish(&mut self, i: usize, reason: FinishReason) {
-        let Some(slot) = self.slots[i].as_mut() else {
+        let Some(mut slot) = self.take_slot(i) else {
             return;
         };
         let mut rest = std::mem::take(&mut slot.held);
@@ -585,25 +586,29 @@ impl<'m> Scheduler<'m> {
             eval: slot.last_token_at.duration_since(first),
         };
         let _ = slot.job.events.send(Event::Done(completion));
-        self.release(i);
     }
 
     fn fail(&mut self, i: usize, message: String) {
-        if let Some(slot) = self.slots[i].as_ref() {
+        if let Some(slot) = self.take_slot(i) {
             let _ = slot.job.events.send(Event::Failed(message));
         }
-        self.release(i);
     }
 
     /// Frees slot `i` and its KV cache at once.
     fn release(&mut self, i: usize) {
-        if self.slots[i].take().is_some() {
-            let seq = u32::try_from(i).unwrap_or(u32::MAX);
-            if let Err(e) = self.ctx.clear_kv_cache_seq(Some(seq), None, None) {
-                tracing::warn!(error = %e, seq, "clearing a sequence's KV cache failed");
-            }
-            self.metrics.active.fetch_sub(1, Relaxed);
+        self.take_slot(i);
+    }
+
+    /// Empties slot `i`, clearing its KV cache and the active gauge, and
+    /// returns what ran in it.
+    fn take_slot(&mut self, i: usize) -> Option<Slot> {
+        let slot = self.slots[i].take()?;
+        let seq = u32::try_from(i).unwrap_or(u32::MAX);
+        if let Err(e) = self.ctx.clear_kv_cache_seq(Some(seq), None, None) {
+            tracing::warn!(error = %e, seq, "clearing a sequence's KV cache failed");
         }
+        self.metrics.active.fetch_sub(1, Relaxed);
+        Some(slot)
     }
 }
 

@@ -426,12 +426,18 @@ async fn a_disconnect_frees_the_sequence_and_a_full_queue_gets_503() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (_, metrics) = get(&url, "/metrics").await;
-    assert!(
-        metrics.contains("paddock_runtime_active_sequences{model=\"gemma3:270m\"} 0"),
-        "{metrics}"
-    );
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // The gauge is the scheduler's to update; give it a moment under load.
+    let idle_gauge = "paddock_runtime_active_sequences{model=\"gemma3:270m\"} 0";
+    let mut metrics = String::new();
+    for _ in 0..250 {
+        metrics = get(&url, "/metrics").await.1;
+        if metrics.contains(idle_gauge) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(idle_gauge), "{metrics}");
 
     // One running, one queued: the third is refused with Retry-After.
     let client = reqwest::Client::new();
