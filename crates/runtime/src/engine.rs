@@ -23,6 +23,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -337,6 +339,9 @@ fn file_type_name(t: u32) -> String {
 struct Slot {
     job: Job,
     sampler: LlamaSampler,
+    /// How many of the highest raw logits can hold the sampled token, when
+    /// the chain may run on those alone (see [`prefilter_size`]).
+    prefilter: Option<usize>,
     /// Prompt tokens already in the batch or the KV cache.
     fed: usize,
     /// Position of the next token.
@@ -365,6 +370,8 @@ struct Scheduler<'m> {
     waiting: VecDeque<Job>,
     ctx_per_seq: u32,
     metrics: Arc<Metrics>,
+    /// Reused candidate buffer for prefiltered sampling.
+    candidates: Vec<LlamaTokenData>,
 }
 
 impl<'m> Scheduler<'m> {
@@ -383,6 +390,7 @@ impl<'m> Scheduler<'m> {
             waiting: VecDeque::new(),
             ctx_per_seq,
             metrics,
+            candidates: Vec::new(),
         }
     }
 
@@ -454,9 +462,11 @@ impl<'m> Scheduler<'m> {
             };
             self.metrics.active.fetch_add(1, Relaxed);
             let now = Instant::now();
+            let prefilter = prefilter_size(&job.sampling, self.model.n_vocab());
             self.slots[i] = Some(Slot {
                 job,
                 sampler,
+                prefilter,
                 fed: 0,
                 n_past: 0,
                 last: LlamaToken::new(0),
@@ -529,7 +539,25 @@ impl<'m> Scheduler<'m> {
                 self.finish(i, FinishReason::Length);
                 continue;
             }
-            let token = slot.sampler.sample(&self.ctx, idx);
+            let token = match slot.prefilter {
+                Some(m) => {
+                    top_logits(self.ctx.get_logits_ith(idx), m, &mut self.candidates);
+                    let mut array =
+                        LlamaTokenDataArray::new(std::mem::take(&mut self.candidates), true);
+                    slot.sampler.apply(&mut array);
+                    let token = array.selected_token();
+                    self.candidates = array.data;
+                    match token {
+                        Some(token) => {
+                            slot.sampler.accept(token);
+                            token
+                        }
+                        // Not expected: the chain ends in dist or greedy.
+                        None => slot.sampler.sample(&self.ctx, idx),
+                    }
+                }
+                None => slot.sampler.sample(&self.ctx, idx),
+            };
             let now = Instant::now();
             if slot.first_token.is_none() {
                 slot.first_token = Some(now);
@@ -703,6 +731,77 @@ fn held_back(text: &str, stops: &[String]) -> usize {
     keep
 }
 
+/// How many of the highest raw logits are enough to run `s`'s sampler chain
+/// on instead of the whole vocabulary (262k entries for Gemma 3, which the
+/// chain would copy and sort on every token), or `None` where the chain
+/// needs every logit. The chain's top-k (or greedy pick) only looks at the
+/// best tokens, and penalties can only lower the logits of at most
+/// `repeat_last_n` recent tokens, so the top `k + repeat_last_n` raw logits
+/// hold every token the full chain could keep; every later sampler (top-p,
+/// min-p, temperature, the seeded draw) sees the same candidates either way,
+/// so the result is identical. A grammar, raising penalties, an unbounded
+/// penalty window or no top-k at a non-zero temperature take the full path.
+fn prefilter_size(s: &Sampling, n_vocab: i32) -> Option<usize> {
+    if s.grammar.is_some() {
+        return None;
+    }
+    let penalties =
+        s.repeat_penalty != 1.0 || s.frequency_penalty != 0.0 || s.presence_penalty != 0.0;
+    let extra = if penalties {
+        if s.repeat_penalty < 1.0 || s.frequency_penalty < 0.0 || s.presence_penalty < 0.0 {
+            return None;
+        }
+        usize::try_from(s.repeat_last_n).ok()?
+    } else {
+        0
+    };
+    let best = if s.temperature <= 0.0 {
+        1
+    } else {
+        usize::try_from(s.top_k).ok().filter(|&k| k > 0)?
+    };
+    let m = best + extra;
+    (m.saturating_mul(8) <= usize::try_from(n_vocab).unwrap_or(0)).then_some(m)
+}
+
+/// Puts the `m` highest logits into `out`, highest first.
+fn top_logits(logits: &[f32], m: usize, out: &mut Vec<LlamaTokenData>) {
+    out.clear();
+    if m == 0 {
+        return;
+    }
+    // Collect everything above a rising threshold; whenever the buffer
+    // holds 4m entries, keep its best m and raise the threshold to their
+    // lowest. Linear in the vocabulary, with few buffer writes.
+    let cap = m * 4;
+    out.reserve(cap);
+    let mut threshold = f32::NEG_INFINITY;
+    let keep_best = |out: &mut Vec<LlamaTokenData>| {
+        out.select_nth_unstable_by(m - 1, |a, b| b.logit().total_cmp(&a.logit()));
+        out.truncate(m);
+    };
+    for (id, &logit) in logits.iter().enumerate() {
+        // NaN never passes; -inf only until the buffer first fills.
+        if logit > threshold || (out.len() < m && logit >= threshold) {
+            let id = i32::try_from(id).unwrap_or(i32::MAX);
+            out.push(LlamaTokenData::new(LlamaToken::new(id), logit, 0.0));
+            if out.len() == cap {
+                keep_best(out);
+                threshold = out
+                    .iter()
+                    .map(LlamaTokenData::logit)
+                    .fold(f32::INFINITY, f32::min);
+            }
+        }
+    }
+    if out.len() > m {
+        keep_best(out);
+    }
+    // Best first, as the chain's own top-k leaves them, so the seeded draw
+    // walks the candidates in the same order.
+    out.sort_unstable_by(|a, b| b.logit().total_cmp(&a.logit()));
+}
+
 /// The per-request sampler chain, in Ollama's order: penalties, grammar,
 /// top-k, top-p, min-p, temperature, then a seeded draw (or greedy at
 /// temperature 0).
@@ -744,6 +843,57 @@ fn build_sampler(model: &LlamaModel, s: &Sampling) -> Result<LlamaSampler, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_logits_finds_the_highest() {
+        // Distinct values in scrambled order (7919 is invertible mod 10007).
+        let logits: Vec<f32> = (0..10_000u32)
+            .map(|i| (i * 7919 % 10_007) as f32 * 0.01 - 50.0)
+            .collect();
+        for m in [1, 7, 40, 104] {
+            let mut out = Vec::new();
+            top_logits(&logits, m, &mut out);
+            let mut got: Vec<i32> = out.iter().map(|d| d.id().0).collect();
+            got.sort_unstable();
+            let mut order: Vec<usize> = (0..logits.len()).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            let mut want: Vec<i32> = order[..m].iter().map(|&i| i as i32).collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "m = {m}");
+        }
+    }
+
+    #[test]
+    fn prefilter_only_where_the_chain_allows_it() {
+        let s = Sampling {
+            repeat_penalty: 1.0,
+            ..Sampling::default()
+        };
+        assert_eq!(prefilter_size(&s, 262_144), Some(40));
+        assert_eq!(prefilter_size(&Sampling::default(), 262_144), Some(104));
+        let greedy = Sampling {
+            temperature: 0.0,
+            top_k: 0,
+            ..s.clone()
+        };
+        assert_eq!(prefilter_size(&greedy, 262_144), Some(1));
+        let no_top_k = Sampling {
+            top_k: 0,
+            ..s.clone()
+        };
+        assert_eq!(prefilter_size(&no_top_k, 262_144), None);
+        let grammar = Sampling {
+            grammar: Some("root ::= \"x\"".into()),
+            ..s.clone()
+        };
+        assert_eq!(prefilter_size(&grammar, 262_144), None);
+        let boosting = Sampling {
+            presence_penalty: -0.5,
+            ..s.clone()
+        };
+        assert_eq!(prefilter_size(&boosting, 262_144), None);
+        assert_eq!(prefilter_size(&s, 200), None);
+    }
 
     #[test]
     fn holds_back_possible_stop_prefixes() {
