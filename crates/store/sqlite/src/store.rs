@@ -574,35 +574,26 @@ impl Store for SqliteStore {
     }
 
     async fn record_usage_batch(&self, records: &[UsageRecord]) -> StoreResult<()> {
-        // One multi-row INSERT per chunk: far fewer statements under load.
-        for chunk in records.chunks(256) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                rows.push((
-                    r,
-                    int(r.prompt_tokens, "prompt_tokens")?,
-                    int(r.completion_tokens, "completion_tokens")?,
-                    int(r.duration_ms, "duration_ms")?,
-                ));
-            }
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
-                 prompt_tokens, completion_tokens, duration_ms, status) ",
-            );
-            q.push_values(rows, |mut b, (r, prompt, completion, duration)| {
-                b.push_bind(ts(&r.at))
-                    .push_bind(r.user_id.as_str().to_owned())
-                    .push_bind(r.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
-                    .push_bind(r.instance_id.as_str().to_owned())
-                    .push_bind(r.model_id.as_str().to_owned())
-                    .push_bind(r.route.clone())
-                    .push_bind(prompt)
-                    .push_bind(completion)
-                    .push_bind(duration)
-                    .push_bind(i64::from(r.status));
-            });
-            q.build().execute(&self.pool).await.map_err(backend)?;
+        // Fixed-size multi-row INSERTs, so the prepared statement is reused
+        // (a statement per distinct batch length would be re-prepared under
+        // load); the remainder goes one row at a time, also prepared once.
+        const ROWS: usize = 32;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let chunks = records.chunks_exact(ROWS);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            insert_usage(chunk)?
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
+        for r in rest {
+            insert_usage(std::slice::from_ref(r))?
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 
@@ -621,4 +612,52 @@ impl Store for SqliteStore {
         let rows = q.build().fetch_all(&self.pool).await.map_err(backend)?;
         decode_all(rows, codec::usage)
     }
+}
+
+/// One INSERT of `rows` usage records.
+fn insert_usage(
+    rows: &[UsageRecord],
+) -> StoreResult<sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>>> {
+    let mut sql = String::from(
+        "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
+         prompt_tokens, completion_tokens, duration_ms, status) VALUES ",
+    );
+    for i in 0..rows.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    // The text depends only on the row count, so sqlx caches one statement
+    // per count; leaking it gives the 'static lifetime sqlx wants.
+    let sql: &'static str = usage_sql(rows.len(), sql);
+    let mut q = sqlx::query(sql);
+    for r in rows {
+        q = q
+            .bind(ts(&r.at))
+            .bind(r.user_id.as_str().to_owned())
+            .bind(r.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
+            .bind(r.instance_id.as_str().to_owned())
+            .bind(r.model_id.as_str().to_owned())
+            .bind(r.route.clone())
+            .bind(int(r.prompt_tokens, "prompt_tokens")?)
+            .bind(int(r.completion_tokens, "completion_tokens")?)
+            .bind(int(r.duration_ms, "duration_ms")?)
+            .bind(i64::from(r.status));
+    }
+    Ok(q)
+}
+
+/// The INSERT text for `n` rows, built once per `n` and kept for the
+/// process's life (only two sizes are used).
+fn usage_sql(n: usize, built: String) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<usize, &'static str>>> = OnceLock::new();
+    let mut map = CACHE
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(n)
+        .or_insert_with(|| Box::leak(built.into_boxed_str()))
 }
