@@ -78,7 +78,8 @@ fn ctx_for(spec: &ComputeSpec) -> u32 {
     }
 }
 
-fn handle_of(i: &Instance) -> Option<Handle> {
+/// The driver handle stored in an instance record.
+pub(crate) fn handle_of(i: &Instance) -> Option<Handle> {
     i.handle
         .as_ref()
         .and_then(|h| serde_json::from_value(h.clone()).ok())

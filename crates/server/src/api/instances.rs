@@ -366,11 +366,7 @@ pub(crate) async fn logs(
 ) -> Result<Json<Value>, ApiError> {
     let i = visible_instance(&state, &p, &id).await?;
     let n = q.lines.unwrap_or(200).clamp(1, 5000);
-    let lines = match i
-        .handle
-        .as_ref()
-        .and_then(|h| serde_json::from_value::<paddock_core::driver::Handle>(h.clone()).ok())
-    {
+    let lines = match crate::reconciler::handle_of(&i) {
         Some(h) => state
             .driver
             .logs(&h, n)
