@@ -72,6 +72,25 @@ async fn insert_transition(
     Ok(())
 }
 
+impl SqliteStore {
+    /// The row matching `key` in a single-key lookup, decoded.
+    async fn fetch_one_by<T>(
+        &self,
+        sql: &'static str,
+        key: &str,
+        decode: fn(&SqliteRow) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -105,25 +124,17 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, id: &UserId) -> StoreResult<Option<User>> {
-        sqlx::query("SELECT * FROM users WHERE user_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(codec::user)
-            .transpose()
+        self.fetch_one_by(
+            "SELECT * FROM users WHERE user_id = ?",
+            id.as_str(),
+            codec::user,
+        )
+        .await
     }
 
     async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        sqlx::query("SELECT * FROM users WHERE email = ?")
-            .bind(email)
-            .fetch_optional(&self.pool)
+        self.fetch_one_by("SELECT * FROM users WHERE email = ?", email, codec::user)
             .await
-            .map_err(backend)?
-            .as_ref()
-            .map(codec::user)
-            .transpose()
     }
 
     async fn update_user(&self, u: &User) -> StoreResult<()> {
@@ -179,14 +190,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>> {
-        sqlx::query("SELECT * FROM confirmation_codes WHERE email = ?")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(codec::confirmation)
-            .transpose()
+        self.fetch_one_by(
+            "SELECT * FROM confirmation_codes WHERE email = ?",
+            email,
+            codec::confirmation,
+        )
+        .await
     }
 
     async fn delete_confirmation(&self, email: &str) -> StoreResult<()> {
@@ -219,14 +228,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(codec::refresh_token)
-            .transpose()
+        self.fetch_one_by(
+            "SELECT * FROM refresh_tokens WHERE token_hash = ?",
+            token_hash,
+            codec::refresh_token,
+        )
+        .await
     }
 
     async fn consume_refresh_token(&self, token_hash: &str, at: Timestamp) -> StoreResult<bool> {
@@ -327,14 +334,12 @@ impl Store for SqliteStore {
     }
 
     async fn get_model(&self, id: &ModelId) -> StoreResult<Option<Model>> {
-        sqlx::query("SELECT * FROM models WHERE model_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(codec::model)
-            .transpose()
+        self.fetch_one_by(
+            "SELECT * FROM models WHERE model_id = ?",
+            id.as_str(),
+            codec::model,
+        )
+        .await
     }
 
     async fn list_models(&self) -> StoreResult<Vec<Model>> {
@@ -510,25 +515,21 @@ impl Store for SqliteStore {
     }
 
     async fn get_api_key(&self, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
-        sqlx::query("SELECT * FROM api_keys WHERE key_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(codec::api_key)
-            .transpose()
+        self.fetch_one_by(
+            "SELECT * FROM api_keys WHERE key_id = ?",
+            id.as_str(),
+            codec::api_key,
+        )
+        .await
     }
 
     async fn get_api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>> {
-        sqlx::query("SELECT * FROM api_keys WHERE secret_hash = ?")
-            .bind(secret_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?
-            .as_ref()
-            .map(codec::api_key)
-            .transpose()
+        self.fetch_one_by(
+            "SELECT * FROM api_keys WHERE secret_hash = ?",
+            secret_hash,
+            codec::api_key,
+        )
+        .await
     }
 
     async fn list_api_keys(&self, user: &UserId) -> StoreResult<Vec<ApiKey>> {
