@@ -214,6 +214,10 @@ pub async fn serve(
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     }));
+    // Streamed chunks go out as they come: no Nagle delay on small writes.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;
