@@ -354,31 +354,15 @@ impl Store for SqliteStore {
 
     async fn create_instance(&self, i: &Instance, first: &Transition) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO instances ({INSTANCE_COLUMNS}) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(i.instance_id.as_str())
-        .bind(i.user_id.as_str())
-        .bind(i.model_id.as_str())
-        .bind(&i.model_name)
-        .bind(json(&i.spec, "spec")?)
-        .bind(i.status.as_str())
-        .bind(i.desired.as_str())
-        .bind(int(i.idle_timeout_secs, "idle_timeout_secs")?)
-        .bind(opt_json(&i.handle, "handle")?)
-        .bind(&i.upstream_url)
-        .bind(&i.status_reason)
-        .bind(i64::from(i.restart_count))
-        .bind(ts(&i.created_at))
-        .bind(ts(&i.updated_at))
-        .bind(ts(&i.last_active_at))
-        .bind(opt_ts(&i.running_since))
-        .bind(int(i.billed_secs, "billed_secs")?)
-        .bind(int(i.version, "version")?)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| conflict_or_backend(e, |_| format!("instance {}", i.instance_id)))?;
+        );
+        bind_instance_fields(sqlx::query(&sql).bind(i.instance_id.as_str()), i)?
+            .bind(int(i.version, "version")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or_backend(e, |_| format!("instance {}", i.instance_id)))?;
         insert_transition(&mut tx, &i.instance_id, first).await?;
         tx.commit().await.map_err(backend)
     }
@@ -417,29 +401,16 @@ impl Store for SqliteStore {
         // write lock at once (waiting up to the busy timeout) and the version
         // it compares is the latest committed one.
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let done = sqlx::query(
-            "UPDATE instances SET user_id = ?, model_id = ?, model_name = ?, spec = ?, \
+        let done = bind_instance_fields(
+            sqlx::query(
+                "UPDATE instances SET user_id = ?, model_id = ?, model_name = ?, spec = ?, \
              status = ?, desired = ?, idle_timeout_secs = ?, handle = ?, upstream_url = ?, \
              status_reason = ?, restart_count = ?, created_at = ?, updated_at = ?, \
              last_active_at = ?, running_since = ?, billed_secs = ?, version = version + 1 \
              WHERE instance_id = ? AND version = ?",
-        )
-        .bind(i.user_id.as_str())
-        .bind(i.model_id.as_str())
-        .bind(&i.model_name)
-        .bind(json(&i.spec, "spec")?)
-        .bind(i.status.as_str())
-        .bind(i.desired.as_str())
-        .bind(int(i.idle_timeout_secs, "idle_timeout_secs")?)
-        .bind(opt_json(&i.handle, "handle")?)
-        .bind(&i.upstream_url)
-        .bind(&i.status_reason)
-        .bind(i64::from(i.restart_count))
-        .bind(ts(&i.created_at))
-        .bind(ts(&i.updated_at))
-        .bind(ts(&i.last_active_at))
-        .bind(opt_ts(&i.running_since))
-        .bind(int(i.billed_secs, "billed_secs")?)
+            ),
+            i,
+        )?
         .bind(i.instance_id.as_str())
         .bind(version)
         .execute(&mut *tx)
@@ -619,19 +590,7 @@ impl Store for SqliteStore {
 fn insert_usage(
     rows: &[UsageRecord],
 ) -> StoreResult<sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>>> {
-    let mut sql = String::from(
-        "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
-         prompt_tokens, completion_tokens, duration_ms, status) VALUES ",
-    );
-    for i in 0..rows.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    }
-    // The text depends only on the row count, so sqlx caches one statement
-    // per count; leaking it gives the 'static lifetime sqlx wants.
-    let sql: &'static str = usage_sql(rows.len(), sql);
+    let sql = usage_sql(rows.len());
     let mut q = sqlx::query(sql);
     for r in rows {
         q = q
@@ -650,8 +609,10 @@ fn insert_usage(
 }
 
 /// The INSERT text for `n` rows, built once per `n` and kept for the
-/// process's life (only two sizes are used).
-fn usage_sql(n: usize, built: String) -> &'static str {
+/// process's life (only two sizes are used). Its text depends only on the
+/// row count, so sqlx caches one prepared statement per count; leaking it
+/// gives the 'static lifetime sqlx wants.
+fn usage_sql(n: usize) -> &'static str {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     static CACHE: OnceLock<Mutex<HashMap<usize, &'static str>>> = OnceLock::new();
@@ -659,6 +620,41 @@ fn usage_sql(n: usize, built: String) -> &'static str {
         .get_or_init(|| Mutex::new(HashMap::new()))
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    map.entry(n)
-        .or_insert_with(|| Box::leak(built.into_boxed_str()))
+    map.entry(n).or_insert_with(|| {
+        let mut sql = String::from(
+            "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
+             prompt_tokens, completion_tokens, duration_ms, status) VALUES ",
+        );
+        for i in 0..n {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
+        Box::leak(sql.into_boxed_str())
+    })
+}
+
+/// Binds the instance columns between `instance_id` and `version`, in the
+/// order INSERT and UPDATE both list them.
+fn bind_instance_fields<'q>(
+    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    i: &'q Instance,
+) -> StoreResult<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>> {
+    Ok(q.bind(i.user_id.as_str())
+        .bind(i.model_id.as_str())
+        .bind(&i.model_name)
+        .bind(json(&i.spec, "spec")?)
+        .bind(i.status.as_str())
+        .bind(i.desired.as_str())
+        .bind(int(i.idle_timeout_secs, "idle_timeout_secs")?)
+        .bind(opt_json(&i.handle, "handle")?)
+        .bind(&i.upstream_url)
+        .bind(&i.status_reason)
+        .bind(i64::from(i.restart_count))
+        .bind(ts(&i.created_at))
+        .bind(ts(&i.updated_at))
+        .bind(ts(&i.last_active_at))
+        .bind(opt_ts(&i.running_since))
+        .bind(int(i.billed_secs, "billed_secs")?))
 }
