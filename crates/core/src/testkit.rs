@@ -24,7 +24,8 @@ macro_rules! store_conformance_tests {
             instances_versioned_updates_and_history,
             instances_are_listed_per_user,
             api_keys,
-            usage_filters);
+            usage_filters,
+            usage_batches_keep_every_record);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -328,6 +329,42 @@ pub async fn usage_filters(s: &dyn Store) {
         .unwrap();
     assert_eq!(recent.len(), 1);
     assert_eq!(recent[0].completion_tokens, 40);
+}
+
+pub async fn usage_batches_keep_every_record(s: &dyn Store) {
+    let u = UserId::generate();
+    let t0 = Utc::now() - Duration::hours(1);
+    // Sizes around the backends' statement sizes, so every split is used.
+    for n in [1usize, 31, 32, 45, 100] {
+        let batch: Vec<UsageRecord> = (0..n)
+            .map(|i| UsageRecord {
+                at: t0 + Duration::milliseconds(i as i64),
+                user_id: u.clone(),
+                api_key_id: None,
+                instance_id: InstanceId::generate(),
+                model_id: ModelId::new(format!("m{n}")),
+                route: "/api/generate".into(),
+                prompt_tokens: i as u64,
+                completion_tokens: 1,
+                duration_ms: 1,
+                status: 200,
+            })
+            .collect();
+        s.record_usage_batch(&batch).await.unwrap();
+        let got: Vec<UsageRecord> = s
+            .list_usage(&UsageQuery {
+                user_id: Some(u.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.model_id.as_str() == format!("m{n}"))
+            .collect();
+        assert_eq!(got.len(), n, "batch of {n}");
+        let tokens: Vec<u64> = got.iter().map(|r| r.prompt_tokens).collect();
+        assert_eq!(tokens, (0..n as u64).collect::<Vec<_>>(), "batch of {n}");
+    }
 }
 
 /// Checks a compute driver's contract with one launch spec: launching is

@@ -10,11 +10,12 @@ use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use paddock_core::compute::ComputeSpec;
 use paddock_core::instance::Instance;
-use paddock_core::store::UsageQuery;
-use paddock_core::user::Principal;
+use paddock_core::store::{Store, UsageQuery};
+use paddock_core::user::{Principal, UsageRecord};
 use paddock_core::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One day and model.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -103,6 +104,7 @@ pub async fn summary(
     } else {
         Some(p.user_id.clone())
     };
+    state.usage.flush().await;
     let records = state
         .store
         .list_usage(&UsageQuery {
@@ -192,19 +194,85 @@ pub async fn usage(
 
 /// Usage records that may wait to be written before new ones are dropped.
 pub const QUEUE: usize = 65_536;
+/// The most records written in one transaction.
+const MAX_BATCH: usize = 4096;
+/// How long the writer lets records gather after the first one arrives, so
+/// a busy gateway commits a few large transactions a second rather than
+/// one per handful of requests (each commit rewrites the table's and both
+/// indexes' last pages).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Writes gateway usage records off the request path, in batches when
-/// they arrive faster than one at a time.
-pub async fn write_records(
-    store: std::sync::Arc<dyn paddock_core::store::Store>,
-    mut rx: tokio::sync::mpsc::Receiver<paddock_core::user::UsageRecord>,
-) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        if let Err(e) = store.record_usage_batch(&batch).await {
-            tracing::warn!(error = %e, records = batch.len(), "recording usage failed");
+enum UsageMsg {
+    Record(UsageRecord),
+    /// Answered once everything queued before it is in the store.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The gateway's usage records on their way to the store: queued without
+/// waiting on the request path, written in batches by one background task.
+#[derive(Debug, Clone)]
+pub struct UsageWriter {
+    tx: tokio::sync::mpsc::Sender<UsageMsg>,
+}
+
+impl std::fmt::Debug for UsageMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsageMsg::Record(r) => f.debug_tuple("Record").field(r).finish(),
+            UsageMsg::Flush(_) => f.write_str("Flush"),
         }
-        batch.clear();
+    }
+}
+
+impl UsageWriter {
+    /// Starts the writer task on the current runtime.
+    pub fn spawn(store: Arc<dyn Store>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+        tokio::spawn(write_records(store, rx));
+        UsageWriter { tx }
+    }
+
+    /// Queues a record; false when the queue is full and it was dropped.
+    pub fn record(&self, r: UsageRecord) -> bool {
+        self.tx.try_send(UsageMsg::Record(r)).is_ok()
+    }
+
+    /// Waits until every record queued so far is written (or the writer is
+    /// gone), so a usage query sees the requests that came before it.
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(UsageMsg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn write_records(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receiver<UsageMsg>) {
+    let mut msgs = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut waiters = Vec::new();
+    while rx.recv_many(&mut msgs, MAX_BATCH).await > 0 {
+        let flushing = msgs.iter().any(|m| matches!(m, UsageMsg::Flush(_)));
+        if !flushing && msgs.len() < MAX_BATCH {
+            tokio::time::sleep(LINGER).await;
+            let room = MAX_BATCH - msgs.len();
+            rx.recv_many(&mut msgs, room).await;
+        }
+        for m in msgs.drain(..) {
+            match m {
+                UsageMsg::Record(r) => batch.push(r),
+                UsageMsg::Flush(done) => waiters.push(done),
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = store.record_usage_batch(&batch).await {
+                tracing::warn!(error = %e, records = batch.len(), "recording usage failed");
+            }
+            batch.clear();
+        }
+        for done in waiters.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 

@@ -546,24 +546,23 @@ impl Store for SqliteStore {
     }
 
     async fn record_usage_batch(&self, records: &[UsageRecord]) -> StoreResult<()> {
-        // Fixed-size multi-row INSERTs, so the prepared statement is reused
-        // (a statement per distinct batch length would be re-prepared under
-        // load); the remainder goes one row at a time, also prepared once.
+        // Multi-row INSERTs of a few fixed sizes (32 rows, then the
+        // remainder as 16, 8, 4, 2 and 1), so sqlx keeps one prepared
+        // statement per size instead of re-preparing one per batch length.
         const ROWS: usize = 32;
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let chunks = records.chunks_exact(ROWS);
-        let rest = chunks.remainder();
-        for chunk in chunks {
+        let mut rest = records;
+        let mut size = ROWS;
+        while !rest.is_empty() {
+            while size > rest.len() {
+                size /= 2;
+            }
+            let (chunk, tail) = rest.split_at(size);
             insert_usage(chunk)?
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-        }
-        for r in rest {
-            insert_usage(std::slice::from_ref(r))?
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            rest = tail;
         }
         tx.commit().await.map_err(backend)?;
         Ok(())
@@ -609,7 +608,7 @@ fn insert_usage(
 }
 
 /// The INSERT text for `n` rows, built once per `n` and kept for the
-/// process's life (only two sizes are used). Its text depends only on the
+/// process's life (only six sizes are used). Its text depends only on the
 /// row count, so sqlx caches one prepared statement per count; leaking it
 /// gives the 'static lifetime sqlx wants.
 fn usage_sql(n: usize) -> &'static str {
