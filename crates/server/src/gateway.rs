@@ -15,6 +15,7 @@ use crate::auth::extract::Auth;
 use crate::error::ApiError;
 use crate::reconciler::wake_instance;
 use crate::state::AppState;
+use crate::upstream::{Lease, Upstream};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -23,9 +24,6 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use http_body::Frame;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use paddock_core::instance::{DesiredState, Instance, InstanceState};
 use paddock_core::user::{Principal, UsageRecord};
 use paddock_core::{InstanceId, ModelId};
@@ -96,7 +94,7 @@ pub struct Route {
     pub model_id: ModelId,
     pub status: InstanceState,
     pub desired: DesiredState,
-    pub upstream: Option<Arc<str>>,
+    pub upstream: Option<Upstream>,
 }
 
 impl From<&Instance> for Route {
@@ -106,22 +104,13 @@ impl From<&Instance> for Route {
             model_id: i.model_id.clone(),
             status: i.status,
             desired: i.desired,
-            upstream: i.upstream_url.as_deref().map(Arc::from),
+            upstream: i.upstream_url.as_deref().and_then(|url| {
+                Upstream::parse(url)
+                    .inspect_err(|e| tracing::warn!(instance = %i.instance_id, error = %e, "unusable endpoint"))
+                    .ok()
+            }),
         }
     }
-}
-
-/// The pooled HTTP/1 client the gateway forwards with.
-pub type UpstreamClient = Client<HttpConnector, Body>;
-
-/// A keep-alive client for loopback/private model servers.
-pub fn upstream_client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
 }
 
 /// The caller's instance to serve `model`: a RUNNING one (least busy), else
@@ -270,14 +259,14 @@ async fn forward(
 ) -> Result<Response, ApiError> {
     let upstream = route
         .upstream
-        .clone()
+        .as_ref()
         .ok_or_else(|| ApiError::Unavailable {
             message: format!("instance {} is not ready", route.instance_id),
             retry_after: 2,
         })?;
     let guard = state.activity.begin(&route.instance_id);
     let started = Instant::now();
-    let uri: axum::http::Uri = format!("{upstream}{path}")
+    let uri: axum::http::Uri = path
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("invalid path: {e}")))?;
     let mut req = axum::http::Request::builder().method(method).uri(uri);
@@ -289,7 +278,7 @@ async fn forward(
     let req = req
         .body(Body::from(body))
         .map_err(|e| ApiError::Internal(format!("building the upstream request: {e}")))?;
-    let resp = state.upstream.request(req).await.map_err(|e| {
+    let (resp, lease) = state.upstream.send(upstream, req).await.map_err(|e| {
         ApiError::BadGateway(format!(
             "instance {} did not answer: {e}",
             route.instance_id
@@ -327,6 +316,7 @@ async fn forward(
     out.body(Body::new(Metered {
         inner: incoming,
         meter: Some(meter),
+        lease: Some(lease),
     }))
     .map_err(|e| ApiError::Internal(format!("building the response: {e}")))
 }
@@ -361,7 +351,7 @@ impl Meter {
             self.record.status = 499;
         }
         self.state.metrics.add_tokens(prompt, completion);
-        if self.state.usage_tx.try_send(self.record).is_err() {
+        if !self.state.usage.record(self.record) {
             tracing::warn!("usage queue full; a usage record was dropped");
         }
     }
@@ -371,6 +361,23 @@ impl Meter {
 struct Metered {
     inner: Incoming,
     meter: Option<Meter>,
+    /// The upstream connection, returned to the pool once the body has
+    /// been read to the end (dropped, and so closed, otherwise).
+    lease: Option<Lease>,
+}
+
+impl Metered {
+    /// The body ended (`complete`) or broke off.
+    fn end(&mut self, complete: bool) {
+        if let Some(m) = self.meter.take() {
+            m.finish(complete);
+        }
+        if let Some(lease) = self.lease.take() {
+            if complete {
+                lease.release();
+            }
+        }
+    }
 }
 
 impl http_body::Body for Metered {
@@ -389,22 +396,16 @@ impl http_body::Body for Metered {
                 }
                 // A sized body is not polled again after its last byte.
                 if this.inner.is_end_stream() {
-                    if let Some(m) = this.meter.take() {
-                        m.finish(true);
-                    }
+                    this.end(true);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                if let Some(m) = this.meter.take() {
-                    m.finish(false);
-                }
+                this.end(false);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                if let Some(m) = this.meter.take() {
-                    m.finish(true);
-                }
+                this.end(true);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -422,10 +423,8 @@ impl http_body::Body for Metered {
 
 impl Drop for Metered {
     fn drop(&mut self) {
-        if let Some(m) = self.meter.take() {
-            let complete = http_body::Body::is_end_stream(&self.inner);
-            m.finish(complete);
-        }
+        let complete = http_body::Body::is_end_stream(&self.inner);
+        self.end(complete);
     }
 }
 

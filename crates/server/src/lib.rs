@@ -19,6 +19,7 @@ pub mod reconciler;
 pub mod state;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod upstream;
 pub mod usage;
 pub mod web;
 
@@ -101,10 +102,10 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
         .tcp_nodelay(true)
         .build()
         .map_err(|e| ServerError::Bootstrap(format!("http client: {e}")))?;
-    let (usage_tx, usage_rx) = tokio::sync::mpsc::channel(usage::QUEUE);
+    let store = services.store;
     let state = AppState::new(Inner {
         config,
-        store: services.store,
+        store: store.clone(),
         identity,
         compute: ComputeTable::builtin(),
         activity: Activity::new(services.clock.clone()),
@@ -114,10 +115,9 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
         metrics: Metrics::default(),
         http,
         caches: Caches::default(),
-        upstream: gateway::upstream_client(),
-        usage_tx,
+        upstream: upstream::Pool::default(),
+        usage: usage::UsageWriter::spawn(store.clone()),
     });
-    tokio::spawn(usage::write_records(state.store.clone(), usage_rx));
     seed_catalog(&state).await?;
     ensure_admin(&state).await?;
     Ok(state)

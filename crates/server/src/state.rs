@@ -33,11 +33,11 @@ pub struct Inner {
     /// The client for health probes and the gateway's upstream requests.
     pub http: reqwest::Client,
     /// The gateway's client for upstream model servers (pooled keep-alive).
-    pub upstream: crate::gateway::UpstreamClient,
+    pub upstream: crate::upstream::Pool,
     /// Hot-path caches for the gateway.
     pub caches: Caches,
     /// Gateway usage records on their way to the store.
-    pub usage_tx: tokio::sync::mpsc::Sender<paddock_core::user::UsageRecord>,
+    pub usage: crate::usage::UsageWriter,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,0 +1,236 @@
+//! The gateway's connections to model servers.
+//!
+//! HTTP/1 keep-alive connections are kept per upstream address and lent
+//! out one request at a time: a [`Lease`] goes back to the pool when its
+//! response body has been read to the end, and is dropped (closing the
+//! connection, which tells the model server the client is gone) when it
+//! has not. Lending directly, rather than through a general-purpose client,
+//! keeps a proxied request to a pool lookup and one hand-off to the
+//! connection's task: no per-request task to watch for the connection
+//! becoming idle again, and no URI or pool-key rebuilding.
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Idle connections kept per upstream.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Releases between sweeps of closed connections of every upstream.
+const SWEEP_EVERY: usize = 1024;
+/// Reused connections tried before a fresh one is opened.
+const MAX_REUSE_TRIES: usize = 3;
+
+/// Where a model server listens: `host:port`, and the `Host` header for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    addr: Arc<str>,
+    host: HeaderValue,
+}
+
+impl Upstream {
+    /// From an instance's endpoint, `http://host:port` (a trailing slash
+    /// is allowed). Only plain HTTP: model servers are reached on loopback
+    /// or a private network.
+    pub fn parse(url: &str) -> Result<Upstream, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("upstream {url:?} is not an http:// URL"))?;
+        let addr = rest.trim_end_matches('/');
+        if addr.is_empty() || addr.contains('/') {
+            return Err(format!("upstream {url:?} must be http://host:port"));
+        }
+        let host = HeaderValue::from_str(addr).map_err(|e| format!("upstream {url:?}: {e}"))?;
+        Ok(Upstream {
+            addr: Arc::from(addr),
+            host,
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// Why a request could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connecting to {0}: {1}")]
+    Connect(Arc<str>, String),
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+}
+
+struct Idle {
+    tx: SendRequest<Body>,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct PoolInner {
+    idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
+    releases: AtomicUsize,
+}
+
+/// Keep-alive connections to model servers, shared by all requests.
+#[derive(Clone, Default)]
+pub struct Pool(Arc<PoolInner>);
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("Pool")
+            .field("upstreams", &idle.len())
+            .finish()
+    }
+}
+
+/// A connection lent for one request; see [`Lease::release`].
+pub struct Lease {
+    pool: Pool,
+    addr: Arc<str>,
+    tx: SendRequest<Body>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("addr", &self.addr).finish()
+    }
+}
+
+impl Lease {
+    /// Returns the connection for reuse. Call it only once the response
+    /// body has been read to the end; dropping a lease closes it instead.
+    pub fn release(self) {
+        if self.tx.is_closed() {
+            return;
+        }
+        let inner = &self.pool.0;
+        {
+            let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.entry(self.addr).or_default();
+            if list.len() < MAX_IDLE_PER_UPSTREAM {
+                list.push(Idle {
+                    tx: self.tx,
+                    since: Instant::now(),
+                });
+            }
+        }
+        if inner.releases.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.pool.sweep();
+        }
+    }
+}
+
+impl Pool {
+    /// Sends `req` (whose URI is a path and query) to `upstream`, on an
+    /// idle connection if there is one, else on a new one.
+    pub async fn send(
+        &self,
+        upstream: &Upstream,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        req.headers_mut()
+            .insert(header::HOST, upstream.host.clone());
+        for _ in 0..MAX_REUSE_TRIES {
+            let Some(mut tx) = self.checkout(&upstream.addr) else {
+                break;
+            };
+            if tx.ready().await.is_err() {
+                continue;
+            }
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, self.lease(upstream, tx))),
+                Err(mut e) => match e.take_message() {
+                    // The connection closed before the request went out
+                    // (the server ended an idle keep-alive): try another.
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut tx = self.connect(upstream).await?;
+        tx.ready().await?;
+        let resp = tx.send_request(req).await?;
+        Ok((resp, self.lease(upstream, tx)))
+    }
+
+    fn lease(&self, upstream: &Upstream, tx: SendRequest<Body>) -> Lease {
+        Lease {
+            pool: self.clone(),
+            addr: upstream.addr.clone(),
+            tx,
+        }
+    }
+
+    /// The most recently used idle connection to `addr` that is still open.
+    fn checkout(&self, addr: &str) -> Option<SendRequest<Body>> {
+        let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(addr)?;
+        while let Some(c) = list.pop() {
+            if !c.tx.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
+                return Some(c.tx);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, upstream: &Upstream) -> Result<SendRequest<Body>, UpstreamError> {
+        let fail = |e: String| UpstreamError::Connect(upstream.addr.clone(), e);
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect(&*upstream.addr),
+        )
+        .await
+        .map_err(|_| fail("timed out".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+        // Streamed chunks are small writes: send them at once.
+        let _ = stream.set_nodelay(true);
+        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Drops closed and expired connections of every upstream, and
+    /// upstreams left with none (stopped instances).
+    pub fn sweep(&self) {
+        let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|c| !c.tx.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+            !list.is_empty()
+        });
+    }
+
+    /// Idle connections to `addr` (for tests).
+    pub fn idle_count(&self, addr: &str) -> usize {
+        let idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.get(addr).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_parse() {
+        let u = Upstream::parse("http://127.0.0.1:8081/").unwrap();
+        assert_eq!(u.addr(), "127.0.0.1:8081");
+        assert!(Upstream::parse("https://x:1").is_err());
+        assert!(Upstream::parse("http://x:1/api").is_err());
+        assert!(Upstream::parse("http://").is_err());
+    }
+}
