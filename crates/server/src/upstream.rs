@@ -224,6 +224,103 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::extract::ConnectInfo;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use std::net::SocketAddr;
+
+    /// A server answering each request with the client's port, so the test
+    /// sees which connection carried it; `/close` also ends the connection.
+    async fn peer_server() -> Upstream {
+        let app =
+            axum::Router::new()
+                .route(
+                    "/peer",
+                    get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                        peer.port().to_string()
+                    }),
+                )
+                .route(
+                    "/close",
+                    get(|| async { ([(header::CONNECTION, "close")], "bye") }),
+                );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Upstream::parse(&format!("http://{addr}")).unwrap()
+    }
+
+    async fn get_text(pool: &Pool, up: &Upstream, path: &str) -> (String, Lease) {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        let (resp, lease) = pool.send(up, req).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (String::from_utf8(body.to_vec()).unwrap(), lease)
+    }
+
+    #[tokio::test]
+    async fn released_connections_are_reused_and_dropped_ones_are_not() {
+        let up = peer_server().await;
+        let pool = Pool::default();
+        let (first, lease) = get_text(&pool, &up, "/peer").await;
+        lease.release();
+        for _ in 0..3 {
+            let (again, lease) = get_text(&pool, &up, "/peer").await;
+            assert_eq!(
+                again, first,
+                "a released connection carries the next request"
+            );
+            lease.release();
+        }
+        assert_eq!(pool.idle_count(up.addr()), 1);
+
+        // A lease that is not released (the body was cut short) is closed.
+        let (_, lease) = get_text(&pool, &up, "/peer").await;
+        drop(lease);
+        let (other, lease) = get_text(&pool, &up, "/peer").await;
+        assert_ne!(other, first);
+        lease.release();
+
+        // Concurrent requests each get a connection; all come back.
+        let pool2 = pool.clone();
+        let results = futures::future::join_all((0..4).map(|_| {
+            let (pool, up) = (pool2.clone(), up.clone());
+            async move {
+                let req = Request::get("/peer").body(Body::empty()).unwrap();
+                pool.send(&up, req).await.unwrap()
+            }
+        }))
+        .await;
+        let mut ports = Vec::new();
+        for (resp, lease) in results {
+            ports.push(resp.into_body().collect().await.unwrap().to_bytes());
+            lease.release();
+        }
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), 4);
+        assert_eq!(pool.idle_count(up.addr()), 4);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced() {
+        let up = peer_server().await;
+        let pool = Pool::default();
+        let (bye, lease) = get_text(&pool, &up, "/close").await;
+        assert_eq!(bye, "bye");
+        lease.release();
+        let (port, lease) = get_text(&pool, &up, "/peer").await;
+        assert!(port.parse::<u16>().is_ok());
+        lease.release();
+        pool.sweep();
+        assert_eq!(pool.idle_count(up.addr()), 1);
+    }
 
     #[test]
     fn upstreams_parse() {
