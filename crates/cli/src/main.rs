@@ -7,6 +7,12 @@ mod commands;
 mod table;
 
 use anyhow::Result;
+
+/// mimalloc rather than the system allocator: the gateway allocates small,
+/// short-lived buffers on every proxied request, which glibc's malloc
+/// spends a measurable share of the request's CPU on.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 

@@ -310,7 +310,7 @@ async fn forward(
             status: status.as_u16(),
         },
         started,
-        tail: Vec::new(),
+        tail: Tail::default(),
         _guard: guard,
     };
     out.body(Body::new(Metered {
@@ -326,23 +326,15 @@ struct Meter {
     state: AppState,
     record: UsageRecord,
     started: Instant,
-    tail: Vec<u8>,
+    tail: Tail,
     _guard: crate::activity::ActivityGuard,
 }
 
 impl Meter {
-    fn observe(&mut self, chunk: &[u8]) {
-        self.tail.extend_from_slice(chunk);
-        if self.tail.len() > TAIL_BYTES * 2 {
-            let cut = self.tail.len() - TAIL_BYTES;
-            self.tail.drain(..cut);
-        }
-    }
-
     /// Reads the counts and records the request (in the background: the
     /// response is already on its way).
     fn finish(mut self, complete: bool) {
-        let (prompt, completion) = token_counts(&self.tail);
+        let (prompt, completion) = self.tail.token_counts();
         self.record.prompt_tokens = prompt;
         self.record.completion_tokens = completion;
         self.record.duration_ms = self.started.elapsed().as_millis() as u64;
@@ -392,7 +384,7 @@ impl http_body::Body for Metered {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(m), Some(data)) = (this.meter.as_mut(), frame.data_ref()) {
-                    m.observe(data);
+                    m.tail.push(data);
                 }
                 // A sized body is not polled again after its last byte.
                 if this.inner.is_end_stream() {
@@ -428,27 +420,98 @@ impl Drop for Metered {
     }
 }
 
-/// The last integer after `"key":` in `text`.
-fn last_number(text: &str, key: &str) -> Option<u64> {
-    let pat = format!("\"{key}\"");
-    let at = text.rfind(&pat)?;
-    let rest = text[at + pat.len()..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start();
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+/// The last frames of a response, at least [`TAIL_BYTES`] of them when
+/// the response is that long. Frames are kept by reference, not copied.
+#[derive(Default)]
+struct Tail {
+    frames: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Tail {
+    fn push(&mut self, frame: &Bytes) {
+        self.frames.push_back(frame.clone());
+        self.len += frame.len();
+        while let Some(front) = self.frames.front() {
+            if self.len - front.len() < TAIL_BYTES {
+                break;
+            }
+            self.len -= front.len();
+            self.frames.pop_front();
+        }
+    }
+
+    /// The counts, from the last frame alone when it holds both (the usual
+    /// case: the final chunk or a whole small body), else from the joined
+    /// tail.
+    fn token_counts(&self) -> (u64, u64) {
+        let Some(last) = self.frames.back() else {
+            return (0, 0);
+        };
+        if let (Some(p), Some(c)) = (prompt_count(last), completion_count(last)) {
+            return (p, c);
+        }
+        if self.frames.len() == 1 {
+            return token_counts(last);
+        }
+        let mut joined = Vec::with_capacity(self.len);
+        for f in &self.frames {
+            joined.extend_from_slice(f);
+        }
+        token_counts(&joined)
+    }
+}
+
+/// The integer after the last `"key":` in `text`, `finder` searching for
+/// the quoted key. (A forward search for the last match: memchr's forward
+/// search is vectorised, its reverse one is not.)
+fn last_number(text: &[u8], finder: &memchr::memmem::Finder<'static>) -> Option<u64> {
+    let at = finder.find_iter(text).last()?;
+    let rest = &text[at + finder.needle().len()..];
+    let rest = rest
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// Searchers for the count keys, built once.
+struct CountKeys {
+    prompt_eval_count: memchr::memmem::Finder<'static>,
+    prompt_tokens: memchr::memmem::Finder<'static>,
+    eval_count: memchr::memmem::Finder<'static>,
+    completion_tokens: memchr::memmem::Finder<'static>,
+}
+
+fn count_keys() -> &'static CountKeys {
+    use memchr::memmem::Finder;
+    static KEYS: std::sync::OnceLock<CountKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| CountKeys {
+        prompt_eval_count: Finder::new(b"\"prompt_eval_count\"").into_owned(),
+        prompt_tokens: Finder::new(b"\"prompt_tokens\"").into_owned(),
+        eval_count: Finder::new(b"\"eval_count\"").into_owned(),
+        completion_tokens: Finder::new(b"\"completion_tokens\"").into_owned(),
+    })
+}
+
+fn prompt_count(text: &[u8]) -> Option<u64> {
+    let k = count_keys();
+    last_number(text, &k.prompt_eval_count).or_else(|| last_number(text, &k.prompt_tokens))
+}
+
+fn completion_count(text: &[u8]) -> Option<u64> {
+    let k = count_keys();
+    last_number(text, &k.eval_count).or_else(|| last_number(text, &k.completion_tokens))
 }
 
 /// Prompt and completion tokens from the end of an Ollama or OpenAI
 /// response (final NDJSON chunk, SSE `usage` chunk, or a whole JSON body).
 pub fn token_counts(tail: &[u8]) -> (u64, u64) {
-    let text = String::from_utf8_lossy(tail);
-    let prompt =
-        last_number(&text, "prompt_eval_count").or_else(|| last_number(&text, "prompt_tokens"));
-    let completion =
-        last_number(&text, "eval_count").or_else(|| last_number(&text, "completion_tokens"));
-    (prompt.unwrap_or(0), completion.unwrap_or(0))
+    (
+        prompt_count(tail).unwrap_or(0),
+        completion_count(tail).unwrap_or(0),
+    )
 }
 
 /// The caller's deployed models (not stopped), one entry per model.
@@ -537,6 +600,28 @@ mod tests {
         let sse = b"data: {\"choices\":[]}\n\ndata: {\"usage\":{\"prompt_tokens\": 5,\"completion_tokens\":7,\"total_tokens\":12}}\n\ndata: [DONE]\n\n";
         assert_eq!(token_counts(sse), (5, 7));
         assert_eq!(token_counts(b"{\"error\":\"x\"}"), (0, 0));
+        assert_eq!(
+            token_counts(b"{\"eval_count\": 99999999999999999999999}"),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn counts_from_frames_split_anywhere() {
+        let body: &[u8] =
+            b"{\"done\":false}\n{\"done\":true,\"prompt_eval_count\":12,\"eval_count\":34}\n";
+        for cut in 0..body.len() {
+            let mut t = Tail::default();
+            t.push(&Bytes::copy_from_slice(&body[..cut]));
+            t.push(&Bytes::copy_from_slice(&body[cut..]));
+            assert_eq!(t.token_counts(), (12, 34), "cut at {cut}");
+        }
+        // Only the last TAIL_BYTES or so are kept.
+        let mut t = Tail::default();
+        for _ in 0..100 {
+            t.push(&Bytes::from(vec![b' '; 4096]));
+        }
+        assert!(t.len < TAIL_BYTES + 4096 && t.len >= TAIL_BYTES);
     }
 
     #[test]
