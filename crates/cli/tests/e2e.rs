@@ -217,6 +217,15 @@ async fn a_restarted_server_adopts_running_instances() {
     let key = s.api_key(&token, "k").await;
     let id = s.deploy_gemma(&token, 0.0).await;
     s.wait_status(&token, &id, "RUNNING", 120).await;
+    // A request just before shutdown is still counted after the restart.
+    let (st, v) = chat(
+        &s,
+        &key,
+        "/api/generate",
+        json!({"model": "gemma3:270m", "prompt": "Hi", "stream": false, "options": {"num_predict": 2}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
     let before = runtime_pids(dir.path());
     s.shutdown().await;
 
@@ -256,6 +265,8 @@ async fn a_restarted_server_adopts_running_instances() {
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, u) = s.get("/api/usage?days=1", &token).await;
+    assert_eq!(u["totals"]["requests"], 2, "{u}");
     s.post("/api/models/stop", Some(&token), json!({"instance_id": id}))
         .await;
     s.wait_status(&token, &id, "STOPPED", 30).await;

@@ -218,9 +218,12 @@ pub async fn serve(
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let usage = state.usage.clone();
     let result = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;
+    // The requests that finished are in the store before the process ends.
+    usage.flush().await;
     // Instances keep running across a control-plane restart; the next
     // start re-adopts them.
     let _ = stop_tx.send(true);
