@@ -369,6 +369,11 @@ async fn users_cannot_reach_each_others_instances() {
     assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
     let (_, v) = s.get("/api/tags", &b_key).await;
     assert!(v["models"].as_array().unwrap().is_empty());
+    // The owner reaches it by id, under api/ and v1/ only.
+    let (st, v) = s.get(&format!("/models/{id}/api/tags"), &a).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = s.get(&format!("/models/{id}/metrics"), &a).await;
+    assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
 
     // A key limited to another model cannot reach it either.
     let (_, k) = s

@@ -113,6 +113,26 @@ impl From<&Instance> for Route {
     }
 }
 
+/// The caller's instances as routes, from the cache while no instance has
+/// changed since they were read.
+async fn user_routes(state: &AppState, p: &Principal) -> Result<Arc<[Route]>, ApiError> {
+    let generation = state.reconciler.generation();
+    if let Some(cached) = state.caches.routes(&p.user_id, generation) {
+        return Ok(cached);
+    }
+    let fresh: Arc<[Route]> = state
+        .store
+        .list_instances(Some(&p.user_id))
+        .await?
+        .iter()
+        .map(Route::from)
+        .collect();
+    state
+        .caches
+        .put_routes(p.user_id.clone(), generation, fresh.clone());
+    Ok(fresh)
+}
+
 /// The caller's instance to serve `model`: a RUNNING one (least busy), else
 /// one that is asleep or on its way up, which is then woken and awaited.
 async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route, ApiError> {
@@ -121,23 +141,7 @@ async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route,
             "this API key may not use {model}"
         )));
     }
-    let generation = state.reconciler.generation();
-    let routes = match state.caches.routes(&p.user_id, generation) {
-        Some(cached) => cached,
-        None => {
-            let fresh: Arc<[Route]> = state
-                .store
-                .list_instances(Some(&p.user_id))
-                .await?
-                .iter()
-                .map(Route::from)
-                .collect();
-            state
-                .caches
-                .put_routes(p.user_id.clone(), generation, fresh.clone());
-            fresh
-        }
-    };
+    let routes = user_routes(state, p).await?;
     let mut candidates = routes
         .iter()
         .filter(|r| r.desired == DesiredState::Running && same_model(&r.model_id, model));
@@ -206,11 +210,26 @@ async fn per_instance(
     Path((instance_id, rest)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let instance = visible_instance(&state, &p, &instance_id).await?;
-    if !p.may_use_model(&instance.model_id) {
+    // The caller's own running instance comes from the route cache; any
+    // other case (another user's instance for an admin, one asleep or
+    // starting, an unknown id) reads the store.
+    let cached = user_routes(&state, &p)
+        .await?
+        .iter()
+        .find(|r| {
+            r.instance_id.as_str() == instance_id
+                && r.status == InstanceState::Running
+                && r.upstream.is_some()
+        })
+        .cloned();
+    let route = match cached {
+        Some(route) => route,
+        None => Route::from(&visible_instance(&state, &p, &instance_id).await?),
+    };
+    if !p.may_use_model(&route.model_id) {
         return Err(ApiError::Forbidden(format!(
             "this API key may not use {}",
-            instance.model_id
+            route.model_id
         )));
     }
     if !(rest.starts_with("api/") || rest.starts_with("v1/") || rest.is_empty()) {
@@ -218,9 +237,11 @@ async fn per_instance(
             "instance endpoints serve the Ollama API under api/ and the OpenAI API under v1/",
         ));
     }
-    let route = match instance.status {
-        InstanceState::Running if instance.upstream_url.is_some() => Route::from(&instance),
-        _ => Route::from(&wake_instance(&state, &instance.instance_id).await?),
+    // Woken only once the request is known to be allowed.
+    let route = if route.status == InstanceState::Running && route.upstream.is_some() {
+        route
+    } else {
+        Route::from(&wake_instance(&state, &route.instance_id).await?)
     };
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
