@@ -255,8 +255,13 @@ async fn write_records(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receive
         let flushing = msgs.iter().any(|m| matches!(m, UsageMsg::Flush(_)));
         if !flushing && msgs.len() < MAX_BATCH {
             tokio::time::sleep(LINGER).await;
-            let room = MAX_BATCH - msgs.len();
-            rx.recv_many(&mut msgs, room).await;
+            // Whatever came meanwhile, without waiting for more.
+            while msgs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => msgs.push(m),
+                    Err(_) => break,
+                }
+            }
         }
         for m in msgs.drain(..) {
             match m {
@@ -279,6 +284,55 @@ async fn write_records(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receive
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(n: u64) -> UsageRecord {
+        UsageRecord {
+            at: Utc::now(),
+            user_id: paddock_core::UserId::new("u-1"),
+            api_key_id: None,
+            instance_id: paddock_core::InstanceId::new("i-1"),
+            model_id: paddock_core::ModelId::new("gemma3:270m"),
+            route: "/api/chat".into(),
+            prompt_tokens: n,
+            completion_tokens: 1,
+            duration_ms: 1,
+            status: 200,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_stores_a_lone_record_without_waiting_for_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            paddock_store_sqlite::SqliteStore::open(&dir.path().join("p.db"))
+                .await
+                .unwrap(),
+        );
+        let writer = UsageWriter::spawn(store.clone());
+        assert!(writer.record(record(1)));
+        // No flush and nothing after it: the linger alone must end.
+        let mut stored = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            stored = store
+                .list_usage(&UsageQuery::default())
+                .await
+                .unwrap()
+                .len();
+            if stored == 1 {
+                break;
+            }
+        }
+        assert_eq!(stored, 1);
+
+        // A flush waits for everything queued before it.
+        for n in 0..500 {
+            assert!(writer.record(record(n)));
+        }
+        writer.flush().await;
+        let all = store.list_usage(&UsageQuery::default()).await.unwrap();
+        assert_eq!(all.len(), 501);
+    }
 
     #[test]
     fn intervals_split_at_midnight() {
