@@ -402,7 +402,20 @@ impl http_body::Body for Metered {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        // This task drives the upstream connection: first so that what has
+        // arrived reaches the body, and again if the body then asked for
+        // more (its demand is only acted on when the connection is polled).
+        if let Some(lease) = this.lease.as_mut() {
+            lease.drive(cx);
+        }
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_pending() {
+            if let Some(lease) = this.lease.as_mut() {
+                lease.drive(cx);
+                polled = Pin::new(&mut this.inner).poll_frame(cx);
+            }
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(m), Some(data)) = (this.meter.as_mut(), frame.data_ref()) {
                     m.tail.push(data);

@@ -4,10 +4,10 @@
 //! out one request at a time: a [`Lease`] goes back to the pool when its
 //! response body has been read to the end, and is dropped (closing the
 //! connection, which tells the model server the client is gone) when it
-//! has not. Lending directly, rather than through a general-purpose client,
-//! keeps a proxied request to a pool lookup and one hand-off to the
-//! connection's task: no per-request task to watch for the connection
-//! becoming idle again, and no URI or pool-key rebuilding.
+//! has not. A connection has no task of its own: whoever holds it (the
+//! request sending on it, then the response body being read from it)
+//! drives its I/O from their own task, so a proxied request is served by
+//! one task end to end, with no hand-offs between tasks.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, Response};
@@ -15,8 +15,11 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Idle connections kept per upstream.
@@ -70,8 +73,60 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
-struct Idle {
+type Driver = hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Body>;
+
+/// One connection: the handle requests are sent with, and the future that
+/// does its reading and writing (None once the connection has ended).
+struct Conn {
     tx: SendRequest<Body>,
+    driver: Option<Driver>,
+}
+
+impl Conn {
+    /// Moves the connection's I/O along, registering `cx` for more; false
+    /// once the connection has ended.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(d) = self.driver.as_mut() {
+            if let Poll::Ready(r) = Pin::new(d).poll(cx) {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "upstream connection ended");
+                }
+                self.driver = None;
+            }
+        }
+        self.driver.is_some()
+    }
+
+    fn is_open(&self) -> bool {
+        self.driver.is_some() && !self.tx.is_closed()
+    }
+
+    /// Waits until a request can be sent, driving the connection meanwhile.
+    async fn ready(&mut self) -> Result<(), hyper::Error> {
+        std::future::poll_fn(|cx| {
+            self.drive(cx);
+            self.tx.poll_ready(cx)
+        })
+        .await
+    }
+
+    /// Sends one request and waits for the response head, driving the
+    /// connection meanwhile.
+    async fn send(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<Body>>> {
+        let mut response = std::pin::pin!(self.tx.try_send_request(req));
+        std::future::poll_fn(|cx| {
+            self.drive(cx);
+            response.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
@@ -98,7 +153,7 @@ impl std::fmt::Debug for Pool {
 pub struct Lease {
     pool: Pool,
     addr: Arc<str>,
-    tx: SendRequest<Body>,
+    conn: Conn,
 }
 
 impl std::fmt::Debug for Lease {
@@ -108,10 +163,16 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Lease {
+    /// Moves the connection's I/O along: call it before polling the
+    /// response body, from the task reading that body.
+    pub fn drive(&mut self, cx: &mut Context<'_>) {
+        self.conn.drive(cx);
+    }
+
     /// Returns the connection for reuse. Call it only once the response
     /// body has been read to the end; dropping a lease closes it instead.
     pub fn release(self) {
-        if self.tx.is_closed() {
+        if !self.conn.is_open() {
             return;
         }
         let inner = &self.pool.0;
@@ -120,7 +181,7 @@ impl Lease {
             let list = idle.entry(self.addr).or_default();
             if list.len() < MAX_IDLE_PER_UPSTREAM {
                 list.push(Idle {
-                    tx: self.tx,
+                    conn: self.conn,
                     since: Instant::now(),
                 });
             }
@@ -142,14 +203,14 @@ impl Pool {
         req.headers_mut()
             .insert(header::HOST, upstream.host.clone());
         for _ in 0..MAX_REUSE_TRIES {
-            let Some(mut tx) = self.checkout(&upstream.addr) else {
+            let Some(mut conn) = self.checkout(&upstream.addr) else {
                 break;
             };
-            if tx.ready().await.is_err() {
+            if conn.ready().await.is_err() {
                 continue;
             }
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lease(upstream, tx))),
+            match conn.send(req).await {
+                Ok(resp) => return Ok((resp, self.lease(upstream, conn))),
                 Err(mut e) => match e.take_message() {
                     // The connection closed before the request went out
                     // (the server ended an idle keep-alive): try another.
@@ -158,33 +219,33 @@ impl Pool {
                 },
             }
         }
-        let mut tx = self.connect(upstream).await?;
-        tx.ready().await?;
-        let resp = tx.send_request(req).await?;
-        Ok((resp, self.lease(upstream, tx)))
+        let mut conn = self.connect(upstream).await?;
+        conn.ready().await?;
+        let resp = conn.send(req).await.map_err(|e| e.into_error())?;
+        Ok((resp, self.lease(upstream, conn)))
     }
 
-    fn lease(&self, upstream: &Upstream, tx: SendRequest<Body>) -> Lease {
+    fn lease(&self, upstream: &Upstream, conn: Conn) -> Lease {
         Lease {
             pool: self.clone(),
             addr: upstream.addr.clone(),
-            tx,
+            conn,
         }
     }
 
     /// The most recently used idle connection to `addr` that is still open.
-    fn checkout(&self, addr: &str) -> Option<SendRequest<Body>> {
+    fn checkout(&self, addr: &str) -> Option<Conn> {
         let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(addr)?;
         while let Some(c) = list.pop() {
-            if !c.tx.is_closed() && c.since.elapsed() < IDLE_TIMEOUT {
-                return Some(c.tx);
+            if c.conn.is_open() && c.since.elapsed() < IDLE_TIMEOUT {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    async fn connect(&self, upstream: &Upstream) -> Result<SendRequest<Body>, UpstreamError> {
+    async fn connect(&self, upstream: &Upstream) -> Result<Conn, UpstreamError> {
         let fail = |e: String| UpstreamError::Connect(upstream.addr.clone(), e);
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
@@ -195,13 +256,11 @@ impl Pool {
         .map_err(|e| fail(e.to_string()))?;
         // Streamed chunks are small writes: send them at once.
         let _ = stream.set_nodelay(true);
-        let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(tx)
+        let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        Ok(Conn {
+            tx,
+            driver: Some(driver),
+        })
     }
 
     /// Drops closed and expired connections of every upstream, and
@@ -209,7 +268,7 @@ impl Pool {
     pub fn sweep(&self) {
         let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|_, list| {
-            list.retain(|c| !c.tx.is_closed() && c.since.elapsed() < IDLE_TIMEOUT);
+            list.retain(|c| c.conn.is_open() && c.since.elapsed() < IDLE_TIMEOUT);
             !list.is_empty()
         });
     }
