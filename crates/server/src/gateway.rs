@@ -97,6 +97,14 @@ pub struct Route {
     pub upstream: Option<Upstream>,
 }
 
+impl Route {
+    /// Whether requests can be forwarded to it now (RUNNING, with an
+    /// endpoint), without a wake.
+    fn is_ready(&self) -> bool {
+        self.status == InstanceState::Running && self.upstream.is_some()
+    }
+}
+
 impl From<&Instance> for Route {
     fn from(i: &Instance) -> Self {
         Route {
@@ -150,7 +158,7 @@ async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route,
     let mut any: Option<&Route> = None;
     for r in candidates.by_ref() {
         any.get_or_insert(r);
-        if r.status == InstanceState::Running && r.upstream.is_some() {
+        if r.is_ready() {
             let load = state.activity.inflight(&r.instance_id);
             if best.is_none_or(|(_, l)| load < l) {
                 best = Some((r, load));
@@ -216,11 +224,7 @@ async fn per_instance(
     let cached = user_routes(&state, &p)
         .await?
         .iter()
-        .find(|r| {
-            r.instance_id.as_str() == instance_id
-                && r.status == InstanceState::Running
-                && r.upstream.is_some()
-        })
+        .find(|r| r.instance_id.as_str() == instance_id && r.is_ready())
         .cloned();
     let route = match cached {
         Some(route) => route,
@@ -238,7 +242,7 @@ async fn per_instance(
         ));
     }
     // Woken only once the request is known to be allowed.
-    let route = if route.status == InstanceState::Running && route.upstream.is_some() {
+    let route = if route.is_ready() {
         route
     } else {
         Route::from(&wake_instance(&state, &route.instance_id).await?)
@@ -482,11 +486,11 @@ impl Tail {
         let Some(last) = self.frames.back() else {
             return (0, 0);
         };
-        if let (Some(p), Some(c)) = (prompt_count(last), completion_count(last)) {
-            return (p, c);
-        }
-        if self.frames.len() == 1 {
-            return token_counts(last);
+        match (prompt_count(last), completion_count(last)) {
+            (Some(p), Some(c)) => return (p, c),
+            // Nothing earlier to look in.
+            (p, c) if self.frames.len() == 1 => return (p.unwrap_or(0), c.unwrap_or(0)),
+            _ => {}
         }
         let mut joined = Vec::with_capacity(self.len);
         for f in &self.frames {
