@@ -288,23 +288,40 @@ pub async fn api_keys(s: &dyn Store) {
         .is_empty());
 }
 
+/// A successful request's usage record on a fresh instance.
+fn usage_record(
+    user: &UserId,
+    at: chrono::DateTime<Utc>,
+    model: &str,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+) -> UsageRecord {
+    UsageRecord {
+        at,
+        user_id: user.clone(),
+        api_key_id: None,
+        instance_id: InstanceId::generate(),
+        model_id: ModelId::new(model),
+        route: "/api/chat".into(),
+        prompt_tokens,
+        completion_tokens,
+        duration_ms: 5,
+        status: 200,
+    }
+}
+
 pub async fn usage_filters(s: &dyn Store) {
     let a = UserId::generate();
     let b = UserId::generate();
     let t0 = Utc::now() - Duration::days(2);
     for (who, offset_h, tokens) in [(&a, 0, 10), (&a, 30, 20), (&b, 31, 40)] {
-        s.record_usage(&UsageRecord {
-            at: t0 + Duration::hours(offset_h),
-            user_id: who.clone(),
-            api_key_id: None,
-            instance_id: InstanceId::generate(),
-            model_id: ModelId::new("gemma3:270m"),
-            route: "/api/chat".into(),
-            prompt_tokens: tokens,
-            completion_tokens: tokens * 2,
-            duration_ms: 5,
-            status: 200,
-        })
+        s.record_usage(&usage_record(
+            who,
+            t0 + Duration::hours(offset_h),
+            "gemma3:270m",
+            tokens,
+            tokens * 2,
+        ))
         .await
         .unwrap();
     }
@@ -337,17 +354,9 @@ pub async fn usage_batches_keep_every_record(s: &dyn Store) {
     // Sizes around the backends' statement sizes, so every split is used.
     for n in [1usize, 31, 32, 45, 100] {
         let batch: Vec<UsageRecord> = (0..n)
-            .map(|i| UsageRecord {
-                at: t0 + Duration::milliseconds(i as i64),
-                user_id: u.clone(),
-                api_key_id: None,
-                instance_id: InstanceId::generate(),
-                model_id: ModelId::new(format!("m{n}")),
-                route: "/api/generate".into(),
-                prompt_tokens: i as u64,
-                completion_tokens: 1,
-                duration_ms: 1,
-                status: 200,
+            .map(|i| {
+                let at = t0 + Duration::milliseconds(i as i64);
+                usage_record(&u, at, &format!("m{n}"), i as u64, 1)
             })
             .collect();
         s.record_usage_batch(&batch).await.unwrap();

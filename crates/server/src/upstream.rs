@@ -130,6 +130,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Still open and not idle too long.
+    fn reusable(&self) -> bool {
+        self.conn.is_open() && self.since.elapsed() < IDLE_TIMEOUT
+    }
+}
+
 #[derive(Default)]
 struct PoolInner {
     idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
@@ -238,7 +245,7 @@ impl Pool {
         let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(addr)?;
         while let Some(c) = list.pop() {
-            if c.conn.is_open() && c.since.elapsed() < IDLE_TIMEOUT {
+            if c.reusable() {
                 return Some(c.conn);
             }
         }
@@ -268,7 +275,7 @@ impl Pool {
     pub fn sweep(&self) {
         let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.retain(|_, list| {
-            list.retain(|c| c.conn.is_open() && c.since.elapsed() < IDLE_TIMEOUT);
+            list.retain(Idle::reusable);
             !list.is_empty()
         });
     }

@@ -202,6 +202,7 @@ const MAX_BATCH: usize = 4096;
 /// indexes' last pages).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
+#[derive(Debug)]
 enum UsageMsg {
     Record(UsageRecord),
     /// Answered once everything queued before it is in the store.
@@ -213,15 +214,6 @@ enum UsageMsg {
 #[derive(Debug, Clone)]
 pub struct UsageWriter {
     tx: tokio::sync::mpsc::Sender<UsageMsg>,
-}
-
-impl std::fmt::Debug for UsageMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UsageMsg::Record(r) => f.debug_tuple("Record").field(r).finish(),
-            UsageMsg::Flush(_) => f.write_str("Flush"),
-        }
-    }
 }
 
 impl UsageWriter {
