@@ -218,6 +218,21 @@ fn base_url(parts: &Parts, state: &AppState) -> String {
         .unwrap_or_else(|| state.config.public_url())
 }
 
+impl Session {
+    /// A signed-in page's session, with its CSRF token (a new one is added
+    /// to `cookies` when the request has none).
+    fn new(parts: &Parts, state: &AppState, principal: Principal, mut cookies: Cookies) -> Self {
+        let csrf = csrf_or_new(parts, state, &mut cookies);
+        Session {
+            principal,
+            csrf,
+            cookies,
+            state: state.clone(),
+            base_url: base_url(parts, state),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
@@ -225,28 +240,14 @@ impl FromRequestParts<AppState> for Session {
         let mut cookies = Cookies::default();
         if let Some(t) = cookie(&parts.headers, SESSION_COOKIE) {
             if let Ok(principal) = state.identity.authenticate(&t).await {
-                let csrf = csrf_or_new(parts, state, &mut cookies);
-                return Ok(Session {
-                    principal,
-                    csrf,
-                    cookies,
-                    state: state.clone(),
-                    base_url: base_url(parts, state),
-                });
+                return Ok(Session::new(parts, state, principal, cookies));
             }
         }
         if let Some(rt) = cookie(&parts.headers, REFRESH_COOKIE) {
             if let Ok(tokens) = state.identity.refresh(&rt).await {
                 if let Ok(principal) = state.identity.authenticate(&tokens.access_token).await {
                     cookies.set_tokens(state, &tokens);
-                    let csrf = csrf_or_new(parts, state, &mut cookies);
-                    return Ok(Session {
-                        principal,
-                        csrf,
-                        cookies,
-                        state: state.clone(),
-                        base_url: base_url(parts, state),
-                    });
+                    return Ok(Session::new(parts, state, principal, cookies));
                 }
             }
         }
