@@ -119,6 +119,36 @@ async fn deploy_chat_meter_and_stop() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 
+    // One raw connection: two requests written back to back (pipelined),
+    // both forwarded by the gateway's fast path, then a listing on the same
+    // connection, which the router answers.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(s.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let body = r#"{"model":"gemma3:270m"}"#;
+        let show = format!(
+            "POST /api/show HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let tags = format!(
+            "GET /api/tags HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
+        );
+        tcp.write_all(format!("{show}{show}{tags}").as_bytes())
+            .await
+            .unwrap();
+        let mut all = String::new();
+        tcp.read_to_string(&mut all).await.unwrap();
+        assert_eq!(all.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{all}");
+        assert_eq!(
+            all.matches(&format!("x-paddock-instance: {id}")).count(),
+            2,
+            "{all}"
+        );
+        assert!(all.ends_with("]}"), "the listing comes last: {all}");
+    }
+
     // The gateway lists what the user deployed.
     let (_, tags) = s.get("/api/tags", &key).await;
     assert_eq!(tags["models"][0]["name"], "gemma3:270m");
@@ -133,7 +163,9 @@ async fn deploy_chat_meter_and_stop() {
     assert_eq!(st, StatusCode::OK, "{u}");
     let row = &u["by_model"][0];
     assert_eq!(row["model"], "gemma3:270m");
-    assert_eq!(row["requests"], 4);
+    // The chat, the streamed generate, the abandoned stream, the OpenAI
+    // chat and the two shows.
+    assert_eq!(row["requests"], 6);
     assert_eq!(row["errors"], 1, "{u}");
     assert!(row["prompt_tokens"].as_u64().unwrap() >= prompt);
     assert!(row["completion_tokens"].as_u64().unwrap() > completion);

@@ -98,6 +98,17 @@ impl ApiError {
         }
     }
 
+    /// The response body: `{"error": {"code", "message"}}`.
+    pub fn json_body(&self) -> Vec<u8> {
+        let body = Body {
+            error: Inner {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
     pub fn validation(msg: impl Into<String>) -> Self {
         ApiError::Validation(msg.into())
     }
@@ -113,13 +124,15 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        let body = Body {
-            error: Inner {
-                code: self.code(),
-                message: self.to_string(),
-            },
-        };
-        let mut resp = (status, axum::Json(body)).into_response();
+        let mut resp = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.json_body(),
+        )
+            .into_response();
         if let ApiError::TooManyRequests { retry_after, .. }
         | ApiError::Unavailable { retry_after, .. } = &self
         {

@@ -40,20 +40,29 @@ pub const OLLAMA_COMPAT_VERSION: &str = "0.9.6";
 /// How much of a response's end is kept to read token counts from.
 const TAIL_BYTES: usize = 64 * 1024;
 
+/// The routes that forward a POST to the caller's instance of the body's
+/// `model` (also served by [`crate::fastpath`]).
+pub const BY_MODEL_ROUTES: [&str; 8] = [
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+    "/api/embeddings",
+    "/api/show",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+];
+
 /// The gateway's routes.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat", post(by_model))
-        .route("/api/generate", post(by_model))
-        .route("/api/embed", post(by_model))
-        .route("/api/embeddings", post(by_model))
-        .route("/api/show", post(by_model))
+    let mut router = Router::new();
+    for path in BY_MODEL_ROUTES {
+        router = router.route(path, post(by_model));
+    }
+    router
         .route("/api/tags", get(tags))
         .route("/api/ps", get(ps))
         .route("/api/version", get(version))
-        .route("/v1/chat/completions", post(by_model))
-        .route("/v1/completions", post(by_model))
-        .route("/v1/embeddings", post(by_model))
         .route("/v1/models", get(v1_models))
         .route("/models/{instance_id}/{*rest}", any(per_instance))
 }
@@ -69,7 +78,7 @@ struct ModelField<'a> {
     model: Option<std::borrow::Cow<'a, str>>,
 }
 
-fn model_from_body(body: &Bytes) -> Result<ModelId, ApiError> {
+pub(crate) fn model_from_body(body: &[u8]) -> Result<ModelId, ApiError> {
     let v: ModelField<'_> = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     match v.model {
@@ -100,7 +109,7 @@ pub struct Route {
 impl Route {
     /// Whether requests can be forwarded to it now (RUNNING, with an
     /// endpoint), without a wake.
-    fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.status == InstanceState::Running && self.upstream.is_some()
     }
 }
@@ -123,7 +132,7 @@ impl From<&Instance> for Route {
 
 /// The caller's instances as routes, from the cache while no instance has
 /// changed since they were read.
-async fn user_routes(state: &AppState, p: &Principal) -> Result<Arc<[Route]>, ApiError> {
+pub(crate) async fn user_routes(state: &AppState, p: &Principal) -> Result<Arc<[Route]>, ApiError> {
     let generation = state.reconciler.generation();
     if let Some(cached) = state.caches.routes(&p.user_id, generation) {
         return Ok(cached);
@@ -141,22 +150,20 @@ async fn user_routes(state: &AppState, p: &Principal) -> Result<Arc<[Route]>, Ap
     Ok(fresh)
 }
 
-/// The caller's instance to serve `model`: a RUNNING one (least busy), else
-/// one that is asleep or on its way up, which is then woken and awaited.
-async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route, ApiError> {
-    if !p.may_use_model(model) {
-        return Err(ApiError::Forbidden(format!(
-            "this API key may not use {model}"
-        )));
-    }
-    let routes = user_routes(state, p).await?;
-    let mut candidates = routes
+/// Among `routes`, the least busy RUNNING instance of `model`; failing
+/// that, the one to wake (asleep or on its way up), else any deployed one.
+pub(crate) fn choose<'a>(
+    state: &AppState,
+    routes: &'a [Route],
+    model: &ModelId,
+) -> Result<&'a Route, Option<&'a Route>> {
+    let candidates = routes
         .iter()
         .filter(|r| r.desired == DesiredState::Running && same_model(&r.model_id, model));
     let mut best: Option<(&Route, u32)> = None;
     let mut waking: Option<&Route> = None;
     let mut any: Option<&Route> = None;
-    for r in candidates.by_ref() {
+    for r in candidates {
         any.get_or_insert(r);
         if r.is_ready() {
             let load = state.activity.inflight(&r.instance_id);
@@ -170,10 +177,26 @@ async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route,
             waking.get_or_insert(r);
         }
     }
-    if let Some((r, _)) = best {
-        return Ok(r.clone());
+    match best {
+        Some((r, _)) => Ok(r),
+        None => Err(waking.or(any)),
     }
-    let chosen = waking.or(any).ok_or_else(|| {
+}
+
+/// The caller's instance to serve `model`: a RUNNING one (least busy), else
+/// one that is asleep or on its way up, which is then woken and awaited.
+async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route, ApiError> {
+    if !p.may_use_model(model) {
+        return Err(ApiError::Forbidden(format!(
+            "this API key may not use {model}"
+        )));
+    }
+    let routes = user_routes(state, p).await?;
+    let chosen = match choose(state, &routes, model) {
+        Ok(ready) => return Ok(ready.clone()),
+        Err(other) => other,
+    };
+    let chosen = chosen.ok_or_else(|| {
         ApiError::not_found(format!(
             "model {model:?} is not deployed; deploy it first (POST /api/models/deploy or `paddock deploy {model} --cpu 1 --memory 2048`)"
         ))
@@ -320,24 +343,15 @@ async fn forward(
     if let Ok(v) = HeaderValue::from_str(route.instance_id.as_str()) {
         out = out.header("x-paddock-instance", v);
     }
-    let meter = Meter {
-        state: state.clone(),
-        record: UsageRecord {
-            at: state.clock.now(),
-            user_id: p.user_id.clone(),
-            api_key_id: p.api_key.as_ref().map(|k| k.key_id.clone()),
-            instance_id: route.instance_id,
-            model_id: route.model_id,
-            route: route_label.to_owned(),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            duration_ms: 0,
-            status: status.as_u16(),
-        },
+    let meter = Meter::start(
+        state,
+        p,
+        route,
+        route_label,
+        status.as_u16(),
         started,
-        tail: Tail::default(),
-        _guard: guard,
-    };
+        guard,
+    );
     out.body(Body::new(Metered {
         inner: incoming,
         meter: Some(meter),
@@ -347,7 +361,7 @@ async fn forward(
 }
 
 /// What is recorded when a proxied response ends.
-struct Meter {
+pub(crate) struct Meter {
     state: AppState,
     record: UsageRecord,
     started: Instant,
@@ -356,9 +370,45 @@ struct Meter {
 }
 
 impl Meter {
+    /// Starts metering a response from `route` whose head said `status`;
+    /// `guard` has counted the request as in flight since `started`.
+    pub(crate) fn start(
+        state: &AppState,
+        p: &Principal,
+        route: Route,
+        route_label: &str,
+        status: u16,
+        started: Instant,
+        guard: crate::activity::ActivityGuard,
+    ) -> Meter {
+        Meter {
+            state: state.clone(),
+            record: UsageRecord {
+                at: state.clock.now(),
+                user_id: p.user_id.clone(),
+                api_key_id: p.api_key.as_ref().map(|k| k.key_id.clone()),
+                instance_id: route.instance_id,
+                model_id: route.model_id,
+                route: route_label.to_owned(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                duration_ms: 0,
+                status,
+            },
+            started,
+            tail: Tail::default(),
+            _guard: guard,
+        }
+    }
+
+    /// Keeps the end of the response body to read the counts from.
+    pub(crate) fn push(&mut self, data: &Bytes) {
+        self.tail.push(data);
+    }
+
     /// Reads the counts and records the request (in the background: the
     /// response is already on its way).
-    fn finish(mut self, complete: bool) {
+    pub(crate) fn finish(mut self, complete: bool) {
         let (prompt, completion) = self.tail.token_counts();
         self.record.prompt_tokens = prompt;
         self.record.completion_tokens = completion;
@@ -422,7 +472,7 @@ impl http_body::Body for Metered {
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(m), Some(data)) = (this.meter.as_mut(), frame.data_ref()) {
-                    m.tail.push(data);
+                    m.push(data);
                 }
                 // A sized body is not polled again after its last byte.
                 if this.inner.is_end_stream() {

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fastpath;
 pub mod gateway;
 pub mod mailer;
 pub mod metrics;
@@ -214,20 +215,13 @@ pub async fn serve(
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     }));
-    // Streamed chunks go out as they come: no Nagle delay on small writes.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let usage = state.usage.clone();
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    fastpath::serve_connections(listener, state.clone(), app(state), shutdown).await;
     // The requests that finished are in the store before the process ends.
     usage.flush().await;
     // Instances keep running across a control-plane restart; the next
     // start re-adopts them.
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
-    result?;
     Ok(())
 }

@@ -47,7 +47,7 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one request; allocates only the first time a route, method
     /// and status are seen.
-    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+    pub(crate) fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if !routes.contains_key(route) {
             routes.insert(route.to_owned(), RouteStats::default());

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// Idle connections kept per upstream.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
@@ -73,7 +74,7 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
-type Driver = hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Body>;
+type Driver = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Body>;
 
 /// One connection: the handle requests are sent with, and the future that
 /// does its reading and writing (None once the connection has ended).
@@ -125,22 +126,107 @@ impl Conn {
     }
 }
 
-struct Idle {
-    conn: Conn,
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
-impl Idle {
+/// What the pool needs to know of a connection it keeps.
+trait Keep {
+    /// Still usable, as far as can be told without I/O.
+    fn is_open(&self) -> bool;
+}
+
+impl Keep for Conn {
+    fn is_open(&self) -> bool {
+        Conn::is_open(self)
+    }
+}
+
+/// A raw stream's state is only learnt by using it: a reused one that
+/// turns out closed is retried on a fresh one (see the fast path).
+impl Keep for TcpStream {
+    fn is_open(&self) -> bool {
+        true
+    }
+}
+
+impl<C: Keep> Idle<C> {
     /// Still open and not idle too long.
     fn reusable(&self) -> bool {
         self.conn.is_open() && self.since.elapsed() < IDLE_TIMEOUT
     }
 }
 
+/// Idle connections per upstream address, the most recently used last.
+struct Shelf<C> {
+    idle: Mutex<HashMap<Arc<str>, Vec<Idle<C>>>>,
+    releases: AtomicUsize,
+}
+
+impl<C> Default for Shelf<C> {
+    fn default() -> Self {
+        Shelf {
+            idle: Mutex::default(),
+            releases: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<C: Keep> Shelf<C> {
+    /// The most recently used idle connection to `addr` that is still open.
+    fn take(&self, addr: &str) -> Option<C> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(addr)?;
+        while let Some(c) = list.pop() {
+            if c.reusable() {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: Arc<str>, conn: C) {
+        if !conn.is_open() {
+            return;
+        }
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.entry(addr).or_default();
+            if list.len() < MAX_IDLE_PER_UPSTREAM {
+                list.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+        }
+        if self.releases.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
+    }
+
+    /// Drops closed and expired connections of every upstream, and
+    /// upstreams left with none (stopped instances).
+    fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain(Idle::reusable);
+            !list.is_empty()
+        });
+    }
+
+    fn count(&self, addr: &str) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.get(addr).map_or(0, Vec::len)
+    }
+}
+
 #[derive(Default)]
 struct PoolInner {
-    idle: Mutex<HashMap<Arc<str>, Vec<Idle>>>,
-    releases: AtomicUsize,
+    /// hyper client connections, for requests the router forwards.
+    conns: Shelf<Conn>,
+    /// Plain streams, for the fast path's requests (`crate::fastpath`).
+    streams: Shelf<TcpStream>,
 }
 
 /// Keep-alive connections to model servers, shared by all requests.
@@ -149,7 +235,7 @@ pub struct Pool(Arc<PoolInner>);
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = self.0.conns.idle.lock().unwrap_or_else(|e| e.into_inner());
         f.debug_struct("Pool")
             .field("upstreams", &idle.len())
             .finish()
@@ -179,24 +265,20 @@ impl Lease {
     /// Returns the connection for reuse. Call it only once the response
     /// body has been read to the end; dropping a lease closes it instead.
     pub fn release(self) {
-        if !self.conn.is_open() {
-            return;
-        }
-        let inner = &self.pool.0;
-        {
-            let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let list = idle.entry(self.addr).or_default();
-            if list.len() < MAX_IDLE_PER_UPSTREAM {
-                list.push(Idle {
-                    conn: self.conn,
-                    since: Instant::now(),
-                });
-            }
-        }
-        if inner.releases.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.pool.sweep();
-        }
+        self.pool.0.conns.put(self.addr, self.conn);
     }
+}
+
+/// Opens a TCP connection to `upstream`, with no Nagle delay (streamed
+/// chunks are small writes).
+async fn open(upstream: &Upstream) -> Result<TcpStream, UpstreamError> {
+    let fail = |e: String| UpstreamError::Connect(upstream.addr.clone(), e);
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&*upstream.addr))
+        .await
+        .map_err(|_| fail("timed out".into()))?
+        .map_err(|e| fail(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 impl Pool {
@@ -210,7 +292,7 @@ impl Pool {
         req.headers_mut()
             .insert(header::HOST, upstream.host.clone());
         for _ in 0..MAX_REUSE_TRIES {
-            let Some(mut conn) = self.checkout(&upstream.addr) else {
+            let Some(mut conn) = self.0.conns.take(&upstream.addr) else {
                 break;
             };
             if conn.ready().await.is_err() {
@@ -226,7 +308,12 @@ impl Pool {
                 },
             }
         }
-        let mut conn = self.connect(upstream).await?;
+        let stream = open(upstream).await?;
+        let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let mut conn = Conn {
+            tx,
+            driver: Some(driver),
+        };
         conn.ready().await?;
         let resp = conn.send(req).await.map_err(|e| e.into_error())?;
         Ok((resp, self.lease(upstream, conn)))
@@ -240,50 +327,32 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection to `addr` that is still open.
-    fn checkout(&self, addr: &str) -> Option<Conn> {
-        let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(addr)?;
-        while let Some(c) = list.pop() {
-            if c.reusable() {
-                return Some(c.conn);
-            }
-        }
-        None
+    /// An idle plain stream to `upstream` (whether the server has closed
+    /// it meanwhile shows when it is used), or None.
+    pub fn idle_stream(&self, upstream: &Upstream) -> Option<TcpStream> {
+        self.0.streams.take(&upstream.addr)
     }
 
-    async fn connect(&self, upstream: &Upstream) -> Result<Conn, UpstreamError> {
-        let fail = |e: String| UpstreamError::Connect(upstream.addr.clone(), e);
-        let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect(&*upstream.addr),
-        )
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-        // Streamed chunks are small writes: send them at once.
-        let _ = stream.set_nodelay(true);
-        let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        Ok(Conn {
-            tx,
-            driver: Some(driver),
-        })
+    /// A new plain stream to `upstream`.
+    pub async fn open_stream(&self, upstream: &Upstream) -> Result<TcpStream, UpstreamError> {
+        open(upstream).await
+    }
+
+    /// Keeps a plain stream whose last response was read to its end.
+    pub fn release_stream(&self, upstream: &Upstream, stream: TcpStream) {
+        self.0.streams.put(upstream.addr.clone(), stream);
     }
 
     /// Drops closed and expired connections of every upstream, and
     /// upstreams left with none (stopped instances).
     pub fn sweep(&self) {
-        let mut idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|_, list| {
-            list.retain(Idle::reusable);
-            !list.is_empty()
-        });
+        self.0.conns.sweep();
+        self.0.streams.sweep();
     }
 
-    /// Idle connections to `addr` (for tests).
+    /// Idle connections to `addr`, of both kinds (for tests).
     pub fn idle_count(&self, addr: &str) -> usize {
-        let idle = self.0.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.get(addr).map_or(0, Vec::len)
+        self.0.conns.count(addr) + self.0.streams.count(addr)
     }
 }
 
