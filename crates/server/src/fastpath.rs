@@ -476,7 +476,9 @@ impl Exchange<'_> {
                 request.extend_from_slice(&data);
                 // What the client will read of the body, for the counts.
                 if matches!(framing, Framing::Chunked(_)) {
-                    meter.push(&Bytes::from(std::mem::take(&mut payload)));
+                    if !payload.is_empty() {
+                        meter.push(&Bytes::from(std::mem::take(&mut payload)));
+                    }
                 } else {
                     meter.push(&data);
                 }
