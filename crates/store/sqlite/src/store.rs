@@ -549,7 +549,7 @@ impl Store for SqliteStore {
         // Multi-row INSERTs of a few fixed sizes (32 rows, then the
         // remainder as 16, 8, 4, 2 and 1), so sqlx keeps one prepared
         // statement per size instead of re-preparing one per batch length.
-        const ROWS: usize = 32;
+        const ROWS: usize = 128;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let mut rest = records;
         let mut size = ROWS;
@@ -621,7 +621,7 @@ fn usage_sql(n: usize) -> &'static str {
         .unwrap_or_else(|e| e.into_inner());
     map.entry(n).or_insert_with(|| {
         let mut sql = String::from(
-            "INSERT INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
+            "INSERT OR FAIL INTO usage_records (at, user_id, api_key_id, instance_id, model_id, route, \
              prompt_tokens, completion_tokens, duration_ms, status) VALUES ",
         );
         for i in 0..n {
