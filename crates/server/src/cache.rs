@@ -10,11 +10,12 @@ use crate::gateway::Route;
 use paddock_core::user::Principal;
 use paddock_core::{Timestamp, UserId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long an API key's principal is trusted without a store read.
-const KEY_TTL: Duration = Duration::from_secs(5);
+pub const KEY_TTL: Duration = Duration::from_secs(5);
 /// Entries kept before a cache is emptied (bounds memory).
 const MAX_ENTRIES: usize = 10_000;
 
@@ -28,6 +29,9 @@ type CachedRoutes = (u64, Arc<[Route]>);
 #[derive(Debug, Default)]
 pub struct Caches {
     keys: Mutex<HashMap<String, CachedKey>>,
+    /// Bumped whenever the cached keys are dropped, so that copies kept
+    /// elsewhere (a connection's last key) are known to be stale.
+    key_generation: AtomicU64,
     routes: Mutex<HashMap<UserId, CachedRoutes>>,
 }
 
@@ -35,10 +39,20 @@ impl Caches {
     /// The principal for a key hash, if cached recently and the key has
     /// not expired by `now`.
     pub fn key(&self, hash: &str, now: Timestamp) -> Option<Principal> {
+        self.key_entry(hash, now).map(|(p, _)| p)
+    }
+
+    /// Like [`Caches::key`], with the key's own expiry.
+    pub fn key_entry(&self, hash: &str, now: Timestamp) -> Option<(Principal, Option<Timestamp>)> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         keys.get(hash)
             .filter(|(_, expires, at)| at.elapsed() < KEY_TTL && expires.is_none_or(|e| e > now))
-            .map(|(p, _, _)| p.clone())
+            .map(|(p, expires, _)| (p.clone(), *expires))
+    }
+
+    /// Changes whenever cached keys are dropped (see [`Caches::clear_keys`]).
+    pub fn key_generation(&self) -> u64 {
+        self.key_generation.load(Ordering::Acquire)
     }
 
     pub fn put_key(&self, hash: String, p: Principal, expires_at: Option<Timestamp>) {
@@ -51,7 +65,9 @@ impl Caches {
 
     /// Forgets every cached key (a key was revoked or a user changed).
     pub fn clear_keys(&self) {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        self.key_generation.fetch_add(1, Ordering::AcqRel);
+        keys.clear();
     }
 
     /// A user's instances if cached at `generation`.

@@ -20,6 +20,7 @@
 //! there.
 
 use crate::auth::extract::authenticate;
+use crate::auth::secrets::{sha256_hex, API_KEY_PREFIX};
 use crate::error::ApiError;
 use crate::gateway::{choose, model_from_body, user_routes, Meter, Route, BY_MODEL_ROUTES};
 use crate::state::AppState;
@@ -29,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use paddock_core::user::Principal;
 use std::future::Future;
 use std::io::Write as _;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -73,6 +75,7 @@ pub async fn serve_connections(
                     router: router.clone(),
                     close: close_rx.clone(),
                     _open: open_tx.clone(),
+                    known: None,
                 };
                 tokio::spawn(conn.run(tcp));
             }
@@ -110,6 +113,32 @@ struct Connection {
     /// Turns true when the server shuts down.
     close: watch::Receiver<bool>,
     _open: mpsc::Sender<()>,
+    /// The API key the last request authenticated with: a client sends the
+    /// same one on every request of a connection.
+    known: Option<KnownKey>,
+}
+
+/// An API key and its principal, as the key cache had them.
+struct KnownKey {
+    secret: Box<[u8]>,
+    principal: Principal,
+    /// The key cache's generation when the key was read: any revocation
+    /// since changes it.
+    generation: u64,
+    read_at: Instant,
+    expires_at: Option<paddock_core::Timestamp>,
+    /// False for an access token, which is verified on every request.
+    reusable: bool,
+}
+
+impl KnownKey {
+    fn still_valid(&self, secret: &[u8], state: &AppState) -> bool {
+        self.reusable
+            && *self.secret == *secret
+            && self.generation == state.caches.key_generation()
+            && self.read_at.elapsed() < crate::cache::KEY_TTL
+            && self.expires_at.is_none_or(|e| e > state.clock.now())
+    }
 }
 
 /// How a fast-path request ended.
@@ -169,6 +198,48 @@ impl Connection {
         }
     }
 
+    /// Authenticates `token` into `self.known`: kept from the last request
+    /// if it is the same API key and nothing was revoked since, else as
+    /// the router would. False if it does not authenticate.
+    async fn authenticate(&mut self, token: &[u8]) -> bool {
+        let state = &self.state;
+        if self
+            .known
+            .as_ref()
+            .is_some_and(|k| k.still_valid(token, state))
+        {
+            return true;
+        }
+        self.known = None;
+        let Ok(token) = std::str::from_utf8(token) else {
+            return false;
+        };
+        let generation = state.caches.key_generation();
+        let read_at = Instant::now();
+        let Ok(principal) = authenticate(state, token).await else {
+            return false;
+        };
+        // An API key is kept for the next request; an access token is
+        // checked on each.
+        let kept = token
+            .starts_with(API_KEY_PREFIX)
+            .then(|| {
+                state
+                    .caches
+                    .key_entry(&sha256_hex(token), state.clock.now())
+            })
+            .flatten();
+        self.known = Some(KnownKey {
+            secret: token.as_bytes().into(),
+            principal,
+            generation,
+            read_at,
+            expires_at: kept.as_ref().and_then(|(_, e)| *e),
+            reusable: kept.is_some(),
+        });
+        true
+    }
+
     /// Serves the rest of the connection with hyper and the router, the
     /// bytes already read first.
     async fn hand_to_hyper(mut self, tcp: TcpStream, read: BytesMut) {
@@ -203,11 +274,11 @@ impl Connection {
         ubuf: &mut BytesMut,
         req: FastRequest,
     ) -> Outcome {
-        let state = &self.state;
-        let Ok(token) = std::str::from_utf8(&buf[req.token.clone()]) else {
+        if !self.authenticate(&buf[req.token.clone()]).await {
             return Outcome::Decline;
-        };
-        let Ok(p) = authenticate(state, token).await else {
+        }
+        let state = &self.state;
+        let Some(p) = self.known.as_ref().map(|k| &k.principal) else {
             return Outcome::Decline;
         };
         let body = &buf[req.head_len..req.head_len + req.body_len];
@@ -217,7 +288,7 @@ impl Connection {
         if !p.may_use_model(&model) {
             return Outcome::Decline;
         }
-        let Ok(routes) = user_routes(state, &p).await else {
+        let Ok(routes) = user_routes(state, p).await else {
             return Outcome::Decline;
         };
         let Ok(route) = choose(state, &routes, &model) else {
@@ -231,7 +302,7 @@ impl Connection {
         buf.advance(req.head_len + req.body_len);
         let exchange = Exchange {
             state,
-            p: &p,
+            p,
             route,
             label: req.route,
             keep_alive: req.keep_alive,
@@ -276,7 +347,8 @@ enum Parsed {
 
 /// Where `part` (a slice of `buf`) lies in `buf`.
 fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    assert!(start <= buf.len() && part.len() <= buf.len() - start);
     start..start + part.len()
 }
 
@@ -284,9 +356,9 @@ fn parse_request(buf: &[u8], body_limit: usize) -> Parsed {
     if buf.is_empty() {
         return Parsed::Partial(None);
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(buf) {
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial(None),
         _ => return Parsed::Decline,
@@ -432,7 +504,7 @@ impl Exchange<'_> {
         let sent = self
             .send(&upstream, request, ubuf, &mut client_rx, pipelined)
             .await;
-        let (mut up, head_len, status, framing, upstream_keep_alive) = match sent {
+        let (mut up, head) = match sent {
             Ok(v) => v,
             Err(Failed::Client) => {
                 self.observe(499, started);
@@ -452,15 +524,17 @@ impl Exchange<'_> {
                 };
             }
         };
+        let status = head.status;
         self.observe(status, started);
         // The head for the client, sent with the body's first bytes.
         request.clear();
-        self.client_head(request, &ubuf[..head_len], &framing);
-        ubuf.advance(head_len);
+        self.client_head(request, &head, ubuf);
+        ubuf.advance(head.len);
         let mut meter = Meter::start(
             state, self.p, self.route, self.label, status, started, guard,
         );
-        let mut framing = framing;
+        let upstream_keep_alive = head.keep_alive;
+        let mut framing = head.framing;
         let mut ended = false;
         let mut payload = Vec::new();
         loop {
@@ -537,7 +611,7 @@ impl Exchange<'_> {
         ubuf: &mut BytesMut,
         client: &mut ReadHalf<'_>,
         pipelined: &mut BytesMut,
-    ) -> Result<(TcpStream, usize, u16, Framing, bool), Failed> {
+    ) -> Result<(TcpStream, ResponseHead), Failed> {
         let pool = &self.state.upstream;
         let mut kept = pool.idle_stream(upstream);
         loop {
@@ -576,9 +650,7 @@ impl Exchange<'_> {
             }
             .await;
             match result {
-                Ok((head_len, status, framing, keep_alive)) => {
-                    return Ok((up, head_len, status, framing, keep_alive));
-                }
+                Ok(head) => return Ok((up, head)),
                 // A kept connection the server had closed: the request
                 // never reached it, so it goes out again on a new one.
                 Err(Failed::Upstream(_)) if reused && !answered => {
@@ -591,22 +663,19 @@ impl Exchange<'_> {
 
     /// The response head for the client: the model server's status, date,
     /// content type and framing, and which instance answered.
-    fn client_head(&self, out: &mut Vec<u8>, upstream_head: &[u8], framing: &Framing) {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        // Parsed before: this cannot fail.
-        let _ = resp.parse(upstream_head);
-        let status = resp.code.unwrap_or(502);
-        let reason = resp.reason.unwrap_or("");
-        let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
-        for h in resp.headers.iter() {
-            if ["date", "content-type", "retry-after"]
-                .iter()
-                .any(|n| h.name.eq_ignore_ascii_case(n))
-            {
-                out.extend_from_slice(h.name.as_bytes());
+    fn client_head(&self, out: &mut Vec<u8>, head: &ResponseHead, ubuf: &[u8]) {
+        let _ = write!(out, "HTTP/1.1 {} ", head.status);
+        out.extend_from_slice(&ubuf[head.reason.clone()]);
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in [
+            ("date", &head.date),
+            ("content-type", &head.content_type),
+            ("retry-after", &head.retry_after),
+        ] {
+            if let Some(v) = value {
+                out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b": ");
-                out.extend_from_slice(h.value);
+                out.extend_from_slice(&ubuf[v.clone()]);
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -615,28 +684,46 @@ impl Exchange<'_> {
             "x-paddock-instance: {}\r\n",
             self.route.instance_id.as_str()
         );
-        match framing {
-            Framing::Empty => {}
+        match head.framing {
+            Framing::Empty | Framing::UntilClose => {}
             Framing::Sized(n) => {
                 let _ = write!(out, "content-length: {n}\r\n");
             }
             Framing::Chunked(_) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            Framing::UntilClose => {}
         }
-        if !self.keep_alive || matches!(framing, Framing::UntilClose) {
+        if !self.keep_alive || matches!(head.framing, Framing::UntilClose) {
             out.extend_from_slice(b"connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
     }
 }
 
-/// The response head at the start of `ubuf`, if whole: its length, status,
-/// body framing, and whether the model server keeps the connection open.
-fn parse_response(ubuf: &mut BytesMut) -> Result<Option<(usize, u16, Framing, bool)>, Failed> {
+/// A model server's response head, located in the read buffer.
+#[derive(Debug)]
+struct ResponseHead {
+    len: usize,
+    status: u16,
+    reason: Range<usize>,
+    framing: Framing,
+    /// Whether the model server keeps the connection open after it.
+    keep_alive: bool,
+    date: Option<Range<usize>>,
+    content_type: Option<Range<usize>>,
+    retry_after: Option<Range<usize>>,
+}
+
+/// The response head at the start of `ubuf`, if whole (informational
+/// heads before it are skipped).
+fn parse_response(ubuf: &mut BytesMut) -> Result<Option<ResponseHead>, Failed> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let head_len = match resp.parse(ubuf) {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            ubuf,
+            &mut headers,
+        );
+        let head_len = match parsed {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if ubuf.len() <= MAX_RESPONSE_HEAD => return Ok(None),
             Ok(httparse::Status::Partial) => {
@@ -656,8 +743,15 @@ fn parse_response(ubuf: &mut BytesMut) -> Result<Option<(usize, u16, Framing, bo
         let mut keep_alive = resp.version == Some(1);
         let mut length = None;
         let mut chunked = false;
+        let (mut date, mut content_type, mut retry_after) = (None, None, None);
         for h in resp.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
+            if h.name.eq_ignore_ascii_case("date") {
+                date = Some(range_in(ubuf, h.value));
+            } else if h.name.eq_ignore_ascii_case("content-type") {
+                content_type = Some(range_in(ubuf, h.value));
+            } else if h.name.eq_ignore_ascii_case("retry-after") {
+                retry_after = Some(range_in(ubuf, h.value));
+            } else if h.name.eq_ignore_ascii_case("content-length") {
                 let n = std::str::from_utf8(h.value)
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok())
@@ -692,7 +786,17 @@ fn parse_response(ubuf: &mut BytesMut) -> Result<Option<(usize, u16, Framing, bo
         } else {
             Framing::UntilClose
         };
-        return Ok(Some((head_len, status, framing, keep_alive)));
+        let reason = resp.reason.map_or(0..0, |r| range_in(ubuf, r.as_bytes()));
+        return Ok(Some(ResponseHead {
+            len: head_len,
+            status,
+            reason,
+            framing,
+            keep_alive,
+            date,
+            content_type,
+            retry_after,
+        }));
     }
 }
 
@@ -997,22 +1101,32 @@ mod tests {
         let parse = |text: &[u8]| {
             let mut b = BytesMut::from(text);
             match parse_response(&mut b) {
-                Ok(Some((len, status, framing, keep))) => Some((len, status, framing, keep)),
-                Ok(None) => None,
+                Ok(head) => head.map(|h| (b, h)),
                 Err(_) => panic!("malformed"),
             }
         };
-        let (_, status, framing, keep) =
-            parse(b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n").unwrap();
-        assert!((status, keep) == (200, true) && matches!(framing, Framing::Sized(12)));
-        let (_, _, framing, _) =
-            parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
-        assert!(matches!(framing, Framing::Chunked(_)));
-        let (_, _, framing, keep) = parse(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n").unwrap();
-        assert!(!keep && matches!(framing, Framing::UntilClose));
-        let (len, status, _, _) =
+        let (b, head) = parse(
+            b"HTTP/1.1 200 OK\r\nDate: today\r\nContent-Type: application/json\r\nServer: x\r\ncontent-length: 12\r\n\r\n",
+        )
+        .unwrap();
+        assert!(head.status == 200 && head.keep_alive);
+        assert!(matches!(head.framing, Framing::Sized(12)));
+        assert_eq!(&b[head.reason.clone()], b"OK");
+        assert_eq!(&b[head.date.clone().unwrap()], b"today");
+        assert_eq!(&b[head.content_type.clone().unwrap()], b"application/json");
+        assert!(head.retry_after.is_none());
+        let (_, head) = parse(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").unwrap();
+        assert!(matches!(head.framing, Framing::Chunked(_)));
+        let (_, head) = parse(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n").unwrap();
+        assert!(!head.keep_alive && matches!(head.framing, Framing::UntilClose));
+        let (b, head) =
             parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n").unwrap();
-        assert_eq!((len, status), (27, 204), "the 1xx head is skipped");
+        assert_eq!(
+            (head.len, head.status),
+            (27, 204),
+            "the 1xx head is skipped"
+        );
+        assert_eq!(&b[head.reason.clone()], b"No Content");
         assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-le").is_none());
     }
 }
