@@ -33,7 +33,11 @@ impl Activity {
 
     /// Marks a request in flight until the guard is dropped.
     pub fn begin(&self, id: &InstanceId) -> ActivityGuard {
-        let now = self.clock.now();
+        self.begin_at(id, self.clock.now())
+    }
+
+    /// [`Activity::begin`] with the time already read.
+    pub fn begin_at(&self, id: &InstanceId, now: Timestamp) -> ActivityGuard {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let e = map.entry(id.clone()).or_default();
         e.inflight += 1;

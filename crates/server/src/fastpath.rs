@@ -132,11 +132,11 @@ struct KnownKey {
 }
 
 impl KnownKey {
-    fn still_valid(&self, secret: &[u8], state: &AppState) -> bool {
+    fn still_valid(&self, secret: &[u8], state: &AppState, now: Instant) -> bool {
         self.reusable
             && *self.secret == *secret
             && self.generation == state.caches.key_generation()
-            && self.read_at.elapsed() < crate::cache::KEY_TTL
+            && now.saturating_duration_since(self.read_at) < crate::cache::KEY_TTL
             && self.expires_at.is_none_or(|e| e > state.clock.now())
     }
 }
@@ -201,12 +201,12 @@ impl Connection {
     /// Authenticates `token` into `self.known`: kept from the last request
     /// if it is the same API key and nothing was revoked since, else as
     /// the router would. False if it does not authenticate.
-    async fn authenticate(&mut self, token: &[u8]) -> bool {
+    async fn authenticate(&mut self, token: &[u8], now: Instant) -> bool {
         let state = &self.state;
         if self
             .known
             .as_ref()
-            .is_some_and(|k| k.still_valid(token, state))
+            .is_some_and(|k| k.still_valid(token, state, now))
         {
             return true;
         }
@@ -215,7 +215,7 @@ impl Connection {
             return false;
         };
         let generation = state.caches.key_generation();
-        let read_at = Instant::now();
+        let read_at = now;
         let Ok(principal) = authenticate(state, token).await else {
             return false;
         };
@@ -274,7 +274,8 @@ impl Connection {
         ubuf: &mut BytesMut,
         req: FastRequest,
     ) -> Outcome {
-        if !self.authenticate(&buf[req.token.clone()]).await {
+        let started = Instant::now();
+        if !self.authenticate(&buf[req.token.clone()], started).await {
             return Outcome::Decline;
         }
         let state = &self.state;
@@ -306,6 +307,7 @@ impl Connection {
             route,
             label: req.route,
             keep_alive: req.keep_alive,
+            started,
         };
         exchange.run(tcp, buf, scratch, ubuf).await
     }
@@ -475,6 +477,9 @@ struct Exchange<'a> {
     route: Route,
     label: &'static str,
     keep_alive: bool,
+    /// When the request was taken (its latency and duration count from
+    /// here).
+    started: Instant,
 }
 
 /// What went wrong before the response head reached the client.
@@ -497,8 +502,9 @@ impl Exchange<'_> {
         let Some(upstream) = self.route.upstream.clone() else {
             return Outcome::Decline;
         };
-        let started = Instant::now();
-        let guard = state.activity.begin(&self.route.instance_id);
+        let started = self.started;
+        let now = state.clock.now();
+        let guard = state.activity.begin_at(&self.route.instance_id, now);
         let (mut client_rx, mut client_tx) = tcp.split();
         ubuf.clear();
         let sent = self
@@ -531,7 +537,13 @@ impl Exchange<'_> {
         self.client_head(request, &head, ubuf);
         ubuf.advance(head.len);
         let mut meter = Meter::start(
-            state, self.p, self.route, self.label, status, started, guard,
+            state,
+            self.p,
+            self.route,
+            self.label,
+            status,
+            (now, started),
+            guard,
         );
         let upstream_keep_alive = head.keep_alive;
         let mut framing = head.framing;

@@ -312,7 +312,8 @@ async fn forward(
             message: format!("instance {} is not ready", route.instance_id),
             retry_after: 2,
         })?;
-    let guard = state.activity.begin(&route.instance_id);
+    let now = state.clock.now();
+    let guard = state.activity.begin_at(&route.instance_id, now);
     let started = Instant::now();
     let uri: axum::http::Uri = path
         .parse()
@@ -349,7 +350,7 @@ async fn forward(
         route,
         route_label,
         status.as_u16(),
-        started,
+        (now, started),
         guard,
     );
     out.body(Body::new(Metered {
@@ -371,20 +372,22 @@ pub(crate) struct Meter {
 
 impl Meter {
     /// Starts metering a response from `route` whose head said `status`;
-    /// `guard` has counted the request as in flight since `started`.
+    /// `guard` has counted the request as in flight since `started` (the
+    /// clock's time and the monotonic instant).
     pub(crate) fn start(
         state: &AppState,
         p: &Principal,
         route: Route,
         route_label: &str,
         status: u16,
-        started: Instant,
+        started: (paddock_core::Timestamp, Instant),
         guard: crate::activity::ActivityGuard,
     ) -> Meter {
+        let (at, started) = started;
         Meter {
             state: state.clone(),
             record: UsageRecord {
-                at: state.clock.now(),
+                at,
                 user_id: p.user_id.clone(),
                 api_key_id: p.api_key.as_ref().map(|k| k.key_id.clone()),
                 instance_id: route.instance_id,

@@ -585,26 +585,31 @@ impl Store for SqliteStore {
     }
 }
 
-/// One INSERT of `rows` usage records.
+/// One INSERT of `rows` usage records. Text columns are bound by
+/// reference and the argument list is sized once.
 fn insert_usage(
     rows: &[UsageRecord],
-) -> StoreResult<sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>>> {
-    let sql = usage_sql(rows.len());
-    let mut q = sqlx::query(sql);
+) -> StoreResult<sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments<'_>>> {
+    use sqlx::Arguments;
+    let mut args = sqlx::sqlite::SqliteArguments::default();
+    args.reserve(rows.len() * 10, 0);
+    let bad = |e: sqlx::error::BoxDynError| StoreError::Backend(format!("binding usage: {e}"));
     for r in rows {
-        q = q
-            .bind(ts(&r.at))
-            .bind(r.user_id.as_str().to_owned())
-            .bind(r.api_key_id.as_ref().map(|k| k.as_str().to_owned()))
-            .bind(r.instance_id.as_str().to_owned())
-            .bind(r.model_id.as_str().to_owned())
-            .bind(r.route.clone())
-            .bind(int(r.prompt_tokens, "prompt_tokens")?)
-            .bind(int(r.completion_tokens, "completion_tokens")?)
-            .bind(int(r.duration_ms, "duration_ms")?)
-            .bind(i64::from(r.status));
+        args.add(ts(&r.at)).map_err(bad)?;
+        args.add(r.user_id.as_str()).map_err(bad)?;
+        args.add(r.api_key_id.as_ref().map(|k| k.as_str()))
+            .map_err(bad)?;
+        args.add(r.instance_id.as_str()).map_err(bad)?;
+        args.add(r.model_id.as_str()).map_err(bad)?;
+        args.add(r.route.as_str()).map_err(bad)?;
+        args.add(int(r.prompt_tokens, "prompt_tokens")?)
+            .map_err(bad)?;
+        args.add(int(r.completion_tokens, "completion_tokens")?)
+            .map_err(bad)?;
+        args.add(int(r.duration_ms, "duration_ms")?).map_err(bad)?;
+        args.add(i64::from(r.status)).map_err(bad)?;
     }
-    Ok(q)
+    Ok(sqlx::query_with(usage_sql(rows.len()), args))
 }
 
 /// The INSERT text for `n` rows, built once per `n` and kept for the
