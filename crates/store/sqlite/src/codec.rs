@@ -22,6 +22,12 @@ pub(crate) fn ts(t: &Timestamp) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// A usage record's time as stored: nanoseconds since the Unix epoch.
+pub(crate) fn ts_nanos(t: &Timestamp) -> StoreResult<i64> {
+    t.timestamp_nanos_opt()
+        .ok_or_else(|| StoreError::Backend(format!("time {t} is out of range")))
+}
+
 /// An optional timestamp as stored (`NULL` for `None`).
 pub(crate) fn opt_ts(t: &Option<Timestamp>) -> Option<String> {
     t.as_ref().map(ts)
@@ -64,6 +70,10 @@ fn parse_ts(col: &str, s: &str) -> StoreResult<Timestamp> {
 fn get_ts(row: &SqliteRow, col: &str) -> StoreResult<Timestamp> {
     let s: String = get(row, col)?;
     parse_ts(col, &s)
+}
+
+fn get_ts_nanos(row: &SqliteRow, col: &str) -> StoreResult<Timestamp> {
+    Ok(DateTime::from_timestamp_nanos(get::<i64>(row, col)?))
 }
 
 fn get_opt_ts(row: &SqliteRow, col: &str) -> StoreResult<Option<Timestamp>> {
@@ -204,7 +214,7 @@ pub(crate) fn api_key(row: &SqliteRow) -> StoreResult<ApiKey> {
 
 pub(crate) fn usage(row: &SqliteRow) -> StoreResult<UsageRecord> {
     Ok(UsageRecord {
-        at: get_ts(row, "at")?,
+        at: get_ts_nanos(row, "at")?,
         user_id: UserId::new(get::<String>(row, "user_id")?),
         api_key_id: get::<Option<String>>(row, "api_key_id")?.map(ApiKeyId::new),
         instance_id: InstanceId::new(get::<String>(row, "instance_id")?),

@@ -5,7 +5,7 @@
 //! that name tables and columns but never values, so no hash reaches a log).
 //! Instance updates are compare-and-swap on the `version` column.
 
-use crate::codec::{self, int, json, opt_json, opt_ts, ts};
+use crate::codec::{self, int, json, opt_json, opt_ts, ts, ts_nanos};
 use crate::SqliteStore;
 use async_trait::async_trait;
 use paddock_core::catalog::Model;
@@ -574,10 +574,10 @@ impl Store for SqliteStore {
             q.push(" AND user_id = ").push_bind(u.as_str().to_owned());
         }
         if let Some(since) = &query.since {
-            q.push(" AND at >= ").push_bind(ts(since));
+            q.push(" AND at >= ").push_bind(ts_nanos(since)?);
         }
         if let Some(until) = &query.until {
-            q.push(" AND at < ").push_bind(ts(until));
+            q.push(" AND at < ").push_bind(ts_nanos(until)?);
         }
         q.push(" ORDER BY at, id");
         let rows = q.build().fetch_all(&self.pool).await.map_err(backend)?;
@@ -595,7 +595,7 @@ fn insert_usage(
     args.reserve(rows.len() * 10, 0);
     let bad = |e: sqlx::error::BoxDynError| StoreError::Backend(format!("binding usage: {e}"));
     for r in rows {
-        args.add(ts(&r.at)).map_err(bad)?;
+        args.add(ts_nanos(&r.at)?).map_err(bad)?;
         args.add(r.user_id.as_str()).map_err(bad)?;
         args.add(r.api_key_id.as_ref().map(|k| k.as_str()))
             .map_err(bad)?;
