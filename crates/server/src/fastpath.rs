@@ -163,18 +163,15 @@ impl Connection {
                     Parsed::Decline => break None,
                     Parsed::Partial(need) => need,
                 };
-                if buf.is_empty() && *self.close.borrow() {
+                if *self.close.borrow() {
                     return;
                 }
                 reserve(&mut buf, need);
-                let read = if buf.is_empty() {
-                    // Between requests: a shutdown closes the connection.
-                    tokio::select! {
-                        r = tcp.read_buf(&mut buf) => r,
-                        () = closing(&mut self.close) => return,
-                    }
-                } else {
-                    tcp.read_buf(&mut buf).await
+                // A shutdown closes the connection between requests, and
+                // drops one that has not yet arrived whole.
+                let read = tokio::select! {
+                    r = tcp.read_buf(&mut buf) => r,
+                    () = closing(&mut self.close) => return,
                 };
                 match read {
                     Ok(0) | Err(_) => return,
