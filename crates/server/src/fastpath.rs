@@ -33,6 +33,7 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -76,6 +77,7 @@ pub async fn serve_connections(
                     close: close_rx.clone(),
                     _open: open_tx.clone(),
                     known: None,
+                    routes: None,
                 };
                 tokio::spawn(conn.run(tcp));
             }
@@ -94,7 +96,7 @@ pub async fn serve_connections(
 }
 
 /// Resolves once the server shuts down.
-async fn closing(close: &mut watch::Receiver<bool>) {
+async fn closing(mut close: watch::Receiver<bool>) {
     let _ = close.wait_for(|c| *c).await;
 }
 
@@ -116,6 +118,9 @@ struct Connection {
     /// The API key the last request authenticated with: a client sends the
     /// same one on every request of a connection.
     known: Option<KnownKey>,
+    /// Its user's routes, with the reconciler's change counter they were
+    /// read at.
+    routes: Option<(u64, Arc<[Route]>)>,
 }
 
 /// An API key and its principal, as the key cache had them.
@@ -156,6 +161,8 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(4096);
         let mut scratch = Vec::with_capacity(1024);
         let mut ubuf = BytesMut::with_capacity(8192);
+        // Waits for a shutdown; made once, so that it stays registered.
+        let mut shutdown = std::pin::pin!(closing(self.close.clone()));
         loop {
             let req = loop {
                 let need = match parse_request(&buf, self.state.config.body_limit_bytes) {
@@ -171,7 +178,7 @@ impl Connection {
                 // drops one that has not yet arrived whole.
                 let read = tokio::select! {
                     r = tcp.read_buf(&mut buf) => r,
-                    () = closing(&mut self.close) => return,
+                    () = &mut shutdown => return,
                 };
                 match read {
                     Ok(0) | Err(_) => return,
@@ -208,6 +215,7 @@ impl Connection {
             return true;
         }
         self.known = None;
+        self.routes = None;
         let Ok(token) = std::str::from_utf8(token) else {
             return false;
         };
@@ -239,7 +247,7 @@ impl Connection {
 
     /// Serves the rest of the connection with hyper and the router, the
     /// bytes already read first.
-    async fn hand_to_hyper(mut self, tcp: TcpStream, read: BytesMut) {
+    async fn hand_to_hyper(self, tcp: TcpStream, read: BytesMut) {
         let io = TokioIo::new(Prefixed {
             prefix: read.freeze(),
             inner: tcp,
@@ -251,7 +259,7 @@ impl Connection {
         let mut conn = std::pin::pin!(conn);
         let result = tokio::select! {
             r = conn.as_mut() => r,
-            () = closing(&mut self.close) => {
+            () = closing(self.close.clone()) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -286,8 +294,16 @@ impl Connection {
         if !p.may_use_model(&model) {
             return Outcome::Decline;
         }
-        let Ok(routes) = user_routes(state, p).await else {
-            return Outcome::Decline;
+        let generation = state.reconciler.generation();
+        let routes = match &self.routes {
+            Some((g, routes)) if *g == generation => routes.clone(),
+            _ => {
+                let Ok(routes) = user_routes(state, p).await else {
+                    return Outcome::Decline;
+                };
+                self.routes = Some((generation, routes.clone()));
+                routes
+            }
         };
         let Ok(route) = choose(state, &routes, &model) else {
             return Outcome::Decline;

@@ -160,16 +160,26 @@ pub(crate) fn choose<'a>(
     let candidates = routes
         .iter()
         .filter(|r| r.desired == DesiredState::Running && same_model(&r.model_id, model));
-    let mut best: Option<(&Route, u32)> = None;
+    // Loads are only looked up once there are two to compare.
+    let mut best: Option<(&Route, Option<u32>)> = None;
     let mut waking: Option<&Route> = None;
     let mut any: Option<&Route> = None;
+    let load = |r: &Route| state.activity.inflight(&r.instance_id);
     for r in candidates {
         any.get_or_insert(r);
         if r.is_ready() {
-            let load = state.activity.inflight(&r.instance_id);
-            if best.is_none_or(|(_, l)| load < l) {
-                best = Some((r, load));
-            }
+            best = match best {
+                None => Some((r, None)),
+                Some((b, b_load)) => {
+                    let b_load = b_load.unwrap_or_else(|| load(b));
+                    let r_load = load(r);
+                    if r_load < b_load {
+                        Some((r, Some(r_load)))
+                    } else {
+                        Some((b, Some(b_load)))
+                    }
+                }
+            };
         } else if matches!(
             r.status,
             InstanceState::Sleeping | InstanceState::Starting | InstanceState::Pending
