@@ -22,12 +22,15 @@
 use crate::auth::extract::authenticate;
 use crate::auth::secrets::{sha256_hex, API_KEY_PREFIX};
 use crate::error::ApiError;
-use crate::gateway::{choose, model_from_body, user_routes, Meter, Route, BY_MODEL_ROUTES};
+use crate::gateway::{
+    choose, model_from_body, user_routes, Meter, Route, BY_MODEL_ROUTES, PER_INSTANCE_ROUTE,
+};
 use crate::state::AppState;
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use paddock_core::user::Principal;
+use std::borrow::Cow;
 use std::future::Future;
 use std::io::Write as _;
 use std::mem::MaybeUninit;
@@ -287,13 +290,6 @@ impl Connection {
         let Some(p) = self.known.as_ref().map(|k| &k.principal) else {
             return Outcome::Decline;
         };
-        let body = &buf[req.head_len..req.head_len + req.body_len];
-        let Ok(model) = model_from_body(body) else {
-            return Outcome::Decline;
-        };
-        if !p.may_use_model(&model) {
-            return Outcome::Decline;
-        }
         let generation = state.reconciler.generation();
         let routes = match &self.routes {
             Some((g, routes)) if *g == generation => routes.clone(),
@@ -305,11 +301,44 @@ impl Connection {
                 routes
             }
         };
-        let Ok(route) = choose(state, &routes, &model) else {
-            return Outcome::Decline;
+        let route = match &req.instance {
+            // By model: the caller's least busy RUNNING instance of it.
+            None => {
+                let body = &buf[req.head_len..req.head_len + req.body_len];
+                let Ok(model) = model_from_body(body) else {
+                    return Outcome::Decline;
+                };
+                if !p.may_use_model(&model) {
+                    return Outcome::Decline;
+                }
+                let Ok(route) = choose(state, &routes, &model) else {
+                    return Outcome::Decline;
+                };
+                route
+            }
+            // By id: the caller's own instance, if RUNNING.
+            Some(id) => {
+                let id = &buf[id.clone()];
+                let Some(route) = routes
+                    .iter()
+                    .find(|r| r.instance_id.as_str().as_bytes() == id && r.is_ready())
+                else {
+                    return Outcome::Decline;
+                };
+                if !p.may_use_model(&route.model_id) {
+                    return Outcome::Decline;
+                }
+                route
+            }
         };
         let route = route.clone();
         // Taken: from here on the request is answered on this connection.
+        let usage_route = match req.instance {
+            None => Cow::Borrowed(req.route),
+            Some(_) => {
+                Cow::Owned(String::from_utf8_lossy(&buf[req.usage_route.clone()]).into_owned())
+            }
+        };
         scratch.clear();
         upstream_head(scratch, &req, buf, &route);
         scratch.extend_from_slice(&buf[req.head_len..req.head_len + req.body_len]);
@@ -319,6 +348,7 @@ impl Connection {
             p,
             route,
             label: req.route,
+            usage_route,
             keep_alive: req.keep_alive,
             started,
         };
@@ -341,6 +371,13 @@ struct FastRequest {
     body_len: usize,
     /// The route, as the router names it.
     route: &'static str,
+    /// The path and query to ask the model server for.
+    target: Range<usize>,
+    /// For `/models/<id>/...`: the instance id.
+    instance: Option<Range<usize>>,
+    /// The path usage is recorded under (the model server's path, without
+    /// the query).
+    usage_route: Range<usize>,
     /// HTTP/1.1 without `Connection: close`.
     keep_alive: bool,
     token: Range<usize>,
@@ -381,12 +418,29 @@ fn parse_request(buf: &[u8], body_limit: usize) -> Parsed {
     if req.method != Some("POST") || req.version != Some(1) {
         return Parsed::Decline;
     }
-    let Some(route) = req
-        .path
-        .and_then(|path| BY_MODEL_ROUTES.iter().find(|r| **r == path))
-    else {
+    let Some(path) = req.path else {
         return Parsed::Decline;
     };
+    let (route, target, instance) =
+        if let Some(route) = BY_MODEL_ROUTES.iter().find(|r| **r == path) {
+            (*route, path, None)
+        } else if let Some((id, rest)) = path
+            .strip_prefix("/models/")
+            .and_then(|p| p.split_once('/'))
+            .filter(|(id, rest)| {
+                !id.is_empty() && (rest.starts_with("api/") || rest.starts_with("v1/"))
+            })
+        {
+            // The model server's path is what follows the id, from its slash.
+            (
+                PER_INSTANCE_ROUTE,
+                &path[path.len() - rest.len() - 1..],
+                Some(id),
+            )
+        } else {
+            return Parsed::Decline;
+        };
+    let usage_route = target.split_once('?').map_or(target, |(p, _)| p);
     let mut body_len = None;
     let mut keep_alive = true;
     let mut token = None;
@@ -449,6 +503,9 @@ fn parse_request(buf: &[u8], body_limit: usize) -> Parsed {
         head_len,
         body_len,
         route,
+        target: range_in(buf, target.as_bytes()),
+        instance: instance.map(|id| range_in(buf, id.as_bytes())),
+        usage_route: range_in(buf, usage_route.as_bytes()),
         keep_alive,
         token,
         content_type,
@@ -459,7 +516,9 @@ fn parse_request(buf: &[u8], body_limit: usize) -> Parsed {
 /// The request head sent to the model server.
 fn upstream_head(out: &mut Vec<u8>, req: &FastRequest, buf: &[u8], route: &Route) {
     let addr = route.upstream.as_ref().map_or("", |u| u.addr());
-    let _ = write!(out, "POST {} HTTP/1.1\r\nhost: {addr}\r\n", req.route);
+    out.extend_from_slice(b"POST ");
+    out.extend_from_slice(&buf[req.target.clone()]);
+    let _ = write!(out, " HTTP/1.1\r\nhost: {addr}\r\n");
     for (name, value) in [("content-type", &req.content_type), ("accept", &req.accept)] {
         if let Some(v) = value {
             out.extend_from_slice(name.as_bytes());
@@ -489,6 +548,8 @@ struct Exchange<'a> {
     p: &'a Principal,
     route: Route,
     label: &'static str,
+    /// The path usage is recorded under.
+    usage_route: Cow<'static, str>,
     keep_alive: bool,
     /// When the request was taken (its latency and duration count from
     /// here).
@@ -553,7 +614,7 @@ impl Exchange<'_> {
             state,
             self.p,
             self.route,
-            self.label,
+            &self.usage_route,
             status,
             (now, started),
             guard,
@@ -1055,6 +1116,31 @@ mod tests {
             parse_request(&SHOW[..SHOW.len() - 4], 1024),
             Parsed::Partial(Some(4))
         );
+    }
+
+    #[test]
+    fn takes_per_instance_requests() {
+        let text = std::str::from_utf8(SHOW)
+            .unwrap()
+            .replace("/api/show", "/models/i-1/api/generate?x=1");
+        let buf = text.as_bytes();
+        let Parsed::Fast(req) = parse_request(buf, 1024) else {
+            panic!("not taken");
+        };
+        assert_eq!(req.route, PER_INSTANCE_ROUTE);
+        assert_eq!(&buf[req.instance.clone().unwrap()], b"i-1");
+        assert_eq!(&buf[req.target.clone()], b"/api/generate?x=1");
+        assert_eq!(&buf[req.usage_route.clone()], b"/api/generate");
+        for path in ["/models/i-1/other", "/models//api/chat", "/models/i-1"] {
+            let text = std::str::from_utf8(SHOW)
+                .unwrap()
+                .replace("/api/show", path);
+            assert_eq!(
+                parse_request(text.as_bytes(), 1024),
+                Parsed::Decline,
+                "{path}"
+            );
+        }
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub const BY_MODEL_ROUTES: [&str; 8] = [
     "/v1/embeddings",
 ];
 
+/// The routes that forward to one instance, named by id (also served by
+/// [`crate::fastpath`]).
+pub const PER_INSTANCE_ROUTE: &str = "/models/{instance_id}/{*rest}";
+
 /// The gateway's routes.
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
@@ -64,7 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/ps", get(ps))
         .route("/api/version", get(version))
         .route("/v1/models", get(v1_models))
-        .route("/models/{instance_id}/{*rest}", any(per_instance))
+        .route(PER_INSTANCE_ROUTE, any(per_instance))
 }
 
 async fn version() -> Json<Value> {
