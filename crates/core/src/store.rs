@@ -30,6 +30,18 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Requests, errors (status 400 and up) and tokens of one UTC day and
+/// model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDay {
+    pub day: chrono::NaiveDate,
+    pub model_id: ModelId,
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
 /// A filter for usage queries.
 #[derive(Debug, Clone, Default)]
 pub struct UsageQuery {
@@ -121,6 +133,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         }
         Ok(())
     }
-    /// Matching records, oldest first.
+    /// Matching records, oldest first (every request: for export; a long
+    /// period is many rows).
     async fn list_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRecord>>;
+    /// The records from day `since` on, added up per day and model: one
+    /// user's, or everyone's for `None`. In day, then model order.
+    async fn usage_by_day(
+        &self,
+        user_id: Option<&UserId>,
+        since: chrono::NaiveDate,
+    ) -> StoreResult<Vec<UsageDay>>;
 }

@@ -25,7 +25,8 @@ macro_rules! store_conformance_tests {
             instances_are_listed_per_user,
             api_keys,
             usage_filters,
-            usage_batches_keep_every_record);
+            usage_batches_keep_every_record,
+            usage_adds_up_by_day_and_model);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -374,6 +375,50 @@ pub async fn usage_batches_keep_every_record(s: &dyn Store) {
         let tokens: Vec<u64> = got.iter().map(|r| r.prompt_tokens).collect();
         assert_eq!(tokens, (0..n as u64).collect::<Vec<_>>(), "batch of {n}");
     }
+}
+
+pub async fn usage_adds_up_by_day_and_model(s: &dyn Store) {
+    let a = UserId::generate();
+    let b = UserId::generate();
+    let today = Utc::now();
+    let yesterday = today - Duration::days(1);
+    let mut failed = usage_record(&a, today, "m1", 7, 1);
+    failed.status = 499;
+    // One at a time and in a batch alike.
+    s.record_usage(&usage_record(&a, yesterday, "m1", 1, 2))
+        .await
+        .unwrap();
+    s.record_usage_batch(&[
+        usage_record(&a, today, "m1", 3, 4),
+        failed,
+        usage_record(&a, today, "m2", 5, 6),
+        usage_record(&b, today, "m1", 100, 200),
+    ])
+    .await
+    .unwrap();
+    s.record_usage_batch(&[usage_record(&a, today, "m1", 10, 20)])
+        .await
+        .unwrap();
+    let row = |days: &[crate::store::UsageDay], day: chrono::NaiveDate, model: &str| {
+        days.iter()
+            .find(|d| d.day == day && d.model_id.as_str() == model)
+            .map(|d| (d.requests, d.errors, d.prompt_tokens, d.completion_tokens))
+    };
+    let since = yesterday.date_naive();
+    let mine = s.usage_by_day(Some(&a), since).await.unwrap();
+    assert_eq!(mine.len(), 3, "{mine:?}");
+    assert_eq!(row(&mine, since, "m1"), Some((1, 0, 1, 2)));
+    assert_eq!(row(&mine, today.date_naive(), "m1"), Some((3, 1, 20, 25)));
+    assert_eq!(row(&mine, today.date_naive(), "m2"), Some((1, 0, 5, 6)));
+    assert!(mine
+        .windows(2)
+        .all(|w| (w[0].day, &w[0].model_id) < (w[1].day, &w[1].model_id)));
+    let only_today = s.usage_by_day(Some(&a), today.date_naive()).await.unwrap();
+    assert_eq!(only_today.len(), 2);
+    // Everyone's: other users' rows in the same store are included too.
+    let all = s.usage_by_day(None, since).await.unwrap();
+    let (requests, _, prompt, _) = row(&all, today.date_naive(), "m1").unwrap();
+    assert!(requests >= 4 && prompt >= 120, "{all:?}");
 }
 
 /// Checks a compute driver's contract with one launch spec: launching is

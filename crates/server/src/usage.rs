@@ -10,7 +10,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use paddock_core::compute::ComputeSpec;
 use paddock_core::instance::Instance;
-use paddock_core::store::{Store, UsageQuery};
+use paddock_core::store::Store;
 use paddock_core::user::{Principal, UsageRecord};
 use paddock_core::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -105,14 +105,7 @@ pub async fn summary(
         Some(p.user_id.clone())
     };
     state.usage.flush().await;
-    let records = state
-        .store
-        .list_usage(&UsageQuery {
-            user_id: owner.clone(),
-            since: Some(day_start(from)),
-            until: None,
-        })
-        .await?;
+    let days = state.store.usage_by_day(owner.as_ref(), from).await?;
     let mut rows: BTreeMap<(NaiveDate, String), UsageRow> = BTreeMap::new();
     fn row<'a>(
         rows: &'a mut BTreeMap<(NaiveDate, String), UsageRow>,
@@ -126,14 +119,12 @@ pub async fn summary(
                 ..UsageRow::default()
             })
     }
-    for r in &records {
-        let e = row(&mut rows, r.at.date_naive(), r.model_id.as_str());
-        e.requests += 1;
-        if r.status >= 400 {
-            e.errors += 1;
-        }
-        e.prompt_tokens += r.prompt_tokens;
-        e.completion_tokens += r.completion_tokens;
+    for d in &days {
+        let e = row(&mut rows, d.day, d.model_id.as_str());
+        e.requests += d.requests;
+        e.errors += d.errors;
+        e.prompt_tokens += d.prompt_tokens;
+        e.completion_tokens += d.completion_tokens;
     }
     for i in state.store.list_instances(owner.as_ref()).await? {
         let local =
@@ -276,6 +267,7 @@ async fn write_records(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receive
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paddock_core::store::UsageQuery;
 
     fn record(n: u64) -> UsageRecord {
         UsageRecord {

@@ -8,7 +8,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use paddock_core::catalog::{CpuRequirements, GpuRequirements, Model};
 use paddock_core::instance::{DesiredState, Instance, InstanceState, Transition};
-use paddock_core::store::{StoreError, StoreResult};
+use paddock_core::store::{StoreError, StoreResult, UsageDay};
 use paddock_core::user::{ApiKey, ConfirmationCode, RefreshToken, Role, UsageRecord, User};
 use paddock_core::{ApiKeyId, InstanceId, ModelId, Timestamp, UserId};
 use serde::de::DeserializeOwned;
@@ -209,6 +209,18 @@ pub(crate) fn api_key(row: &SqliteRow) -> StoreResult<ApiKey> {
         last_used_at: get_opt_ts(row, "last_used_at")?,
         allowed_models: get_opt_json(row, "allowed_models")?,
         revoked_at: get_opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub(crate) fn usage_day(row: &SqliteRow) -> StoreResult<UsageDay> {
+    let day: String = get(row, "day")?;
+    Ok(UsageDay {
+        day: chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| corrupt("day", e))?,
+        model_id: ModelId::new(get::<String>(row, "model_id")?),
+        requests: get_uint(row, "requests")?,
+        errors: get_uint(row, "errors")?,
+        prompt_tokens: get_uint(row, "prompt_tokens")?,
+        completion_tokens: get_uint(row, "completion_tokens")?,
     })
 }
 

@@ -10,7 +10,7 @@ use crate::SqliteStore;
 use async_trait::async_trait;
 use paddock_core::catalog::Model;
 use paddock_core::instance::{Instance, Transition};
-use paddock_core::store::{Store, StoreError, StoreResult, UsageQuery};
+use paddock_core::store::{Store, StoreError, StoreResult, UsageDay, UsageQuery};
 use paddock_core::user::{ApiKey, ConfirmationCode, RefreshToken, UsageRecord, User};
 use paddock_core::{ApiKeyId, InstanceId, ModelId, Timestamp, UserId};
 use sqlx::sqlite::SqliteRow;
@@ -564,8 +564,59 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             rest = tail;
         }
+        // The day totals, one upsert per user, day and model in the batch.
+        let mut days: std::collections::BTreeMap<(chrono::NaiveDate, &str, &str), [u64; 4]> =
+            std::collections::BTreeMap::new();
+        for r in records {
+            let t = days
+                .entry((r.at.date_naive(), r.user_id.as_str(), r.model_id.as_str()))
+                .or_default();
+            t[0] += 1;
+            t[1] += u64::from(r.status >= 400);
+            t[2] += r.prompt_tokens;
+            t[3] += r.completion_tokens;
+        }
+        for ((day, user, model), [requests, errors, prompt, completion]) in days {
+            sqlx::query(
+                "INSERT INTO usage_daily (user_id, day, model_id, requests, errors, prompt_tokens, completion_tokens) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (user_id, day, model_id) DO UPDATE SET \
+                 requests = requests + excluded.requests, errors = errors + excluded.errors, \
+                 prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+                 completion_tokens = completion_tokens + excluded.completion_tokens",
+            )
+            .bind(user)
+            .bind(day.format("%Y-%m-%d").to_string())
+            .bind(model)
+            .bind(int(requests, "requests")?)
+            .bind(int(errors, "errors")?)
+            .bind(int(prompt, "prompt_tokens")?)
+            .bind(int(completion, "completion_tokens")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn usage_by_day(
+        &self,
+        user_id: Option<&UserId>,
+        since: chrono::NaiveDate,
+    ) -> StoreResult<Vec<UsageDay>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT day, model_id, SUM(requests) AS requests, SUM(errors) AS errors, \
+             SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens \
+             FROM usage_daily WHERE day >= ",
+        );
+        q.push_bind(since.format("%Y-%m-%d").to_string());
+        if let Some(u) = user_id {
+            q.push(" AND user_id = ").push_bind(u.as_str().to_owned());
+        }
+        q.push(" GROUP BY day, model_id ORDER BY day, model_id");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(backend)?;
+        decode_all(rows, codec::usage_day)
     }
 
     async fn list_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
