@@ -81,6 +81,7 @@ pub async fn serve_connections(
                     _open: open_tx.clone(),
                     known: None,
                     routes: None,
+                    upstream: None,
                 };
                 tokio::spawn(conn.run(tcp));
             }
@@ -124,6 +125,21 @@ struct Connection {
     /// Its user's routes, with the reconciler's change counter they were
     /// read at.
     routes: Option<(u64, Arc<[Route]>)>,
+    /// The model server stream its last response came on, used again for
+    /// the next request to the same server (no trip through the shared
+    /// pool); it goes back to the pool when the connection ends.
+    upstream: UpstreamSlot,
+}
+
+/// A model server's stream whose last response was read to the end.
+type UpstreamSlot = Option<(crate::upstream::Upstream, TcpStream)>;
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some((upstream, stream)) = self.upstream.take() {
+            self.state.upstream.release_stream(&upstream, stream);
+        }
+    }
 }
 
 /// An API key and its principal, as the key cache had them.
@@ -250,12 +266,16 @@ impl Connection {
 
     /// Serves the rest of the connection with hyper and the router, the
     /// bytes already read first.
-    async fn hand_to_hyper(self, tcp: TcpStream, read: BytesMut) {
+    async fn hand_to_hyper(mut self, tcp: TcpStream, read: BytesMut) {
         let io = TokioIo::new(Prefixed {
             prefix: read.freeze(),
             inner: tcp,
         });
-        let service = hyper_util::service::TowerToHyperService::new(self.router);
+        // The router's requests use the shared pool.
+        if let Some((upstream, stream)) = self.upstream.take() {
+            self.state.upstream.release_stream(&upstream, stream);
+        }
+        let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .serve_connection(io, service)
             .with_upgrades();
@@ -352,7 +372,9 @@ impl Connection {
             keep_alive: req.keep_alive,
             started,
         };
-        exchange.run(tcp, buf, scratch, ubuf).await
+        exchange
+            .run(tcp, buf, scratch, ubuf, &mut self.upstream)
+            .await
     }
 }
 
@@ -571,6 +593,7 @@ impl Exchange<'_> {
         pipelined: &mut BytesMut,
         request: &mut Vec<u8>,
         ubuf: &mut BytesMut,
+        slot: &mut UpstreamSlot,
     ) -> Outcome {
         let state = self.state;
         let Some(upstream) = self.route.upstream.clone() else {
@@ -582,7 +605,7 @@ impl Exchange<'_> {
         let (mut client_rx, mut client_tx) = tcp.split();
         ubuf.clear();
         let sent = self
-            .send(&upstream, request, ubuf, &mut client_rx, pipelined)
+            .send(&upstream, request, ubuf, &mut client_rx, pipelined, slot)
             .await;
         let (mut up, head) = match sent {
             Ok(v) => v,
@@ -672,7 +695,11 @@ impl Exchange<'_> {
             return Outcome::Close;
         }
         if upstream_keep_alive && ubuf.is_empty() && !matches!(framing, Framing::UntilClose) {
-            state.upstream.release_stream(&upstream, up);
+            // Kept on this connection for its next request; the one it
+            // replaces (another server's) goes back to the pool.
+            if let Some((other, stream)) = slot.replace((upstream, up)) {
+                state.upstream.release_stream(&other, stream);
+            }
         }
         if self.keep_alive && !matches!(framing, Framing::UntilClose) {
             Outcome::Next
@@ -697,9 +724,18 @@ impl Exchange<'_> {
         ubuf: &mut BytesMut,
         client: &mut ReadHalf<'_>,
         pipelined: &mut BytesMut,
+        slot: &mut UpstreamSlot,
     ) -> Result<(TcpStream, ResponseHead), Failed> {
         let pool = &self.state.upstream;
-        let mut kept = pool.idle_stream(upstream);
+        let mut kept = match slot.take() {
+            Some((u, stream)) if u == *upstream => Some(stream),
+            other => {
+                if let Some((u, stream)) = other {
+                    pool.release_stream(&u, stream);
+                }
+                pool.idle_stream(upstream)
+            }
+        };
         loop {
             let reused = kept.is_some();
             let mut up = match kept.take() {
