@@ -26,6 +26,7 @@ use crate::gateway::{
     choose, model_from_body, user_routes, Meter, Route, BY_MODEL_ROUTES, PER_INSTANCE_ROUTE,
 };
 use crate::state::AppState;
+use crate::upstream::Upstream;
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
@@ -132,7 +133,7 @@ struct Connection {
 }
 
 /// A model server's stream whose last response was read to the end.
-type UpstreamSlot = Option<(crate::upstream::Upstream, TcpStream)>;
+type UpstreamSlot = Option<(Upstream, TcpStream)>;
 
 impl Drop for Connection {
     fn drop(&mut self) {
@@ -352,6 +353,10 @@ impl Connection {
             }
         };
         let route = route.clone();
+        // A ready route has an endpoint; resolved before anything is taken.
+        let Some(upstream) = route.upstream.clone() else {
+            return Outcome::Decline;
+        };
         // Taken: from here on the request is answered on this connection.
         let usage_route = match req.instance {
             None => Cow::Borrowed(req.route),
@@ -360,13 +365,14 @@ impl Connection {
             }
         };
         scratch.clear();
-        upstream_head(scratch, &req, buf, &route);
+        upstream_head(scratch, &req, buf, &upstream);
         scratch.extend_from_slice(&buf[req.head_len..req.head_len + req.body_len]);
         buf.advance(req.head_len + req.body_len);
         let exchange = Exchange {
             state,
             p,
             route,
+            upstream,
             label: req.route,
             usage_route,
             keep_alive: req.keep_alive,
@@ -536,12 +542,26 @@ fn parse_request(buf: &[u8], body_limit: usize) -> Parsed {
 }
 
 /// The request head sent to the model server.
-fn upstream_head(out: &mut Vec<u8>, req: &FastRequest, buf: &[u8], route: &Route) {
-    let addr = route.upstream.as_ref().map_or("", |u| u.addr());
+fn upstream_head(out: &mut Vec<u8>, req: &FastRequest, buf: &[u8], upstream: &Upstream) {
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(&buf[req.target.clone()]);
-    let _ = write!(out, " HTTP/1.1\r\nhost: {addr}\r\n");
-    for (name, value) in [("content-type", &req.content_type), ("accept", &req.accept)] {
+    let _ = write!(out, " HTTP/1.1\r\nhost: {}\r\n", upstream.addr());
+    copy_headers(
+        out,
+        buf,
+        [("content-type", &req.content_type), ("accept", &req.accept)],
+    );
+    let _ = write!(out, "content-length: {}\r\n\r\n", req.body_len);
+}
+
+/// Writes `name: value` lines for the headers found, their values read
+/// from `buf`.
+fn copy_headers<const N: usize>(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    headers: [(&str, &Option<Range<usize>>); N],
+) {
+    for (name, value) in headers {
         if let Some(v) = value {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b": ");
@@ -549,7 +569,6 @@ fn upstream_head(out: &mut Vec<u8>, req: &FastRequest, buf: &[u8], route: &Route
             out.extend_from_slice(b"\r\n");
         }
     }
-    let _ = write!(out, "content-length: {}\r\n\r\n", req.body_len);
 }
 
 /// How a response body is delimited.
@@ -569,6 +588,8 @@ struct Exchange<'a> {
     state: &'a AppState,
     p: &'a Principal,
     route: Route,
+    /// The route's endpoint.
+    upstream: Upstream,
     label: &'static str,
     /// The path usage is recorded under.
     usage_route: Cow<'static, str>,
@@ -596,9 +617,7 @@ impl Exchange<'_> {
         slot: &mut UpstreamSlot,
     ) -> Outcome {
         let state = self.state;
-        let Some(upstream) = self.route.upstream.clone() else {
-            return Outcome::Decline;
-        };
+        let upstream = self.upstream.clone();
         let started = self.started;
         let now = state.clock.now();
         let guard = state.activity.begin_at(&self.route.instance_id, now);
@@ -719,7 +738,7 @@ impl Exchange<'_> {
     /// before answering is replaced by a fresh one.
     async fn send(
         &self,
-        upstream: &crate::upstream::Upstream,
+        upstream: &Upstream,
         request: &[u8],
         ubuf: &mut BytesMut,
         client: &mut ReadHalf<'_>,
@@ -789,18 +808,15 @@ impl Exchange<'_> {
         let _ = write!(out, "HTTP/1.1 {} ", head.status);
         out.extend_from_slice(&ubuf[head.reason.clone()]);
         out.extend_from_slice(b"\r\n");
-        for (name, value) in [
-            ("date", &head.date),
-            ("content-type", &head.content_type),
-            ("retry-after", &head.retry_after),
-        ] {
-            if let Some(v) = value {
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(&ubuf[v.clone()]);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
+        copy_headers(
+            out,
+            ubuf,
+            [
+                ("date", &head.date),
+                ("content-type", &head.content_type),
+                ("retry-after", &head.retry_after),
+            ],
+        );
         let _ = write!(
             out,
             "x-paddock-instance: {}\r\n",
