@@ -189,8 +189,8 @@ pub const QUEUE: usize = 65_536;
 const MAX_BATCH: usize = 4096;
 /// How long the writer lets records gather after the first one arrives, so
 /// a busy gateway commits a few large transactions a second rather than
-/// one per handful of requests (each commit rewrites the table's and both
-/// indexes' last pages).
+/// one per handful of requests (each commit rewrites the records table's
+/// last page and the day totals it touched).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Debug)]

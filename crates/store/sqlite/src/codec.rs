@@ -1,6 +1,7 @@
 //! How domain values become SQLite columns and back.
 //!
 //! Owns the column encodings (timestamps as RFC 3339 text with nanoseconds,
+//! except usage records' as integer nanoseconds; days as `YYYY-MM-DD`;
 //! unsigned counters as checked `i64`, structured fields as JSON text, enums
 //! as their wire names) and the row decoders for every record. It does not
 //! run queries; `store.rs` does.
@@ -26,6 +27,14 @@ pub(crate) fn ts(t: &Timestamp) -> String {
 pub(crate) fn ts_nanos(t: &Timestamp) -> StoreResult<i64> {
     t.timestamp_nanos_opt()
         .ok_or_else(|| StoreError::Backend(format!("time {t} is out of range")))
+}
+
+/// How a day is written: `YYYY-MM-DD`, so that text order is day order.
+const DAY_FORMAT: &str = "%Y-%m-%d";
+
+/// A day as stored.
+pub(crate) fn day(d: &chrono::NaiveDate) -> String {
+    d.format(DAY_FORMAT).to_string()
 }
 
 /// An optional timestamp as stored (`NULL` for `None`).
@@ -215,7 +224,7 @@ pub(crate) fn api_key(row: &SqliteRow) -> StoreResult<ApiKey> {
 pub(crate) fn usage_day(row: &SqliteRow) -> StoreResult<UsageDay> {
     let day: String = get(row, "day")?;
     Ok(UsageDay {
-        day: chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| corrupt("day", e))?,
+        day: chrono::NaiveDate::parse_from_str(&day, DAY_FORMAT).map_err(|e| corrupt("day", e))?,
         model_id: ModelId::new(get::<String>(row, "model_id")?),
         requests: get_uint(row, "requests")?,
         errors: get_uint(row, "errors")?,

@@ -546,8 +546,8 @@ impl Store for SqliteStore {
     }
 
     async fn record_usage_batch(&self, records: &[UsageRecord]) -> StoreResult<()> {
-        // Multi-row INSERTs of a few fixed sizes (32 rows, then the
-        // remainder as 16, 8, 4, 2 and 1), so sqlx keeps one prepared
+        // Multi-row INSERTs of a few fixed sizes (128 rows, then the
+        // remainder as 64, 32, ... and 1), so sqlx keeps one prepared
         // statement per size instead of re-preparing one per batch length.
         const ROWS: usize = 128;
         let mut tx = self.pool.begin().await.map_err(backend)?;
@@ -586,7 +586,7 @@ impl Store for SqliteStore {
                  completion_tokens = completion_tokens + excluded.completion_tokens",
             )
             .bind(user)
-            .bind(day.format("%Y-%m-%d").to_string())
+            .bind(codec::day(&day))
             .bind(model)
             .bind(int(requests, "requests")?)
             .bind(int(errors, "errors")?)
@@ -610,7 +610,7 @@ impl Store for SqliteStore {
              SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens \
              FROM usage_daily WHERE day >= ",
         );
-        q.push_bind(since.format("%Y-%m-%d").to_string());
+        q.push_bind(codec::day(&since));
         if let Some(u) = user_id {
             q.push(" AND user_id = ").push_bind(u.as_str().to_owned());
         }
@@ -664,7 +664,7 @@ fn insert_usage(
 }
 
 /// The INSERT text for `n` rows, built once per `n` and kept for the
-/// process's life (only six sizes are used). Its text depends only on the
+/// process's life (only eight sizes are used). Its text depends only on the
 /// row count, so sqlx caches one prepared statement per count; leaking it
 /// gives the 'static lifetime sqlx wants.
 fn usage_sql(n: usize) -> &'static str {
