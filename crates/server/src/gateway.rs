@@ -208,13 +208,12 @@ async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route,
     let routes = user_routes(state, p).await?;
     let chosen = match choose(state, &routes, model) {
         Ok(ready) => return Ok(ready.clone()),
-        Err(other) => other,
+        Err(other) => other.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "model {model:?} is not deployed; deploy it first (POST /api/models/deploy or `paddock deploy {model} --cpu 1 --memory 2048`)"
+            ))
+        })?,
     };
-    let chosen = chosen.ok_or_else(|| {
-        ApiError::not_found(format!(
-            "model {model:?} is not deployed; deploy it first (POST /api/models/deploy or `paddock deploy {model} --cpu 1 --memory 2048`)"
-        ))
-    })?;
     let woken = wake_instance(state, &chosen.instance_id).await?;
     Ok(Route::from(&woken))
 }
