@@ -506,14 +506,22 @@ async fn process_driver_conformance() {
         threads: 1,
         ctx: 2048,
     };
-    let http = reqwest::Client::new();
+    // The endpoint is a unix socket; the gateway's pool speaks to both.
+    let pool = paddock_server::upstream::Pool::default();
     paddock_core::testkit::driver_conformance(&driver, spec, |endpoint| {
-        let http = http.clone();
+        let pool = pool.clone();
         async move {
-            http.get(format!("{endpoint}/api/version"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
+            use std::os::unix::fs::PermissionsExt;
+            let socket =
+                std::path::PathBuf::from(endpoint.strip_prefix("unix:").expect("a unix socket"));
+            // Only this user can reach the model server around the gateway.
+            let mode =
+                |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+            if let Ok(m) = mode(&socket) {
+                assert_eq!(m, 0o600, "{}", socket.display());
+                assert_eq!(mode(socket.parent().unwrap()).unwrap(), 0o700);
+            }
+            pool.healthy(&endpoint).await
         }
     })
     .await;

@@ -142,7 +142,8 @@ pub struct Instance {
     pub idle_timeout_secs: u64,
     /// The driver's handle (opaque to everything but the driver), once launched.
     pub handle: Option<serde_json::Value>,
-    /// Where the model server answers (loopback or private address), once known.
+    /// Where the model server answers, once known: an `http://` URL on
+    /// loopback or a private network, or `unix:/path` for a local socket.
     pub upstream_url: Option<String>,
     /// The reason for the last transition (a failure's cause, "idle", ...).
     pub status_reason: Option<String>,

@@ -22,6 +22,10 @@ pub struct RuntimeArgs {
     /// Port to listen on (Ollama's default).
     #[arg(long, default_value_t = 11434, env = "PADDOCK_RUNTIME_PORT")]
     pub port: u16,
+    /// Listen on this unix socket instead of host:port (made with mode
+    /// 0600, so only this user can connect; the process driver's choice).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
     /// CPU threads for decoding [default: physical cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -83,6 +87,7 @@ impl From<RuntimeArgs> for RuntimeConfig {
 /// # Errors
 /// When the address cannot be bound or the model cannot be loaded.
 pub async fn run(args: RuntimeArgs) -> Result<(), RuntimeError> {
+    let socket = args.socket.clone();
     let config = RuntimeConfig::from(args);
     // Pull first with a progress bar, so `serve` finds the model locally.
     let store = ModelStore::open(&config.data_dir)?
@@ -95,8 +100,32 @@ pub async fn run(args: RuntimeArgs) -> Result<(), RuntimeError> {
             .await?;
         bar.finish();
     }
-    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
-    crate::serve(config, listener, shutdown_signal()).await
+    match socket {
+        Some(path) => {
+            let listener = bind_unix(&path)?;
+            let served = crate::serve(config, listener, shutdown_signal()).await;
+            let _ = std::fs::remove_file(&path);
+            served
+        }
+        None => {
+            let listener =
+                tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
+            crate::serve(config, listener, shutdown_signal()).await
+        }
+    }
+}
+
+/// Binds a unix socket at `path` readable and writable by this user only.
+/// A socket left there by a runtime that was killed is replaced; any other
+/// file is not.
+fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, RuntimeError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 async fn shutdown_signal() {

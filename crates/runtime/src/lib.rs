@@ -42,11 +42,15 @@ pub const OLLAMA_COMPAT_VERSION: &str = "0.9.6";
 /// # Errors
 /// [`RuntimeError`] when the model cannot be found, fetched or loaded, or the
 /// listener fails.
-pub async fn serve(
+pub async fn serve<L>(
     config: RuntimeConfig,
-    listener: tokio::net::TcpListener,
+    listener: L,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), RuntimeError> {
+) -> Result<(), RuntimeError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let resolved = store::ModelStore::open(&config.data_dir)?
         .with_ollama_dir(config.ollama_models_dir.clone())
         .with_registry(config.registry.clone())
@@ -57,7 +61,7 @@ pub async fn serve(
         .map_err(|e| RuntimeError::Load(format!("model loader panicked: {e}")))??;
     let state = api::AppState::new(Arc::new(loaded));
     let app = api::router(state);
-    tracing::info!(addr = %listener.local_addr()?, "paddock runtime listening");
+    tracing::info!(addr = ?listener.local_addr()?, "paddock runtime listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

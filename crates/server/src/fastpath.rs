@@ -26,7 +26,7 @@ use crate::gateway::{
     choose, model_from_body, user_routes, Meter, Route, BY_MODEL_ROUTES, PER_INSTANCE_ROUTE,
 };
 use crate::state::AppState;
-use crate::upstream::Upstream;
+use crate::upstream::{Stream, Upstream};
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
@@ -133,7 +133,7 @@ struct Connection {
 }
 
 /// A model server's stream whose last response was read to the end.
-type UpstreamSlot = Option<(Upstream, TcpStream)>;
+type UpstreamSlot = Option<(Upstream, Stream)>;
 
 impl Drop for Connection {
     fn drop(&mut self) {
@@ -545,7 +545,9 @@ fn parse_request(buf: &[u8], body_limit: usize) -> Parsed {
 fn upstream_head(out: &mut Vec<u8>, req: &FastRequest, buf: &[u8], upstream: &Upstream) {
     out.extend_from_slice(b"POST ");
     out.extend_from_slice(&buf[req.target.clone()]);
-    let _ = write!(out, " HTTP/1.1\r\nhost: {}\r\n", upstream.addr());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(upstream.host());
+    out.extend_from_slice(b"\r\n");
     copy_headers(
         out,
         buf,
@@ -744,7 +746,7 @@ impl Exchange<'_> {
         client: &mut ReadHalf<'_>,
         pipelined: &mut BytesMut,
         slot: &mut UpstreamSlot,
-    ) -> Result<(TcpStream, ResponseHead), Failed> {
+    ) -> Result<(Stream, ResponseHead), Failed> {
         let pool = &self.state.upstream;
         let mut kept = match slot.take() {
             Some((u, stream)) if u == *upstream => Some(stream),

@@ -97,12 +97,6 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
             login_lockout_secs: config.login_lockout_secs,
         },
     ));
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| ServerError::Bootstrap(format!("http client: {e}")))?;
     let store = services.store;
     let state = AppState::new(Inner {
         config,
@@ -114,7 +108,6 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
         reconciler: ReconcilerHandle::default(),
         driver: services.driver,
         metrics: Metrics::default(),
-        http,
         caches: Caches::default(),
         upstream: upstream::Pool::default(),
         usage: usage::UsageWriter::spawn(store.clone()),

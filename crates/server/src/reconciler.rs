@@ -244,16 +244,6 @@ async fn release(state: &AppState, i: &mut Instance) {
     i.upstream_url = None;
 }
 
-async fn healthy(state: &AppState, endpoint: &str) -> bool {
-    state
-        .http
-        .get(format!("{endpoint}/api/version"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-}
-
 /// The last log lines, for failure reasons.
 async fn last_logs(state: &AppState, i: &Instance) -> String {
     match handle_of(i) {
@@ -294,7 +284,7 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
             };
             match state.driver.status(&h).await {
                 Ok(Observed::Alive { endpoint }) => {
-                    if healthy(state, &endpoint).await {
+                    if state.upstream.healthy(&endpoint).await {
                         i.upstream_url = Some(endpoint);
                         state.activity.touch(&i.instance_id);
                         save(state, i, S::Running, "healthy").await?

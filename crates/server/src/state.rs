@@ -30,9 +30,8 @@ pub struct Inner {
     /// Gateway requests in flight and last activity per instance.
     pub activity: Activity,
     pub metrics: Metrics,
-    /// The client for health probes and the gateway's upstream requests.
-    pub http: reqwest::Client,
-    /// The gateway's client for upstream model servers (pooled keep-alive).
+    /// Connections to model servers (pooled keep-alive): the gateway's
+    /// requests and the reconciler's health probes.
     pub upstream: crate::upstream::Pool,
     /// Hot-path caches for the gateway.
     pub caches: Caches,

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
 
 /// Idle connections kept per upstream.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
@@ -34,21 +35,37 @@ const SWEEP_EVERY: usize = 1024;
 /// Reused connections tried before a fresh one is opened.
 const MAX_REUSE_TRIES: usize = 3;
 
-/// Where a model server listens: `host:port`, and the `Host` header for it.
+/// Where a model server listens: `host:port` over TCP, or a unix socket
+/// (what the process driver gives its runtimes: only this user can reach
+/// it, and a request costs the kernel less than a loopback TCP hop), and
+/// the `Host` header for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
+    /// `host:port`, or `unix:/path`: also the pool's key.
     addr: Arc<str>,
     host: HeaderValue,
 }
 
+/// The prefix of a unix socket endpoint.
+const UNIX: &str = "unix:";
+
 impl Upstream {
-    /// From an instance's endpoint, `http://host:port` (a trailing slash
-    /// is allowed). Only plain HTTP: model servers are reached on loopback
-    /// or a private network.
+    /// From an instance's endpoint: `http://host:port` (a trailing slash
+    /// is allowed), or `unix:/absolute/path` for a unix socket. Only plain
+    /// HTTP: model servers are reached on loopback or a private network.
     pub fn parse(url: &str) -> Result<Upstream, String> {
+        if let Some(path) = url.strip_prefix(UNIX) {
+            if !path.starts_with('/') {
+                return Err(format!("upstream {url:?} must be unix:/absolute/path"));
+            }
+            return Ok(Upstream {
+                addr: Arc::from(url),
+                host: HeaderValue::from_static("localhost"),
+            });
+        }
         let rest = url
             .strip_prefix("http://")
-            .ok_or_else(|| format!("upstream {url:?} is not an http:// URL"))?;
+            .ok_or_else(|| format!("upstream {url:?} is neither an http:// URL nor unix:/path"))?;
         let addr = rest.trim_end_matches('/');
         if addr.is_empty() || addr.contains('/') {
             return Err(format!("upstream {url:?} must be http://host:port"));
@@ -60,8 +77,76 @@ impl Upstream {
         })
     }
 
+    /// `host:port`, or `unix:/path`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The `Host` header value requests to it carry.
+    pub fn host(&self) -> &[u8] {
+        self.host.as_bytes()
+    }
+}
+
+/// A connection to a model server, over TCP or a unix socket.
+#[derive(Debug)]
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 
@@ -74,7 +159,7 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
-type Driver = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Body>;
+type Driver = hyper::client::conn::http1::Connection<TokioIo<Stream>, Body>;
 
 /// One connection: the handle requests are sent with, and the future that
 /// does its reading and writing (None once the connection has ended).
@@ -145,7 +230,7 @@ impl Keep for Conn {
 
 /// A raw stream's state is only learnt by using it: a reused one that
 /// turns out closed is retried on a fresh one (see the fast path).
-impl Keep for TcpStream {
+impl Keep for Stream {
     fn is_open(&self) -> bool {
         true
     }
@@ -226,7 +311,7 @@ struct PoolInner {
     /// hyper client connections, for requests the router forwards.
     conns: Shelf<Conn>,
     /// Plain streams, for the fast path's requests (`crate::fastpath`).
-    streams: Shelf<TcpStream>,
+    streams: Shelf<Stream>,
 }
 
 /// Keep-alive connections to model servers, shared by all requests.
@@ -269,16 +354,24 @@ impl Lease {
     }
 }
 
-/// Opens a TCP connection to `upstream`, with no Nagle delay (streamed
-/// chunks are small writes).
-async fn open(upstream: &Upstream) -> Result<TcpStream, UpstreamError> {
+/// Opens a connection to `upstream`: its unix socket, or TCP with no
+/// Nagle delay (streamed chunks are small writes).
+async fn open(upstream: &Upstream) -> Result<Stream, UpstreamError> {
     let fail = |e: String| UpstreamError::Connect(upstream.addr.clone(), e);
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&*upstream.addr))
+    let connect = async {
+        match upstream.addr.strip_prefix(UNIX) {
+            Some(path) => UnixStream::connect(path).await.map(Stream::Unix),
+            None => {
+                let stream = TcpStream::connect(&*upstream.addr).await?;
+                let _ = stream.set_nodelay(true);
+                Ok(Stream::Tcp(stream))
+            }
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+        .map_err(|e| fail(e.to_string()))
 }
 
 impl Pool {
@@ -329,18 +422,40 @@ impl Pool {
 
     /// An idle plain stream to `upstream` (whether the server has closed
     /// it meanwhile shows when it is used), or None.
-    pub fn idle_stream(&self, upstream: &Upstream) -> Option<TcpStream> {
+    pub fn idle_stream(&self, upstream: &Upstream) -> Option<Stream> {
         self.0.streams.take(&upstream.addr)
     }
 
     /// A new plain stream to `upstream`.
-    pub async fn open_stream(&self, upstream: &Upstream) -> Result<TcpStream, UpstreamError> {
+    pub async fn open_stream(&self, upstream: &Upstream) -> Result<Stream, UpstreamError> {
         open(upstream).await
     }
 
     /// Keeps a plain stream whose last response was read to its end.
-    pub fn release_stream(&self, upstream: &Upstream, stream: TcpStream) {
+    pub fn release_stream(&self, upstream: &Upstream, stream: Stream) {
         self.0.streams.put(upstream.addr.clone(), stream);
+    }
+
+    /// Whether the model server at `endpoint` (an instance's endpoint, a
+    /// URL or a unix socket) answers `GET /api/version` within two seconds.
+    pub async fn healthy(&self, endpoint: &str) -> bool {
+        let Ok(upstream) = Upstream::parse(endpoint) else {
+            return false;
+        };
+        let Ok(req) = Request::get("/api/version").body(Body::empty()) else {
+            return false;
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(2), async {
+            let (resp, lease) = self.send(&upstream, req).await.ok()?;
+            let ok = resp.status().is_success();
+            // Read to the end, so that the connection is kept.
+            axum::body::to_bytes(Body::new(resp.into_body()), 64 * 1024)
+                .await
+                .ok()?;
+            lease.release();
+            Some(ok)
+        });
+        matches!(answer.await, Ok(Some(true)))
     }
 
     /// Drops closed and expired connections of every upstream, and
@@ -464,5 +579,9 @@ mod tests {
         assert!(Upstream::parse("https://x:1").is_err());
         assert!(Upstream::parse("http://x:1/api").is_err());
         assert!(Upstream::parse("http://").is_err());
+        let u = Upstream::parse("unix:/run/paddock/i-1/runtime.sock").unwrap();
+        assert_eq!(u.addr(), "unix:/run/paddock/i-1/runtime.sock");
+        assert_eq!(u.host(), b"localhost");
+        assert!(Upstream::parse("unix:relative.sock").is_err());
     }
 }

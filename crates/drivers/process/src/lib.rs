@@ -1,6 +1,11 @@
-//! The process driver: each instance is a `paddock runtime` child process on
-//! a free loopback port, in its own process group, with its output in
-//! `<root>/instances/<id>/runtime.log`.
+//! The process driver: each instance is a `paddock runtime` child process,
+//! in its own process group, listening on a unix socket in its instance
+//! directory (`<root>/instances/<id>/runtime.sock`, the directory mode
+//! 0700, the socket 0600: no other user on the machine can reach the model
+//! server around the gateway's authentication, and a request costs less
+//! than on loopback TCP), with its output in `runtime.log` beside it. Where
+//! that path would be too long for a socket address, a free loopback port
+//! is used instead.
 //!
 //! It owns launching, observing, stopping and re-adopting those processes.
 //! Each child carries `PADDOCK_INSTANCE_ID` and `PADDOCK_DRIVER_ROOT` in its
@@ -51,9 +56,34 @@ pub struct ProcessDriverConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct ProcessData {
     pid: i32,
+    /// Its unix socket; or, when that is None, its loopback port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    socket: Option<PathBuf>,
+    #[serde(default)]
     port: u16,
     instance_id: InstanceId,
     log: PathBuf,
+}
+
+impl ProcessData {
+    /// Where the gateway reaches the runtime.
+    fn endpoint(&self) -> String {
+        match &self.socket {
+            Some(path) => format!("unix:{}", path.display()),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+/// The longest socket path used: a unix socket address holds 107 bytes.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Where a runtime listens: the arguments that say so, and the handle's
+/// fields for them.
+#[derive(Debug, Clone, PartialEq)]
+enum Listen {
+    Socket(PathBuf),
+    Port(u16),
 }
 
 /// Runs instances as local child processes.
@@ -254,29 +284,45 @@ impl ComputeDriver for ProcessDriver {
             .into_iter()
             .find(|(id, _)| id == &spec.instance_id)
         {
-            if let Some(port) = proc_cmdline_port(pid) {
-                let data = ProcessData {
+            if let Some(listen) = proc_cmdline_listen(pid) {
+                let data = ProcessData::new(
                     pid,
-                    port,
-                    instance_id: spec.instance_id.clone(),
-                    log: self.instance_dir(&spec.instance_id).join("runtime.log"),
-                };
+                    listen,
+                    spec.instance_id.clone(),
+                    self.instance_dir(&spec.instance_id).join("runtime.log"),
+                );
                 return Ok(Self::handle(&data));
             }
         }
 
         let dir = self.instance_dir(&spec.instance_id);
-        std::fs::create_dir_all(&dir).map_err(backend)?;
+        make_private_dir(&dir)?;
         let log_path = dir.join("runtime.log");
         let mut log = open_log(&log_path)?;
-        let port = free_port()?;
+        let socket = dir.join("runtime.sock");
+        let listen = if socket.as_os_str().len() <= MAX_SOCKET_PATH {
+            Listen::Socket(socket)
+        } else {
+            Listen::Port(free_port()?)
+        };
+        let listen_args: Vec<std::ffi::OsString> = match &listen {
+            Listen::Socket(path) => vec!["--socket".into(), path.into()],
+            Listen::Port(port) => vec![
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string().into(),
+            ],
+        };
+        let data = ProcessData::new(0, listen, spec.instance_id.clone(), log_path);
         {
             use std::io::Write;
             let _ = writeln!(
                 log,
-                "--- {} launching {} on 127.0.0.1:{port} ({} threads, ctx {}) ---",
+                "--- {} launching {} on {} ({} threads, ctx {}) ---",
                 chrono::Utc::now().to_rfc3339(),
                 spec.model_id,
+                data.endpoint(),
                 spec.threads,
                 spec.ctx
             );
@@ -285,8 +331,7 @@ impl ComputeDriver for ProcessDriver {
         let mut cmd = Command::new(&self.config.runtime_binary);
         cmd.arg("runtime")
             .args(["--model", spec.model_id.as_str()])
-            .args(["--host", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
+            .args(&listen_args)
             .args(["--threads", &spec.threads.to_string()])
             .args(["--ctx", &spec.ctx.to_string()])
             .args(["--parallel", &self.config.parallel.to_string()])
@@ -311,13 +356,8 @@ impl ComputeDriver for ProcessDriver {
             .id()
             .ok_or_else(|| DriverError::LaunchFailed("the runtime exited at once".into()))?
             as i32;
-        let data = ProcessData {
-            pid,
-            port,
-            instance_id: spec.instance_id.clone(),
-            log: log_path,
-        };
-        tracing::info!(instance = %spec.instance_id, pid, port, "runtime launched");
+        let data = ProcessData { pid, ..data };
+        tracing::info!(instance = %spec.instance_id, pid, endpoint = %data.endpoint(), "runtime launched");
         self.children
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -344,7 +384,7 @@ impl ComputeDriver for ProcessDriver {
         };
         Ok(match exited {
             None => Observed::Alive {
-                endpoint: format!("http://127.0.0.1:{}", data.port),
+                endpoint: data.endpoint(),
             },
             Some(why) => {
                 let last = tail_lines(&data.log, 5);
@@ -408,13 +448,46 @@ impl ComputeDriver for ProcessDriver {
     }
 }
 
-/// The `--port` a runtime was started with, from its command line.
-fn proc_cmdline_port(pid: i32) -> Option<u16> {
+impl ProcessData {
+    fn new(pid: i32, listen: Listen, instance_id: InstanceId, log: PathBuf) -> Self {
+        let (socket, port) = match listen {
+            Listen::Socket(path) => (Some(path), 0),
+            Listen::Port(port) => (None, port),
+        };
+        ProcessData {
+            pid,
+            socket,
+            port,
+            instance_id,
+            log,
+        }
+    }
+}
+
+/// Makes `dir` (and its parents) with mode 0700 for the directory itself.
+fn make_private_dir(dir: &Path) -> Result<(), DriverError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).map_err(backend)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(backend)
+}
+
+/// The `--socket` or `--port` a runtime was started with, from its
+/// command line.
+fn proc_cmdline_listen(pid: i32) -> Option<Listen> {
+    use std::os::unix::ffi::OsStrExt;
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-    args.windows(2)
-        .find(|w| w[0] == b"--port")
-        .and_then(|w| std::str::from_utf8(w[1]).ok()?.parse().ok())
+    args.windows(2).find_map(|w| match w[0] {
+        b"--socket" => Some(Listen::Socket(PathBuf::from(std::ffi::OsStr::from_bytes(
+            w[1],
+        )))),
+        b"--port" => std::str::from_utf8(w[1])
+            .ok()?
+            .parse()
+            .ok()
+            .map(Listen::Port),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -429,5 +502,28 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         assert_eq!(tail_lines(&p, 3), vec!["line 997", "line 998", "line 999"]);
         assert!(tail_lines(&dir.path().join("missing"), 3).is_empty());
+    }
+
+    #[test]
+    fn handles_name_the_socket_or_the_port() {
+        let id = InstanceId::new("i-1");
+        let unix = ProcessData::new(
+            7,
+            Listen::Socket("/d/i-1/runtime.sock".into()),
+            id.clone(),
+            "/d/l".into(),
+        );
+        assert_eq!(unix.endpoint(), "unix:/d/i-1/runtime.sock");
+        let tcp = ProcessData::new(7, Listen::Port(4242), id, "/d/l".into());
+        assert_eq!(tcp.endpoint(), "http://127.0.0.1:4242");
+        // Handles stored before sockets were used still read.
+        let old: ProcessData = serde_json::from_value(serde_json::json!({
+            "pid": 7, "port": 4242, "instance_id": "i-1", "log": "/d/l"
+        }))
+        .unwrap();
+        assert_eq!(old, tcp);
+        let kept: ProcessData =
+            serde_json::from_value(serde_json::to_value(&unix).unwrap()).unwrap();
+        assert_eq!(kept, unix);
     }
 }
