@@ -108,8 +108,14 @@ pub async fn run(args: RuntimeArgs) -> Result<(), RuntimeError> {
             served
         }
         None => {
-            let listener =
-                tokio::net::TcpListener::bind((config.host.as_str(), config.port)).await?;
+            use axum::serve::ListenerExt;
+            // Streamed chunks are small writes: without TCP_NODELAY each
+            // one after the first waits for the client's delayed ACK.
+            let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+                .await?
+                .tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
             crate::serve(config, listener, shutdown_signal()).await
         }
     }
