@@ -483,15 +483,16 @@ print("python clients ok")
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn process_driver_conformance() {
+/// The process driver under the shared driver conformance suite, with its
+/// runtime on a unix socket (the usual case) or, where the socket's path
+/// would be too long, on a loopback port.
+async fn process_driver_conformance_under(root: &std::path::Path, want_prefix: &'static str) {
     use paddock_core::compute::ComputeSpec;
     use paddock_core::driver::LaunchSpec;
     use paddock_driver_process::{ProcessDriver, ProcessDriverConfig};
-    let dir = tempfile::tempdir().unwrap();
     let driver = ProcessDriver::new(ProcessDriverConfig {
         runtime_binary: bin().to_owned(),
-        root: dir.path().to_owned(),
+        root: root.to_owned(),
         models_dir: test_model_store(bin()),
         parallel: 2,
         extra_args: Vec::new(),
@@ -506,24 +507,43 @@ async fn process_driver_conformance() {
         threads: 1,
         ctx: 2048,
     };
-    // The endpoint is a unix socket; the gateway's pool speaks to both.
+    // The gateway's pool speaks to both kinds of endpoint.
     let pool = paddock_server::upstream::Pool::default();
     paddock_core::testkit::driver_conformance(&driver, spec, |endpoint| {
         let pool = pool.clone();
         async move {
             use std::os::unix::fs::PermissionsExt;
-            let socket =
-                std::path::PathBuf::from(endpoint.strip_prefix("unix:").expect("a unix socket"));
-            // Only this user can reach the model server around the gateway.
-            let mode =
-                |p: &std::path::Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
-            if let Ok(m) = mode(&socket) {
-                assert_eq!(m, 0o600, "{}", socket.display());
-                assert_eq!(mode(socket.parent().unwrap()).unwrap(), 0o700);
+            assert!(endpoint.starts_with(want_prefix), "{endpoint}");
+            if let Some(socket) = endpoint.strip_prefix("unix:") {
+                // Only this user can reach the model server around the
+                // gateway.
+                let socket = std::path::Path::new(socket);
+                let mode = |p: &std::path::Path| {
+                    std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777)
+                };
+                if let Ok(m) = mode(socket) {
+                    assert_eq!(m, 0o600, "{}", socket.display());
+                    assert_eq!(mode(socket.parent().unwrap()).unwrap(), 0o700);
+                }
             }
             pool.healthy(&endpoint).await
         }
     })
     .await;
-    kill_runtimes_under(dir.path());
+    kill_runtimes_under(root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_driver_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    process_driver_conformance_under(dir.path(), "unix:/").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_driver_conformance_on_a_port_when_the_socket_path_is_too_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir
+        .path()
+        .join("a-data-directory-whose-path-is-too-long-for-a-unix-socket-address");
+    process_driver_conformance_under(&root, "http://127.0.0.1:").await;
 }
