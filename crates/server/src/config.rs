@@ -64,6 +64,11 @@ pub struct Config {
     pub login_lockout_secs: u64,
     /// Largest request body accepted, bytes.
     pub body_limit_bytes: usize,
+    /// How long a client connection may take to send a request (head and
+    /// body), counted from when paddock starts waiting for it, including
+    /// the wait between requests on a kept-alive connection, seconds. A
+    /// connection that takes longer is closed.
+    pub client_timeout_secs: u64,
     /// Price per vCPU-hour charged for CPU instances on the local machine
     /// (0 by default: your own hardware). GPU sizes use their list price.
     pub local_cpu_hour_usd: f64,
@@ -105,6 +110,7 @@ impl Default for Config {
             login_max_failures: 5,
             login_lockout_secs: 30,
             body_limit_bytes: 2 * 1024 * 1024,
+            client_timeout_secs: 60,
             local_cpu_hour_usd: 0.0,
             allow_signup: true,
             runtime_binary: None,
@@ -207,6 +213,7 @@ impl Config {
         env!(login_max_failures, parse);
         env!(login_lockout_secs, parse);
         env!(body_limit_bytes, parse);
+        env!(client_timeout_secs, parse);
         env!(local_cpu_hour_usd, parse);
         env!(allow_signup, parse);
         env!(runtime_binary, |_: &str, v: &str| Ok::<_, ConfigError>(

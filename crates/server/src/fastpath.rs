@@ -183,7 +183,10 @@ impl Connection {
         let mut ubuf = BytesMut::with_capacity(8192);
         // Waits for a shutdown; made once, so that it stays registered.
         let mut shutdown = std::pin::pin!(closing(self.close.clone()));
+        let patience = Duration::from_secs(self.state.config.client_timeout_secs.max(1));
         loop {
+            // Set when this request first has to be waited for.
+            let mut deadline = None;
             let req = loop {
                 let need = match parse_request(&buf, self.state.config.body_limit_bytes) {
                     Parsed::Fast(req) => break Some(req),
@@ -196,13 +199,16 @@ impl Connection {
                 reserve(&mut buf, need);
                 // A shutdown closes the connection between requests, and
                 // drops one that has not yet arrived whole.
+                let deadline =
+                    *deadline.get_or_insert_with(|| tokio::time::Instant::now() + patience);
                 let read = tokio::select! {
-                    r = tcp.read_buf(&mut buf) => r,
+                    r = tokio::time::timeout_at(deadline, tcp.read_buf(&mut buf)) => r,
                     () = &mut shutdown => return,
                 };
                 match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
+                    // Idle too long, or a request too slow in coming.
+                    Err(_) | Ok(Ok(0) | Err(_)) => return,
+                    Ok(Ok(_)) => {}
                 }
             };
             let Some(req) = req else {
@@ -278,6 +284,10 @@ impl Connection {
         }
         let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(
+                self.state.config.client_timeout_secs.max(1),
+            ))
             .serve_connection(io, service)
             .with_upgrades();
         let mut conn = std::pin::pin!(conn);

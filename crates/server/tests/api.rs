@@ -579,3 +579,54 @@ async fn openapi_documents_every_route_and_every_documented_route_is_served() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["status"], "ready");
 }
+
+/// Connections that send nothing, or a request too slowly, are closed after
+/// `client_timeout_secs`, whether paddock's own loop or hyper holds them.
+#[tokio::test]
+async fn slow_and_idle_client_connections_are_closed() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.client_timeout_secs = 1;
+    let s = TestServer::start_in(dir.path(), config).await;
+    let addr = s.url.trim_start_matches("http://").to_owned();
+
+    /// Reads until the server closes; what it sent, and how long that took.
+    async fn until_closed(c: &mut tokio::net::TcpStream) -> (String, Duration) {
+        let t = Instant::now();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut got))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        (String::from_utf8_lossy(&got).into_owned(), t.elapsed())
+    }
+
+    // Nothing sent at all.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (_, waited) = until_closed(&mut c).await;
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+
+    // Half a request head, then silence.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(b"POST /api/chat HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let (got, waited) = until_closed(&mut c).await;
+    assert!(got.is_empty(), "{got}");
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+
+    // A whole request, answered by the router; then the kept-alive
+    // connection idles and is closed.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (got, _) = until_closed(&mut c).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+
+    // The server still answers.
+    let (st, _) = s.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+}
