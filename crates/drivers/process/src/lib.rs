@@ -66,6 +66,20 @@ struct ProcessData {
 }
 
 impl ProcessData {
+    fn new(pid: i32, listen: Listen, instance_id: InstanceId, log: PathBuf) -> Self {
+        let (socket, port) = match listen {
+            Listen::Socket(path) => (Some(path), 0),
+            Listen::Port(port) => (None, port),
+        };
+        ProcessData {
+            pid,
+            socket,
+            port,
+            instance_id,
+            log,
+        }
+    }
+
     /// Where the gateway reaches the runtime.
     fn endpoint(&self) -> String {
         match &self.socket {
@@ -78,12 +92,26 @@ impl ProcessData {
 /// The longest socket path used: a unix socket address holds 107 bytes.
 const MAX_SOCKET_PATH: usize = 100;
 
-/// Where a runtime listens: the arguments that say so, and the handle's
-/// fields for them.
+/// Where a runtime listens.
 #[derive(Debug, Clone, PartialEq)]
 enum Listen {
     Socket(PathBuf),
     Port(u16),
+}
+
+impl Listen {
+    /// The `paddock runtime` arguments that say so.
+    fn args(&self) -> Vec<std::ffi::OsString> {
+        match self {
+            Listen::Socket(path) => vec!["--socket".into(), path.into()],
+            Listen::Port(port) => vec![
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string().into(),
+            ],
+        }
+    }
 }
 
 /// Runs instances as local child processes.
@@ -305,15 +333,7 @@ impl ComputeDriver for ProcessDriver {
         } else {
             Listen::Port(free_port()?)
         };
-        let listen_args: Vec<std::ffi::OsString> = match &listen {
-            Listen::Socket(path) => vec!["--socket".into(), path.into()],
-            Listen::Port(port) => vec![
-                "--host".into(),
-                "127.0.0.1".into(),
-                "--port".into(),
-                port.to_string().into(),
-            ],
-        };
+        let listen_args = listen.args();
         let data = ProcessData::new(0, listen, spec.instance_id.clone(), log_path);
         {
             use std::io::Write;
@@ -445,22 +465,6 @@ impl ComputeDriver for ProcessDriver {
             }
         }
         Ok(alive)
-    }
-}
-
-impl ProcessData {
-    fn new(pid: i32, listen: Listen, instance_id: InstanceId, log: PathBuf) -> Self {
-        let (socket, port) = match listen {
-            Listen::Socket(path) => (Some(path), 0),
-            Listen::Port(port) => (None, port),
-        };
-        ProcessData {
-            pid,
-            socket,
-            port,
-            instance_id,
-            log,
-        }
     }
 }
 
