@@ -39,7 +39,11 @@ impl Activity {
     /// [`Activity::begin`] with the time already read.
     pub fn begin_at(&self, id: &InstanceId, now: Timestamp) -> ActivityGuard {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let e = map.entry(id.clone()).or_default();
+        // Looked up before inserting, so the id is copied only the first time.
+        let e = match map.get_mut(id) {
+            Some(e) => e,
+            None => map.entry(id.clone()).or_default(),
+        };
         e.inflight += 1;
         e.last = Some(now);
         ActivityGuard {

@@ -49,11 +49,9 @@ impl Metrics {
     /// and status are seen.
     pub(crate) fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), RouteStats::default());
-        }
-        let Some(stats) = routes.get_mut(route) else {
-            return;
+        let stats = match routes.get_mut(route) {
+            Some(stats) => stats,
+            None => routes.entry(route.to_owned()).or_default(),
         };
         match stats
             .counts
