@@ -231,6 +231,11 @@ impl Config {
         Ok(())
     }
 
+    /// [`Config::client_timeout_secs`] as a duration (at least a second).
+    pub fn client_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.client_timeout_secs.max(1))
+    }
+
     /// The model store instances load from.
     pub fn models_dir(&self) -> PathBuf {
         self.models_dir
