@@ -183,7 +183,7 @@ impl Connection {
         let mut ubuf = BytesMut::with_capacity(8192);
         // Waits for a shutdown; made once, so that it stays registered.
         let mut shutdown = std::pin::pin!(closing(self.close.clone()));
-        let patience = Duration::from_secs(self.state.config.client_timeout_secs.max(1));
+        let patience = self.state.config.client_timeout();
         loop {
             // Set when this request first has to be waited for.
             let mut deadline = None;
@@ -285,9 +285,7 @@ impl Connection {
         let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(
-                self.state.config.client_timeout_secs.max(1),
-            ))
+            .header_read_timeout(self.state.config.client_timeout())
             .serve_connection(io, service)
             .with_upgrades();
         let mut conn = std::pin::pin!(conn);
@@ -362,9 +360,9 @@ impl Connection {
                 route
             }
         };
-        let route = route.clone();
+        let mut route = route.clone();
         // A ready route has an endpoint; resolved before anything is taken.
-        let Some(upstream) = route.upstream.clone() else {
+        let Some(upstream) = route.upstream.take() else {
             return Outcome::Decline;
         };
         // Taken: from here on the request is answered on this connection.
@@ -600,7 +598,7 @@ struct Exchange<'a> {
     state: &'a AppState,
     p: &'a Principal,
     route: Route,
-    /// The route's endpoint.
+    /// The route's endpoint, taken out of `route`.
     upstream: Upstream,
     label: &'static str,
     /// The path usage is recorded under.
@@ -629,14 +627,13 @@ impl Exchange<'_> {
         slot: &mut UpstreamSlot,
     ) -> Outcome {
         let state = self.state;
-        let upstream = self.upstream.clone();
         let started = self.started;
         let now = state.clock.now();
         let guard = state.activity.begin_at(&self.route.instance_id, now);
         let (mut client_rx, mut client_tx) = tcp.split();
         ubuf.clear();
         let sent = self
-            .send(&upstream, request, ubuf, &mut client_rx, pipelined, slot)
+            .send(request, ubuf, &mut client_rx, pipelined, slot)
             .await;
         let (mut up, head) = match sent {
             Ok(v) => v,
@@ -728,7 +725,7 @@ impl Exchange<'_> {
         if upstream_keep_alive && ubuf.is_empty() && !matches!(framing, Framing::UntilClose) {
             // Kept on this connection for its next request; the one it
             // replaces (another server's) goes back to the pool.
-            if let Some((other, stream)) = slot.replace((upstream, up)) {
+            if let Some((other, stream)) = slot.replace((self.upstream, up)) {
                 state.upstream.release_stream(&other, stream);
             }
         }
@@ -750,7 +747,6 @@ impl Exchange<'_> {
     /// before answering is replaced by a fresh one.
     async fn send(
         &self,
-        upstream: &Upstream,
         request: &[u8],
         ubuf: &mut BytesMut,
         client: &mut ReadHalf<'_>,
@@ -758,6 +754,7 @@ impl Exchange<'_> {
         slot: &mut UpstreamSlot,
     ) -> Result<(Stream, ResponseHead), Failed> {
         let pool = &self.state.upstream;
+        let upstream = &self.upstream;
         let mut kept = match slot.take() {
             Some((u, stream)) if u == *upstream => Some(stream),
             other => {
