@@ -57,8 +57,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             // Pages are read from a memory map rather than with a read
-            // call each (the usage writer re-reads the index pages another
-            // connection changed).
+            // call each (a pooled connection re-reads the pages another
+            // one changed, such as the usage tables' last pages).
             .pragma("mmap_size", "268435456")
             .pragma("wal_autocheckpoint", "10000");
         let pool = SqlitePoolOptions::new()
