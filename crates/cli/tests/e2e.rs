@@ -547,3 +547,59 @@ async fn process_driver_conformance_on_a_port_when_the_socket_path_is_too_long()
         .join("a-data-directory-whose-path-is-too-long-for-a-unix-socket-address");
     process_driver_conformance_under(&root, "http://127.0.0.1:").await;
 }
+
+/// A burst far larger than the model server's sequences completes: the
+/// gateway queues what the model server cannot take at once (it used to
+/// pass all of it on, and the model server refused what its own queue did
+/// not hold), and the control plane stays responsive meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_chats_is_queued_not_refused() {
+    const BURST: usize = 300;
+    let s = TestServer::start_with_runtime(bin()).await;
+    let token = s.user_token("ana@example.com").await;
+    let key = s.api_key(&token, "burst").await;
+    let id = s.deploy_gemma(&token, 0.0).await;
+    s.wait_status(&token, &id, "RUNNING", 120).await;
+
+    let started = std::time::Instant::now();
+    let chats = futures::future::join_all((0..BURST).map(|i| {
+        // One connection per request, as 300 separate clients would.
+        let client = reqwest::Client::new();
+        let (url, key) = (s.url.clone(), key.clone());
+        async move {
+            let resp = client
+                .post(format!("{url}/api/chat"))
+                .bearer_auth(&key)
+                .json(&json!({"model": "gemma3:270m", "messages": [{"role": "user", "content": format!("Count to {i}")}], "stream": false, "options": {"num_predict": 4, "seed": 1}}))
+                .send()
+                .await
+                .expect("an answer");
+            resp.status()
+        }
+    }));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let health = async {
+        let mut slowest = Duration::ZERO;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let t = std::time::Instant::now();
+            let st = s.client.get(format!("{}/healthz", s.url)).send().await;
+            assert!(st.is_ok_and(|r| r.status() == StatusCode::OK));
+            slowest = slowest.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        slowest
+    };
+    let chats = async {
+        let statuses = chats.await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        statuses
+    };
+    let (statuses, slowest_health) = tokio::join!(chats, health);
+    let failed: Vec<_> = statuses.iter().filter(|s| !s.is_success()).collect();
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
+    eprintln!(
+        "burst: {BURST} chats in {:.1} s, slowest /healthz meanwhile {:.1} ms",
+        started.elapsed().as_secs_f64(),
+        slowest_health.as_secs_f64() * 1000.0
+    );
+}

@@ -69,6 +69,17 @@ pub struct Config {
     /// the wait between requests on a kept-alive connection, seconds. A
     /// connection that takes longer is closed.
     pub client_timeout_secs: u64,
+    /// Client connections served at once; further ones wait in the
+    /// listen backlog until one closes [default: half the open-file limit
+    /// less 256, since a proxied request also holds a connection to its
+    /// model server; the limit is first raised to its hard maximum].
+    pub max_connections: Option<usize>,
+    /// Gateway requests that may wait per instance for a free sequence of
+    /// its model server; past that they are answered 503 at once.
+    pub queue_per_instance: usize,
+    /// How long a gateway request waits for a free sequence before it is
+    /// answered 503 with Retry-After, seconds.
+    pub queue_timeout_secs: u64,
     /// Price per vCPU-hour charged for CPU instances on the local machine
     /// (0 by default: your own hardware). GPU sizes use their list price.
     pub local_cpu_hour_usd: f64,
@@ -111,6 +122,9 @@ impl Default for Config {
             login_lockout_secs: 30,
             body_limit_bytes: 2 * 1024 * 1024,
             client_timeout_secs: 60,
+            max_connections: None,
+            queue_per_instance: 512,
+            queue_timeout_secs: 60,
             local_cpu_hour_usd: 0.0,
             allow_signup: true,
             runtime_binary: None,
@@ -214,6 +228,10 @@ impl Config {
         env!(login_lockout_secs, parse);
         env!(body_limit_bytes, parse);
         env!(client_timeout_secs, parse);
+        env!(max_connections, |name: &str, v: &str| parse(name, v)
+            .map(Some));
+        env!(queue_per_instance, parse);
+        env!(queue_timeout_secs, parse);
         env!(local_cpu_hour_usd, parse);
         env!(allow_signup, parse);
         env!(runtime_binary, |_: &str, v: &str| Ok::<_, ConfigError>(
@@ -234,6 +252,11 @@ impl Config {
     /// [`Config::client_timeout_secs`] as a duration (at least a second).
     pub fn client_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.client_timeout_secs.max(1))
+    }
+
+    /// [`Config::queue_timeout_secs`] as a duration.
+    pub fn queue_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.queue_timeout_secs)
     }
 
     /// The model store instances load from.

@@ -34,6 +34,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
@@ -133,6 +137,11 @@ impl IntoResponse for ApiError {
             self.json_body(),
         )
             .into_response();
+        if let ApiError::RequestTimeout(_) = &self {
+            // The rest of the request is not coming: the connection ends.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::TooManyRequests { retry_after, .. }
         | ApiError::Unavailable { retry_after, .. } = &self
         {
@@ -198,8 +207,32 @@ where
     }
 }
 
+/// The error for a request body that could not be read: 413 when it is
+/// over the limit, 408 when it did not arrive in time, else 400 saying
+/// what was wrong with it (a bad chunk size, say).
+pub fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    let mut cause = Some(e);
+    let mut innermost = e;
+    while let Some(err) = cause {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge(
+                "the request body is larger than the server accepts".into(),
+            );
+        }
+        if err.is::<crate::client_io::BodyTimedOut>() {
+            return ApiError::RequestTimeout(format!("{err}; send it faster"));
+        }
+        innermost = err;
+        cause = err.source();
+    }
+    ApiError::BadRequest(format!("the request body could not be read: {innermost}"))
+}
+
 /// Maps axum's JSON rejection onto our error shape.
 pub fn json_rejection(rej: JsonRejection) -> ApiError {
+    if let JsonRejection::BytesRejection(e) = &rej {
+        return body_error(e);
+    }
     let status = rej.status();
     let text = rej.body_text();
     match status {

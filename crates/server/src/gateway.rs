@@ -10,6 +10,7 @@
 //! that disconnects drops the upstream request, which frees the model's
 //! sequence.
 
+use crate::activity::{Busy, Sequence};
 use crate::api::instances::visible_instance;
 use crate::auth::extract::Auth;
 use crate::error::ApiError;
@@ -57,6 +58,24 @@ pub const BY_MODEL_ROUTES: [&str; 8] = [
 /// [`crate::fastpath`]).
 pub const PER_INSTANCE_ROUTE: &str = "/models/{instance_id}/{*rest}";
 
+/// The model server routes answered to GET (also under `/models/<id>/`).
+const GET_ROUTES: [&str; 4] = ["/api/tags", "/api/ps", "/api/version", "/v1/models"];
+
+/// The route a request to one instance is recorded under in usage, from
+/// the model server's path (`/api/chat?x=1`, as sent, not decoded): the
+/// path itself when it is one of the gateway's API routes, else
+/// [`PER_INSTANCE_ROUTE`]. Both doors record the same bounded set of
+/// strings; the instance id is a column of its own.
+pub(crate) fn instance_usage_route(path: &str) -> &'static str {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    BY_MODEL_ROUTES
+        .iter()
+        .chain(GET_ROUTES.iter())
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or(PER_INSTANCE_ROUTE)
+}
+
 /// The gateway's routes.
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
@@ -64,15 +83,22 @@ pub fn router() -> Router<AppState> {
         router = router.route(path, post(by_model));
     }
     router
-        .route("/api/tags", get(tags))
-        .route("/api/ps", get(ps))
-        .route("/api/version", get(version))
-        .route("/v1/models", get(v1_models))
+        .route(GET_ROUTES[0], get(tags))
+        .route(GET_ROUTES[1], get(ps))
+        .route(GET_ROUTES[2], get(version))
+        .route(GET_ROUTES[3], get(v1_models))
         .route(PER_INSTANCE_ROUTE, any(per_instance))
 }
 
 async fn version() -> Json<Value> {
     Json(json!({ "version": OLLAMA_COMPAT_VERSION }))
+}
+
+/// A gateway request's whole body, at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| crate::error::body_error(&e))
 }
 
 /// Only the `model` field of a request body; the rest is skipped unparsed.
@@ -224,11 +250,7 @@ async fn by_model(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge("the request body is larger than the server accepts".into())
-        })?;
+    let body = read_body(body, state.config.body_limit_bytes).await?;
     let model = model_from_body(&body)?;
     let route = pick(&state, &p, &model).await?;
     let path = parts
@@ -277,30 +299,34 @@ async fn per_instance(
             "instance endpoints serve the Ollama API under api/ and the OpenAI API under v1/",
         ));
     }
+    // The body is read before any wake: the client has sent it, and its
+    // time limit does not stretch over the wake.
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, state.config.body_limit_bytes).await?;
     // Woken only once the request is known to be allowed.
     let route = if route.is_ready() {
         route
     } else {
         Route::from(&wake_instance(&state, &route.instance_id).await?)
     };
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, state.config.body_limit_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::PayloadTooLarge("the request body is larger than the server accepts".into())
-        })?;
-    let path_only = format!("/{rest}");
-    let path = match parts.uri.query() {
-        Some(q) => format!("{path_only}?{q}"),
-        None => path_only.clone(),
-    };
+    // The model server's path as the client sent it (as the fast path
+    // forwards it), after `/models/<id>`.
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |pq| pq.as_str())
+        .strip_prefix("/models/")
+        .and_then(|p| p.find('/').map(|at| &p[at..]))
+        .unwrap_or("/")
+        .to_owned();
+    let label = instance_usage_route(&path);
     forward(
         &state,
         &p,
         route,
         parts.method,
         &path,
-        &path_only,
+        label,
         &parts.headers,
         body,
     )
@@ -326,8 +352,11 @@ async fn forward(
             retry_after: 2,
         })?;
     let now = state.clock.now();
-    let guard = state.activity.begin_at(&route.instance_id, now);
+    let mut guard = state.activity.begin_at(&route.instance_id, now);
     let started = Instant::now();
+    if runs_model(route_label) {
+        guard.hold(sequence(state, &route.instance_id).await?);
+    }
     let uri: axum::http::Uri = path
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("invalid path: {e}")))?;
@@ -340,12 +369,11 @@ async fn forward(
     let req = req
         .body(Body::from(body))
         .map_err(|e| ApiError::Internal(format!("building the upstream request: {e}")))?;
-    let (resp, lease) = state.upstream.send(upstream, req).await.map_err(|e| {
-        ApiError::BadGateway(format!(
-            "instance {} did not answer: {e}",
-            route.instance_id
-        ))
-    })?;
+    let (resp, lease) = state
+        .upstream
+        .send(upstream, req)
+        .await
+        .map_err(|e| upstream_failed(&route.instance_id, &e))?;
     let (parts, incoming) = resp.into_parts();
     let status = parts.status;
     let mut out = Response::builder().status(status);
@@ -372,6 +400,62 @@ async fn forward(
         lease: Some(lease),
     }))
     .map_err(|e| ApiError::Internal(format!("building the response: {e}")))
+}
+
+/// Whether a request recorded under `route` (a by-model route, or what
+/// [`instance_usage_route`] gives) runs the model, and so needs one of the
+/// model server's sequences: everything but `/api/show` and the GET routes.
+pub(crate) fn runs_model(route: &str) -> bool {
+    route != "/api/show" && BY_MODEL_ROUTES.contains(&route)
+}
+
+/// The 503 for a request that got no sequence of `instance`.
+pub(crate) fn busy(state: &AppState, instance: &InstanceId, why: Busy) -> ApiError {
+    state
+        .metrics
+        .queue_rejected
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let message = match why {
+        Busy::Full => format!(
+            "instance {instance} is busy: {} requests are already waiting for it; retry shortly or deploy another instance of the model",
+            state.config.queue_per_instance
+        ),
+        Busy::TimedOut => format!(
+            "instance {instance} is busy: no sequence came free within {} s; retry shortly or deploy another instance of the model",
+            state.config.queue_timeout_secs
+        ),
+    };
+    ApiError::Unavailable {
+        message,
+        retry_after: 2,
+    }
+}
+
+/// A sequence of the instance for a request that runs the model: at once
+/// if one is free, else after waiting in the instance's queue.
+pub(crate) async fn sequence(
+    state: &AppState,
+    instance: &InstanceId,
+) -> Result<Sequence, ApiError> {
+    if let Some(seq) = state.activity.try_sequence(instance) {
+        return Ok(seq);
+    }
+    let deadline = tokio::time::Instant::now() + state.config.queue_timeout();
+    state
+        .activity
+        .wait_sequence(instance, deadline)
+        .await
+        .map_err(|why| busy(state, instance, why))
+}
+
+/// The 502 for a model server that did not answer properly. What went
+/// wrong is logged, not told: it names paths on this host (the instance's
+/// socket) that are no business of the client's.
+pub(crate) fn upstream_failed(instance: &InstanceId, why: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(%instance, error = %why, "model server did not answer");
+    ApiError::BadGateway(format!(
+        "the model server of instance {instance} did not answer; try again, and if it persists see the instance's logs"
+    ))
 }
 
 /// What is recorded when a proxied response ends.
@@ -415,6 +499,17 @@ impl Meter {
             tail: Tail::default(),
             _guard: guard,
         }
+    }
+
+    /// The instance the response comes from.
+    pub(crate) fn instance_id(&self) -> &InstanceId {
+        &self.record.instance_id
+    }
+
+    /// Records `status` instead of the model server's (paddock answered
+    /// something else in its place).
+    pub(crate) fn set_status(&mut self, status: u16) {
+        self.record.status = status;
     }
 
     /// Keeps the end of the response body to read the counts from.

@@ -9,6 +9,7 @@ pub mod activity;
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod client_io;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -24,7 +25,7 @@ pub mod upstream;
 pub mod usage;
 pub mod web;
 
-use crate::activity::Activity;
+use crate::activity::{Activity, Queueing};
 use crate::auth::builtin::{BuiltinIdentity, BuiltinSettings};
 use crate::auth::secrets;
 use crate::cache::Caches;
@@ -98,12 +99,16 @@ pub async fn build_state(config: Config, services: Services) -> Result<AppState,
         },
     ));
     let store = services.store;
+    let queueing = Queueing {
+        sequences: config.runtime_parallel as usize,
+        max_waiting: u32::try_from(config.queue_per_instance).unwrap_or(u32::MAX),
+    };
     let state = AppState::new(Inner {
         config,
         store: store.clone(),
         identity,
         compute: ComputeTable::builtin(),
-        activity: Activity::new(services.clock.clone()),
+        activity: Activity::with_queueing(services.clock.clone(), queueing),
         clock: services.clock,
         reconciler: ReconcilerHandle::default(),
         driver: services.driver,
@@ -209,7 +214,16 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     }));
     let usage = state.usage.clone();
-    fastpath::serve_connections(listener, state.clone(), app(state), shutdown).await;
+    let max_connections = fastpath::connection_limit(state.config.max_connections);
+    tracing::info!(max_connections, "serving connections");
+    fastpath::serve_connections(
+        listener,
+        state.clone(),
+        app(state),
+        max_connections,
+        shutdown,
+    )
+    .await;
     // The requests that finished are in the store before the process ends.
     usage.flush().await;
     // Instances keep running across a control-plane restart; the next

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub wakes: AtomicU64,
     pub failures: AtomicU64,
     pub restarts: AtomicU64,
+    /// Gateway requests refused for want of a model server sequence.
+    pub queue_rejected: AtomicU64,
 }
 
 impl Metrics {
@@ -173,6 +175,11 @@ pub async fn render(State(state): State<AppState>) -> Response {
             "Failed instances restarted.",
             &m.restarts,
         ),
+        (
+            "paddock_gateway_queue_rejected_total",
+            "Gateway requests answered 503 because no model server sequence came free (queue full or wait too long).",
+            &m.queue_rejected,
+        ),
     ];
     for (name, help, v) in counters {
         let _ = writeln!(
@@ -181,6 +188,17 @@ pub async fn render(State(state): State<AppState>) -> Response {
             v.load(Ordering::Relaxed)
         );
     }
+    let (waits, waited_us) = state.activity.waits();
+    let _ = writeln!(
+        out,
+        "# HELP paddock_gateway_queue_waiting Gateway requests waiting for a free model server sequence.\n# TYPE paddock_gateway_queue_waiting gauge\npaddock_gateway_queue_waiting {}",
+        state.activity.waiting()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP paddock_gateway_queue_wait_seconds Time gateway requests waited for a free model server sequence (those that had to wait).\n# TYPE paddock_gateway_queue_wait_seconds summary\npaddock_gateway_queue_wait_seconds_sum {}\npaddock_gateway_queue_wait_seconds_count {waits}",
+        waited_us as f64 / 1e6
+    );
     out.push_str("# HELP paddock_instances Instances by state.\n# TYPE paddock_instances gauge\n");
     let mut by_state: HashMap<InstanceState, u64> = HashMap::new();
     if let Ok(all) = state.store.list_instances(None).await {

@@ -95,6 +95,21 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
+impl Stream {
+    /// Whether the stream still looks usable for a next request: the model
+    /// server has not closed it, nor sent anything unasked. This reads
+    /// nothing unless the stream has become readable, so on a live idle
+    /// stream it costs no system call.
+    pub fn is_open(&self) -> bool {
+        let mut byte = [0u8; 1];
+        let read = match self {
+            Stream::Tcp(s) => s.try_read(&mut byte),
+            Stream::Unix(s) => s.try_read(&mut byte),
+        };
+        matches!(read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -228,11 +243,9 @@ impl Keep for Conn {
     }
 }
 
-/// A raw stream's state is only learnt by using it: a reused one that
-/// turns out closed is retried on a fresh one (see the fast path).
 impl Keep for Stream {
     fn is_open(&self) -> bool {
-        true
+        Stream::is_open(self)
     }
 }
 

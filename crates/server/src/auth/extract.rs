@@ -83,11 +83,19 @@ async fn authenticate_cookie(
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+    let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+    let value = values.next().ok_or_else(|| {
         ApiError::Unauthorized(
             "sign in first: send `Authorization: Bearer <access token or API key>`".into(),
         )
     })?;
+    if values.next().is_some() {
+        // Which one would count is ambiguous (a proxy in front may have
+        // checked the other): refuse rather than pick.
+        return Err(ApiError::BadRequest(
+            "send one Authorization header, not several".into(),
+        ));
+    }
     let value = value
         .to_str()
         .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
