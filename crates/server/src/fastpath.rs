@@ -1416,6 +1416,11 @@ mod tests {
             ("Host: x", "Expect: 100-continue"),
             ("Host: x", "Connection: upgrade"),
             ("Host: x", "Content-Length: 25"),
+            ("Content-Length: 24", "Content-Length: +24"),
+            ("Content-Length: 24", "Content-Length: 24\u{a0}"),
+            ("Content-Length: 24", "Content-Length: 0x18"),
+            ("Content-Length: 24", "Content-Length: 2 4"),
+            ("Content-Length: 24", "Content-Length: "),
         ] {
             assert_eq!(with(from, to), Parsed::Decline, "{from} -> {to}");
         }
@@ -1428,6 +1433,23 @@ mod tests {
             panic!("not taken");
         };
         assert!(!req.keep_alive);
+    }
+
+    #[test]
+    fn content_lengths_are_digits_only() {
+        assert_eq!(content_length::<u64>(b"24"), Some(24));
+        assert_eq!(content_length::<u64>(b" \t24 "), Some(24));
+        for bad in [
+            &b""[..],
+            b" ",
+            b"+24",
+            b"-1",
+            b"24\xc2\xa0",
+            b"2 4",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(content_length::<u64>(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
