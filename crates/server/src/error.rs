@@ -230,10 +230,12 @@ pub fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
 
 /// Maps axum's JSON rejection onto our error shape.
 pub fn json_rejection(rej: JsonRejection) -> ApiError {
-    if let JsonRejection::BytesRejection(e) = &rej {
-        return body_error(e);
-    }
     let status = rej.status();
+    if let JsonRejection::BytesRejection(e) = &rej {
+        if status != StatusCode::PAYLOAD_TOO_LARGE {
+            return body_error(e);
+        }
+    }
     let text = rej.body_text();
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => {
