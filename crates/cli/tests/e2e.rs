@@ -178,15 +178,7 @@ async fn deploy_chat_meter_and_stop() {
     assert!(!logs["lines"].as_array().unwrap().is_empty(), "{logs}");
 
     // Metrics count it.
-    let m = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics().await;
     assert!(m.contains("paddock_instances{state=\"RUNNING\"} 1"), "{m}");
     assert!(m.contains("route=\"/api/chat\""), "{m}");
 
@@ -365,15 +357,7 @@ async fn idle_instances_sleep_and_wake_on_the_next_request() {
         .count();
     assert_eq!(wakes, 1, "{v}");
     assert_eq!(runtime_pids(&s.data_dir).len(), 1);
-    let m = s
-        .client
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics().await;
     assert!(m.contains("paddock_instance_wakes_total 1"), "{m}");
 }
 

@@ -95,6 +95,21 @@ impl ClientIo {
         }
     }
 
+    /// After a write was polled: a pending one waits out the stall limit,
+    /// a finished one disarms it and ends the request being read.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        if polled.is_pending() {
+            return self.poll_stall(cx);
+        }
+        self.stalled = None;
+        self.clock.wrote_some();
+        polled
+    }
+
     /// Waits out a write the client takes nothing of: an error once it has
     /// waited `patience`.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
@@ -139,14 +154,8 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending => self.poll_stall(cx),
-            ready => {
-                self.stalled = None;
-                self.clock.wrote_some();
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -154,14 +163,8 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.poll_stall(cx),
-            ready => {
-                self.stalled = None;
-                self.clock.wrote_some();
-                ready
-            }
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

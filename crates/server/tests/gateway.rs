@@ -422,15 +422,7 @@ async fn a_burst_waits_for_free_sequences_in_a_bounded_queue() {
     assert_eq!(statuses, [200, 200, 503]);
     assert!(started.elapsed() >= Duration::from_secs(2));
 
-    let metrics =
-        f.s.client
-            .get(format!("{}/metrics", f.s.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let metrics = f.s.metrics().await;
     assert!(
         metrics.contains("paddock_gateway_queue_waiting 0"),
         "{metrics}"
