@@ -153,6 +153,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             models_dir: config.models_dir(),
             parallel: config.runtime_parallel,
             extra_args: Vec::new(),
+            keep_on_shutdown: config.keep_instances_on_shutdown,
         },
     ));
     paddock_server::serve(

@@ -2,6 +2,7 @@
 //! runtime, the server in-process (so the test can move its clock), real
 //! HTTP clients and the official Python clients.
 
+use paddock_server::config::Config;
 use paddock_server::testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -243,7 +244,10 @@ async fn a_killed_runtime_fails_and_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_adopts_running_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || with_runtime(test_config(dir.path()), bin());
+    let config = || Config {
+        keep_instances_on_shutdown: true,
+        ..with_runtime(test_config(dir.path()), bin())
+    };
     let s = TestServer::start_in(dir.path(), config()).await;
     let token = s.user_token("ana@example.com").await;
     let key = s.api_key(&token, "k").await;
@@ -486,7 +490,11 @@ print("python clients ok")
 /// The process driver under the shared driver conformance suite, with its
 /// runtime on a unix socket (the usual case) or, where the socket's path
 /// would be too long, on a loopback port.
-async fn process_driver_conformance_under(root: &std::path::Path, want_prefix: &'static str) {
+async fn process_driver_conformance_under(
+    root: &std::path::Path,
+    want_prefix: &'static str,
+    keep_on_shutdown: bool,
+) {
     use paddock_core::compute::ComputeSpec;
     use paddock_core::driver::LaunchSpec;
     use paddock_driver_process::{ProcessDriver, ProcessDriverConfig};
@@ -496,6 +504,7 @@ async fn process_driver_conformance_under(root: &std::path::Path, want_prefix: &
         models_dir: test_model_store(bin()),
         parallel: 2,
         extra_args: Vec::new(),
+        keep_on_shutdown,
     });
     let spec = LaunchSpec {
         instance_id: paddock_core::InstanceId::new("i-conformance"),
@@ -536,7 +545,7 @@ async fn process_driver_conformance_under(root: &std::path::Path, want_prefix: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_driver_conformance() {
     let dir = tempfile::tempdir().unwrap();
-    process_driver_conformance_under(dir.path(), "unix:/").await;
+    process_driver_conformance_under(dir.path(), "unix:/", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,5 +554,6 @@ async fn process_driver_conformance_on_a_port_when_the_socket_path_is_too_long()
     let root = dir
         .path()
         .join("a-data-directory-whose-path-is-too-long-for-a-unix-socket-address");
-    process_driver_conformance_under(&root, "http://127.0.0.1:").await;
+    // Also the other setting of the shutdown step (keep, not end).
+    process_driver_conformance_under(&root, "http://127.0.0.1:", true).await;
 }
