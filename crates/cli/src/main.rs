@@ -136,6 +136,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         return Ok(());
     }
     init_tracing();
+    let shutdown = shutdown_signal()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let store = std::sync::Arc::new(
         paddock_store_sqlite::SqliteStore::open(&config.data_dir.join("paddock.db")).await?,
@@ -153,41 +154,45 @@ async fn serve(args: ServeArgs) -> Result<()> {
             models_dir: config.models_dir(),
             parallel: config.runtime_parallel,
             extra_args: Vec::new(),
+            keep_on_shutdown: config.keep_instances_on_shutdown,
         },
     ));
     paddock_server::serve(
         config,
         paddock_server::Services::new(store, driver),
         listener,
-        shutdown_signal(),
+        shutdown,
     )
     .await?;
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves at the first Ctrl-C (SIGINT) or SIGTERM. The handlers are
+/// installed when this is called, not when the future is first polled: a
+/// signal that arrives while the server is still starting then stops it
+/// gracefully too, instead of ending paddock at once and leaving the model
+/// servers it launched behind.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            tracing::info!(signal = name, "shutting down");
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
     }
-    tracing::info!("shutting down");
 }
 
 #[tokio::main]

@@ -1,12 +1,15 @@
 //! End to end on the real test model: the real `paddock` binary as the
-//! runtime, the server in-process (so the test can move its clock), real
-//! HTTP clients and the official Python clients.
+//! runtime, the server in-process (so the test can move its clock) or, to
+//! signal it, as `paddock serve` in a process of its own, real HTTP clients
+//! and the official Python clients.
 
+use nix::sys::signal::Signal;
+use paddock_server::config::Config;
 use paddock_server::testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn bin() -> &'static Path {
@@ -235,7 +238,10 @@ async fn a_killed_runtime_fails_and_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_adopts_running_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || with_runtime(test_config(dir.path()), bin());
+    let config = || Config {
+        keep_instances_on_shutdown: true,
+        ..with_runtime(test_config(dir.path()), bin())
+    };
     let s = TestServer::start_in(dir.path(), config()).await;
     let token = s.user_token("ana@example.com").await;
     let key = s.api_key(&token, "k").await;
@@ -296,6 +302,252 @@ async fn a_restarted_server_adopts_running_instances() {
     s.wait_status(&token, &id, "STOPPED", 30).await;
     assert!(runtime_pids(dir.path()).is_empty());
     kill_runtimes_under(dir.path());
+}
+
+/// `paddock serve` as a user runs it: the real binary in a process of its
+/// own (so the test can signal it), on a data directory, with the test
+/// model store, its log in `serve-N.log` beside the data.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+    client: reqwest::Client,
+    data_dir: PathBuf,
+}
+
+impl Serve {
+    /// Starts `paddock serve` with extra environment `env` and waits until
+    /// it listens.
+    async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Serve {
+        let logs = std::fs::read_dir(data_dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+            })
+            .count();
+        let log_path = data_dir.join(format!("serve-{}.log", logs + 1));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = std::process::Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("PADDOCK_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("PADDOCK_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("PADDOCK_MODELS_DIR", test_model_store(bin()))
+            .env("PADDOCK_RECONCILE_INTERVAL_MS", "200")
+            .env("PADDOCK_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
+            .current_dir(data_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut serve = Serve {
+            child,
+            url: String::new(),
+            client: reqwest::Client::new(),
+            data_dir: data_dir.to_owned(),
+        };
+        for _ in 0..300 {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("paddock listening")) {
+                let url = line.split_once("url=").expect("url in the log line").1;
+                serve.url = url.split_whitespace().next().unwrap().to_owned();
+                return serve;
+            }
+            assert!(
+                serve.child.try_wait().unwrap().is_none(),
+                "paddock serve exited:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("paddock serve did not listen; see {}", log_path.display());
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let mut req = self.client.request(method, format!("{}{path}", self.url));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// The admin's access token (valid across restarts: same signing key).
+    async fn admin_token(&self) -> String {
+        let v = self
+            .call(
+                Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+            )
+            .await;
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn deploy_gemma(&self, token: &str) -> String {
+        let v = self
+            .call(
+                Method::POST,
+                "/api/models/deploy",
+                Some(token),
+                Some(json!({"model_name": "gemma3:270m", "fargate_resources": {"cpu": 1024, "memory": 2048}, "idle_timeout_minutes": 0})),
+            )
+            .await;
+        v["instance_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn wait_status(&self, token: &str, id: &str, status: &str) -> Value {
+        for _ in 0..1200 {
+            let v = self
+                .call(
+                    Method::GET,
+                    &format!("/api/instances/{id}"),
+                    Some(token),
+                    None,
+                )
+                .await;
+            if v["status"] == status {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{id} did not become {status}");
+    }
+
+    /// Sends `signal` and waits for paddock to exit; returns how it exited.
+    /// (Dropping a `Serve` ends the runtimes under its data directory, so a
+    /// test keeps it until its checks are done.)
+    async fn stop(&mut self, signal: Signal) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("paddock serve did not exit within 30 s of {signal}");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // Leave nothing behind when a test fails.
+        if self.child.try_wait().is_ok_and(|s| s.is_none()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        kill_runtimes_under(&self.data_dir);
+    }
+}
+
+/// The states an instance went through, with their reasons.
+fn history(v: &Value) -> Vec<(String, String)> {
+    v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["to"].as_str().unwrap().to_owned(),
+                t["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Ctrl-C (or SIGTERM) on `paddock serve` ends the model servers it runs:
+/// none is left with no gateway in front of it. The instance keeps its
+/// desired state, and the next start on the same data directory launches
+/// it again, not as a crash to restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_ends_the_model_servers_and_the_next_start_relaunches_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(dir.path(), &[]).await;
+    let token = serve.admin_token().await;
+    let id = serve.deploy_gemma(&token).await;
+    serve.wait_status(&token, &id, "RUNNING").await;
+    let before = runtime_pids(dir.path());
+    assert_eq!(before.len(), 1);
+
+    let exit = serve.stop(Signal::SIGINT).await;
+    assert!(exit.success(), "{exit}");
+    assert!(
+        runtime_pids(dir.path()).is_empty(),
+        "a model server outlived paddock serve"
+    );
+
+    let mut serve = Serve::start(dir.path(), &[]).await;
+    let v = serve.wait_status(&token, &id, "RUNNING").await;
+    assert_eq!(v["restart_count"], 0, "{v}");
+    let h = history(&v);
+    assert!(
+        h.iter().all(|(to, _)| to != "FAILED"),
+        "counted as a crash: {h:?}"
+    );
+    let stopped = h
+        .iter()
+        .position(|(to, why)| to == "PENDING" && why == "paddock stopped")
+        .unwrap_or_else(|| panic!("no record of the stop: {h:?}"));
+    let after: Vec<&str> = h[stopped..].iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(after, ["PENDING", "STARTING", "RUNNING"]);
+    let relaunched = runtime_pids(dir.path());
+    assert_eq!(relaunched.len(), 1);
+    assert_ne!(relaunched, before);
+
+    // SIGTERM (a service manager's stop) does the same.
+    let exit = serve.stop(Signal::SIGTERM).await;
+    assert!(exit.success(), "{exit}");
+    assert!(runtime_pids(dir.path()).is_empty());
+}
+
+/// With `keep_instances_on_shutdown`, a graceful stop leaves the model
+/// servers running and the next start adopts them: the same process, no
+/// relaunch, no gap for requests beyond the control plane's own restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_model_servers_outlive_a_graceful_stop_and_are_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = [("PADDOCK_KEEP_INSTANCES_ON_SHUTDOWN", "true")];
+    let mut serve = Serve::start(dir.path(), &keep).await;
+    let token = serve.admin_token().await;
+    let id = serve.deploy_gemma(&token).await;
+    serve.wait_status(&token, &id, "RUNNING").await;
+    let before = runtime_pids(dir.path());
+    assert_eq!(before.len(), 1);
+
+    let exit = serve.stop(Signal::SIGTERM).await;
+    assert!(exit.success(), "{exit}");
+    assert_eq!(runtime_pids(dir.path()), before, "the model server ended");
+
+    let serve = Serve::start(dir.path(), &keep).await;
+    let v = serve
+        .call(
+            Method::POST,
+            "/api/generate",
+            Some(&token),
+            Some(json!({"model": "gemma3:270m", "prompt": "Hi", "stream": false, "options": {"num_predict": 2}})),
+        )
+        .await;
+    assert_eq!(v["done"], true, "{v}");
+    let v = serve.wait_status(&token, &id, "RUNNING").await;
+    assert_eq!(runtime_pids(dir.path()), before, "not the same process");
+    assert_eq!(v["restart_count"], 0, "{v}");
+    let h: Vec<String> = history(&v).into_iter().map(|(to, _)| to).collect();
+    assert_eq!(h, ["PENDING", "STARTING", "RUNNING"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,7 +722,11 @@ print("python clients ok")
 /// The process driver under the shared driver conformance suite, with its
 /// runtime on a unix socket (the usual case) or, where the socket's path
 /// would be too long, on a loopback port.
-async fn process_driver_conformance_under(root: &std::path::Path, want_prefix: &'static str) {
+async fn process_driver_conformance_under(
+    root: &std::path::Path,
+    want_prefix: &'static str,
+    keep_on_shutdown: bool,
+) {
     use paddock_core::compute::ComputeSpec;
     use paddock_core::driver::LaunchSpec;
     use paddock_driver_process::{ProcessDriver, ProcessDriverConfig};
@@ -480,6 +736,7 @@ async fn process_driver_conformance_under(root: &std::path::Path, want_prefix: &
         models_dir: test_model_store(bin()),
         parallel: 2,
         extra_args: Vec::new(),
+        keep_on_shutdown,
     });
     let spec = LaunchSpec {
         instance_id: paddock_core::InstanceId::new("i-conformance"),
@@ -520,7 +777,7 @@ async fn process_driver_conformance_under(root: &std::path::Path, want_prefix: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_driver_conformance() {
     let dir = tempfile::tempdir().unwrap();
-    process_driver_conformance_under(dir.path(), "unix:/").await;
+    process_driver_conformance_under(dir.path(), "unix:/", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +786,8 @@ async fn process_driver_conformance_on_a_port_when_the_socket_path_is_too_long()
     let root = dir
         .path()
         .join("a-data-directory-whose-path-is-too-long-for-a-unix-socket-address");
-    process_driver_conformance_under(&root, "http://127.0.0.1:").await;
+    // Also the other setting of the shutdown step (keep, not end).
+    process_driver_conformance_under(&root, "http://127.0.0.1:", true).await;
 }
 
 /// A burst far larger than the model server's sequences completes: the

@@ -3,7 +3,10 @@
 //! A driver launches a model server for an instance, reports what it
 //! observes, and stops it. Drivers are idempotent (launching an instance
 //! that already runs returns the same handle; stopping twice is fine) and
-//! can re-adopt what they launched after the control plane restarts. The
+//! can re-adopt what they launched after the control plane restarts. When
+//! the control plane stops gracefully, [`ComputeDriver::shutdown`] decides
+//! whether the model servers outlive it (to be adopted by the next start,
+//! for upgrades without downtime) or end with it. The
 //! process driver is the embedded default; Docker and ECS come later. Every
 //! driver runs the same conformance suite.
 
@@ -83,4 +86,15 @@ pub trait ComputeDriver: Send + Sync + std::fmt::Debug {
     /// the store) and ends everything else this driver launched. Returns the
     /// handles that are still alive.
     async fn adopt(&self, known: &[(InstanceId, Handle)]) -> Result<Vec<InstanceId>, DriverError>;
+    /// The control plane is stopping gracefully; `known` lists the handles in
+    /// the store. A driver set to keep its model servers across restarts
+    /// leaves them running (the next start adopts them) and returns nothing;
+    /// otherwise it ends every model server it launched, those in `known`
+    /// and any others, and returns the instances of `known`, whose servers
+    /// are gone when it returns. The control plane records those as no
+    /// longer running, so its next start launches them again.
+    async fn shutdown(
+        &self,
+        known: &[(InstanceId, Handle)],
+    ) -> Result<Vec<InstanceId>, DriverError>;
 }

@@ -7,6 +7,9 @@
 //!             FAILED      FAILED
 //! ```
 //!
+//! A STARTING or RUNNING instance goes back to PENDING when paddock stops
+//! gracefully and ends its model server; the next start launches it again.
+//!
 //! Owns the [`Instance`] record, the legal transitions ([`InstanceState::can_go_to`])
 //! and the [`Transition`] history entries. The store persists them; the
 //! reconciler decides when to move.
@@ -20,7 +23,8 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum InstanceState {
-    /// Recorded, not yet launched.
+    /// Recorded, not launched yet (or not again: paddock stopped and
+    /// ended its model server; the next start launches it).
     Pending,
     /// Launched; waiting for the health probe.
     Starting,
@@ -72,8 +76,9 @@ impl InstanceState {
         matches!(
             (self, to),
             (Pending, Starting | Stopping | Stopped | Failed)
-                | (Starting, Running | Failed | Stopping)
-                | (Running, Stopping | Sleeping | Failed)
+                // Back to PENDING: paddock stopped and ended the model server.
+                | (Starting, Running | Failed | Stopping | Pending)
+                | (Running, Stopping | Sleeping | Failed | Pending)
                 | (Sleeping, Starting | Stopping | Stopped)
                 | (Stopping, Stopped | Failed)
                 // A failed instance is restarted (with backoff) or stopped.
@@ -290,6 +295,20 @@ mod tests {
         i.transition(InstanceState::Starting, "wake", t0 + Duration::seconds(100))
             .unwrap();
         assert_eq!(i.billed_seconds(t0 + Duration::seconds(110)), 70);
+        i.transition(
+            InstanceState::Running,
+            "healthy",
+            t0 + Duration::seconds(110),
+        )
+        .unwrap();
+        // paddock stopped: the time until it starts again is not billed.
+        i.transition(
+            InstanceState::Pending,
+            "paddock stopped",
+            t0 + Duration::seconds(120),
+        )
+        .unwrap();
+        assert_eq!(i.billed_seconds(t0 + Duration::seconds(1000)), 80);
     }
 
     #[test]

@@ -424,7 +424,9 @@ pub async fn usage_adds_up_by_day_and_model(s: &dyn Store) {
 /// Checks a compute driver's contract with one launch spec: launching is
 /// idempotent, the server becomes reachable (`probe` says when an endpoint
 /// answers), logs are readable, adoption keeps known instances and ends
-/// unknown ones, and stopping is final and idempotent.
+/// unknown ones, stopping is final and idempotent, and a graceful shutdown
+/// of the control plane either keeps the model server or ends it, as it
+/// says.
 pub async fn driver_conformance<P, F>(
     driver: &dyn crate::driver::ComputeDriver,
     spec: crate::driver::LaunchSpec,
@@ -515,4 +517,29 @@ pub async fn driver_conformance<P, F>(
     let kept = driver.adopt(&[]).await.expect("adopt nothing");
     assert!(kept.is_empty());
     wait_down(driver, &h2).await;
+
+    // A graceful shutdown keeps the model server for the next start to
+    // adopt, or ends it before it returns; it says which.
+    let h3 = driver.launch(&spec).await.expect("launch before shutdown");
+    wait_alive(driver, &h3).await;
+    let known = [(spec.instance_id.clone(), h3.clone())];
+    let ended = driver.shutdown(&known).await.expect("shutdown");
+    let alive = matches!(
+        driver.status(&h3).await.expect("status after shutdown"),
+        Observed::Alive { .. }
+    );
+    if ended.is_empty() {
+        assert!(alive, "a kept model server runs on");
+        let kept = driver.adopt(&known).await.expect("adopt after shutdown");
+        assert_eq!(kept, vec![spec.instance_id.clone()]);
+        driver.stop(&h3).await.expect("stop after shutdown");
+        wait_down(driver, &h3).await;
+    } else {
+        assert_eq!(ended, vec![spec.instance_id.clone()]);
+        assert!(
+            !alive,
+            "an ended model server is gone when shutdown returns"
+        );
+        driver.stop(&h3).await.expect("stop after shutdown");
+    }
 }

@@ -93,6 +93,14 @@ pub struct Config {
     pub models_dir: Option<PathBuf>,
     /// Sequences each instance's runtime decodes together.
     pub runtime_parallel: u32,
+    /// Whether instances' model servers keep running when `paddock serve`
+    /// stops gracefully (Ctrl-C, SIGTERM), for the next start on the same
+    /// data directory to adopt them: a restart or upgrade without downtime.
+    /// Off (the default), a graceful stop ends them and records their
+    /// instances as PENDING ("paddock stopped"), and the next start
+    /// launches them again. A crash leaves them running either way, for the
+    /// next start to adopt.
+    pub keep_instances_on_shutdown: bool,
     /// How often the reconciler checks every instance, milliseconds.
     pub reconcile_interval_ms: u64,
     /// How long an instance may take to answer its health probe before it
@@ -130,6 +138,7 @@ impl Default for Config {
             runtime_binary: None,
             models_dir: None,
             runtime_parallel: 4,
+            keep_instances_on_shutdown: false,
             reconcile_interval_ms: 1000,
             start_timeout_secs: 120,
             wake_timeout_secs: 120,
@@ -241,6 +250,7 @@ impl Config {
             PathBuf::from(v)
         )));
         env!(runtime_parallel, parse);
+        env!(keep_instances_on_shutdown, parse);
         env!(reconcile_interval_ms, parse);
         env!(start_timeout_secs, parse);
         env!(wake_timeout_secs, parse);
@@ -294,6 +304,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.listen.port(), 9999);
+        assert!(!c.keep_instances_on_shutdown);
+        c.apply_env(|k| (k == "PADDOCK_KEEP_INSTANCES_ON_SHUTDOWN").then(|| "true".into()))
+            .unwrap();
+        assert!(c.keep_instances_on_shutdown);
         assert_eq!(c.admin_password.as_ref().unwrap().expose(), "Sup3r-secret!");
         assert!(!format!("{c:?}").contains("Sup3r"));
         assert!(!c.to_toml_masked().contains("Sup3r"));

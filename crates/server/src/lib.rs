@@ -194,7 +194,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Runs paddock on `listener` until `shutdown` completes, then drains
-/// in-flight requests.
+/// in-flight requests, stops the reconciler, and has the driver end the
+/// instances' model servers or keep them for the next start
+/// ([`reconciler::shutdown`]).
 pub async fn serve(
     mut config: Config,
     services: Services,
@@ -219,16 +221,17 @@ pub async fn serve(
     fastpath::serve_connections(
         listener,
         state.clone(),
-        app(state),
+        app(state.clone()),
         max_connections,
         shutdown,
     )
     .await;
     // The requests that finished are in the store before the process ends.
     usage.flush().await;
-    // Instances keep running across a control-plane restart; the next
-    // start re-adopts them.
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
+    // With the loop stopped, nothing launches or records a crash while the
+    // driver ends the model servers (or keeps them for the next start).
+    reconciler::shutdown(&state).await;
     Ok(())
 }

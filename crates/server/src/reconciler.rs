@@ -10,7 +10,8 @@
 //! Every write is a compare-and-swap on the record's version, so a pass that
 //! races a user's request simply retries on the next pass; running a pass
 //! twice changes nothing. [`wake_instance`] is the gateway's way in: it
-//! starts a sleeping instance and waits for it.
+//! starts a sleeping instance and waits for it. [`adopt`] runs when paddock
+//! starts, [`shutdown`] when it stops gracefully.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -85,17 +86,24 @@ pub(crate) fn handle_of(i: &Instance) -> Option<Handle> {
         .and_then(|h| serde_json::from_value(h.clone()).ok())
 }
 
-/// Re-adopts runtimes after a restart: instances whose process survived
-/// keep running; records that hold compute but lost their process fail
-/// (and are restarted by the policy); processes the store does not know
-/// are ended by the driver.
-pub async fn adopt(state: &AppState) -> Result<(), StoreError> {
-    let instances = state.store.list_instances(None).await?;
-    let known: Vec<(InstanceId, Handle)> = instances
+/// The handles of the instances that hold compute, for the driver.
+fn holding_compute(instances: &[Instance]) -> Vec<(InstanceId, Handle)> {
+    instances
         .iter()
         .filter(|i| i.status.holds_compute())
         .filter_map(|i| Some((i.instance_id.clone(), handle_of(i)?)))
-        .collect();
+        .collect()
+}
+
+/// Re-adopts runtimes after a restart: instances whose process survived
+/// (kept at a graceful stop, or left by a crash) keep running; records that
+/// hold compute but lost their process fail (and are restarted by the
+/// policy); processes the store does not know are ended by the driver.
+/// Instances whose model servers a graceful stop ended were recorded as
+/// PENDING by [`shutdown`] and are simply launched again.
+pub async fn adopt(state: &AppState) -> Result<(), StoreError> {
+    let instances = state.store.list_instances(None).await?;
+    let known = holding_compute(&instances);
     let alive = match state.driver.adopt(&known).await {
         Ok(a) => a,
         Err(e) => {
@@ -118,6 +126,66 @@ pub async fn adopt(state: &AppState) -> Result<(), StoreError> {
                 let _ = state.store.update_instance(&i, Some(&t)).await;
             }
         }
+    }
+    Ok(())
+}
+
+/// At a graceful stop, once the loop has ended: the driver ends the model
+/// servers, or keeps them for the next start to adopt
+/// ([`ComputeDriver::shutdown`](paddock_core::driver::ComputeDriver::shutdown)).
+/// The instances whose servers it ended are recorded as such, so the next
+/// start launches them again without counting a crash: one that should run
+/// goes back to PENDING ("paddock stopped"), one being stopped is STOPPED.
+/// Should the store fail, the driver still ends what it would; the next
+/// start then finds those records holding compute without a process and
+/// fails them, as after a crash.
+pub async fn shutdown(state: &AppState) {
+    let instances = state.store.list_instances(None).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "listing the instances at shutdown failed");
+        Vec::new()
+    });
+    let ended = match state.driver.shutdown(&holding_compute(&instances)).await {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::error!(error = %e, "ending the model servers failed");
+            return;
+        }
+    };
+    let mut changed = false;
+    for i in instances {
+        if !ended.contains(&i.instance_id) {
+            continue;
+        }
+        let id = i.instance_id.clone();
+        match record_ended(state, i).await {
+            Ok(()) => changed = true,
+            Err(e) => {
+                tracing::warn!(instance = %id, error = %e, "recording a stopped model server failed")
+            }
+        }
+    }
+    if changed {
+        state.reconciler.announce();
+    }
+}
+
+/// Records that paddock's graceful stop ended an instance's model server.
+async fn record_ended(state: &AppState, mut i: Instance) -> Result<(), StoreError> {
+    use DesiredState as D;
+    use InstanceState as S;
+    i.upstream_url = None;
+    match (i.desired, i.status) {
+        (D::Running, S::Starting | S::Running) => {
+            save(state, i, S::Pending, "paddock stopped").await?;
+        }
+        (D::Stopped, S::Starting | S::Running) => {
+            let i = save(state, i, S::Stopping, "stop requested").await?;
+            save(state, i, S::Stopped, "stopped").await?;
+        }
+        (_, S::Stopping) => {
+            save(state, i, S::Stopped, "stopped").await?;
+        }
+        _ => {}
     }
     Ok(())
 }

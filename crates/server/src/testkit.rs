@@ -125,6 +125,7 @@ impl TestServer {
             models_dir: config.models_dir(),
             parallel: config.runtime_parallel,
             extra_args: Vec::new(),
+            keep_on_shutdown: config.keep_instances_on_shutdown,
         }));
         let mailer = Arc::new(MemoryMailer::default());
         let clock = Clock::system();
@@ -166,8 +167,9 @@ impl TestServer {
         }
     }
 
-    /// Stops the server (instances keep running, as in production) and
-    /// returns the data directory if this server owned it.
+    /// Stops the server gracefully (its instances' model servers end unless
+    /// the config keeps them) and returns the data directory if this server
+    /// owned it.
     pub async fn shutdown(mut self) -> Option<tempfile::TempDir> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());

@@ -12,6 +12,10 @@
 //! environment; after a control-plane restart, [`ProcessDriver::adopt`]
 //! recognises its own processes by them (so a reused pid is never mistaken
 //! for an instance), keeps the ones the store knows and ends the rest.
+//! When the control plane stops gracefully, [`ComputeDriver::shutdown`]
+//! ends every runtime it launched unless
+//! [`ProcessDriverConfig::keep_on_shutdown`] says to leave them for the
+//! next start; only a crash of the control plane leaves them otherwise.
 //! Health (is the model answering?) is the reconciler's business, not this
 //! driver's.
 
@@ -50,6 +54,12 @@ pub struct ProcessDriverConfig {
     pub parallel: u32,
     /// Extra arguments for every runtime (e.g. a registry URL).
     pub extra_args: Vec<String>,
+    /// Whether runtimes keep running when the control plane stops
+    /// gracefully, for the next start on the same root to adopt them (a
+    /// restart or upgrade without downtime). Off, a graceful stop ends them,
+    /// so that no model server is left behind with no gateway in front of
+    /// it (and never reclaimed if the root is removed).
+    pub keep_on_shutdown: bool,
 }
 
 /// What the handle stores about a launched process.
@@ -186,16 +196,30 @@ impl ProcessDriver {
             .collect()
     }
 
-    /// Ends every runtime this driver launched (for tests and uninstall).
+    /// Ends every runtime this driver launched, all at once, and reaps its
+    /// own children.
     pub async fn stop_all(&self) {
-        let pids: Vec<i32> = self.scan().into_iter().map(|(_, p)| p).collect();
-        for pid in pids {
-            terminate_group(pid).await;
+        let ending: Vec<_> = self
+            .scan()
+            .into_iter()
+            .map(|(id, pid)| {
+                tracing::info!(instance = %id, pid, "ending runtime");
+                tokio::spawn(terminate_group(pid))
+            })
+            .collect();
+        for end in ending {
+            let _ = end.await;
         }
-        self.children
+        let children: Vec<Child> = self
+            .children
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clear();
+            .drain()
+            .map(|(_, (_, child))| child)
+            .collect();
+        for mut child in children {
+            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+        }
     }
 }
 
@@ -466,6 +490,21 @@ impl ComputeDriver for ProcessDriver {
         }
         Ok(alive)
     }
+
+    async fn shutdown(
+        &self,
+        known: &[(InstanceId, Handle)],
+    ) -> Result<Vec<InstanceId>, DriverError> {
+        if self.config.keep_on_shutdown {
+            tracing::info!(
+                instances = known.len(),
+                "runtimes keep running for the next start to adopt"
+            );
+            return Ok(Vec::new());
+        }
+        self.stop_all().await;
+        Ok(known.iter().map(|(id, _)| id.clone()).collect())
+    }
 }
 
 /// Makes `dir` (and its parents) with mode 0700 for the directory itself.
@@ -529,5 +568,84 @@ mod tests {
         let kept: ProcessData =
             serde_json::from_value(serde_json::to_value(&unix).unwrap()).unwrap();
         assert_eq!(kept, unix);
+    }
+
+    /// A driver whose runtime is a shell script that only sleeps: enough
+    /// to launch, observe and end processes without a model.
+    fn sleeper_driver(root: &Path, keep_on_shutdown: bool) -> ProcessDriver {
+        use std::os::unix::fs::PermissionsExt;
+        let script = root.join("fake-runtime");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ProcessDriver::new(ProcessDriverConfig {
+            runtime_binary: script,
+            root: root.to_owned(),
+            models_dir: root.to_owned(),
+            parallel: 1,
+            extra_args: Vec::new(),
+            keep_on_shutdown,
+        })
+    }
+
+    fn launch_spec(id: &str) -> LaunchSpec {
+        LaunchSpec {
+            instance_id: InstanceId::new(id),
+            model_id: paddock_core::ModelId::new("gemma3:270m"),
+            spec: paddock_core::compute::ComputeSpec::Cpu {
+                vcpu_milli: 1000,
+                memory_mb: 2048,
+            },
+            threads: 1,
+            ctx: 2048,
+        }
+    }
+
+    async fn alive(driver: &ProcessDriver, h: &Handle) -> bool {
+        matches!(driver.status(h).await.unwrap(), Observed::Alive { .. })
+    }
+
+    // One test for both settings: a test that writes and runs a script while
+    // another forks can fail with "text file busy".
+    #[tokio::test]
+    async fn a_graceful_shutdown_ends_runtimes_unless_they_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+
+        // Off (the default): every runtime under the root ends, also one
+        // the store does not know, and the known ones are reported.
+        let root = dir.path().join("ends");
+        std::fs::create_dir_all(&root).unwrap();
+        let driver = sleeper_driver(&root, false);
+        let known = driver.launch(&launch_spec("i-known")).await.unwrap();
+        let stray = driver.launch(&launch_spec("i-stray")).await.unwrap();
+        assert!(alive(&driver, &known).await && alive(&driver, &stray).await);
+        let ended = driver
+            .shutdown(&[(InstanceId::new("i-known"), known.clone())])
+            .await
+            .unwrap();
+        assert_eq!(ended, vec![InstanceId::new("i-known")]);
+        assert!(
+            driver.scan().is_empty(),
+            "runtimes left: {:?}",
+            driver.scan()
+        );
+        assert!(!alive(&driver, &known).await);
+        assert!(!alive(&driver, &stray).await);
+
+        // On: they run on, for a later driver on the same root to adopt.
+        let root = dir.path().join("kept");
+        std::fs::create_dir_all(&root).unwrap();
+        let driver = sleeper_driver(&root, true);
+        let h = driver.launch(&launch_spec("i-kept")).await.unwrap();
+        let known = [(InstanceId::new("i-kept"), h.clone())];
+        assert!(driver.shutdown(&known).await.unwrap().is_empty());
+        let next = sleeper_driver(&root, true);
+        assert!(alive(&next, &h).await);
+        assert_eq!(
+            next.adopt(&known).await.unwrap(),
+            vec![InstanceId::new("i-kept")]
+        );
+        next.stop(&h).await.unwrap();
+        assert!(next.scan().is_empty());
+        driver.stop_all().await;
     }
 }
