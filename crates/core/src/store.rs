@@ -121,8 +121,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
     /// A user's keys, newest first (revoked ones included).
     async fn list_api_keys(&self, user: &UserId) -> StoreResult<Vec<ApiKey>>;
-    /// Replaces a key's record (revocation, last use); `NotFound` if absent.
-    async fn update_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// Records a use of a key at `at`, writing only `last_used_at`, and only
+    /// while the key is not revoked and `at` is later than the last use
+    /// recorded; a key that is missing or revoked is left as it is.
+    async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()>;
+    /// Revokes a key at `at`, writing only `revoked_at`, and only if it is
+    /// not revoked yet (the first revocation time is kept). Returns whether
+    /// this call revoked it; `false` for a missing or already revoked key.
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<bool>;
 
     // ---- usage ----
     async fn record_usage(&self, record: &UsageRecord) -> StoreResult<()>;

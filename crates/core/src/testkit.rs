@@ -24,6 +24,7 @@ macro_rules! store_conformance_tests {
             instances_versioned_updates_and_history,
             instances_are_listed_per_user,
             api_keys,
+            api_key_revocation_survives_last_use,
             usage_filters,
             usage_batches_keep_every_record,
             usage_adds_up_by_day_and_model);
@@ -275,18 +276,88 @@ pub async fn api_keys(s: &dyn Store) {
     assert_eq!(got.allowed_models, k.allowed_models);
     assert_eq!(got.secret_hash, "hash1");
     assert!(s.get_api_key_by_hash("other").await.unwrap().is_none());
-    k.revoked_at = Some(now);
-    k.last_used_at = Some(now);
-    s.update_api_key(&k).await.unwrap();
+
+    // Last use only moves forward.
+    let later = now + Duration::seconds(90);
+    s.touch_api_key(&k.key_id, later).await.unwrap();
+    s.touch_api_key(&k.key_id, now).await.unwrap();
     let got = s.get_api_key(&k.key_id).await.unwrap().unwrap();
-    assert!(got.revoked_at.is_some());
-    assert!(got.last_used_at.is_some());
+    assert_eq!(got.last_used_at, Some(later));
+    assert!(got.revoked_at.is_none());
+
+    // Revocation keeps the first time; the rest of the record is untouched.
+    assert!(s.revoke_api_key(&k.key_id, now).await.unwrap());
+    assert!(!s.revoke_api_key(&k.key_id, later).await.unwrap());
+    let got = s.get_api_key(&k.key_id).await.unwrap().unwrap();
+    assert_eq!(got.revoked_at, Some(now));
+    k.revoked_at = Some(now);
+    k.last_used_at = Some(later);
+    assert_eq!(got, k);
+    assert!(!s.revoke_api_key(&ApiKeyId::generate(), now).await.unwrap());
+    s.touch_api_key(&ApiKeyId::generate(), now).await.unwrap();
     assert_eq!(s.list_api_keys(&u).await.unwrap().len(), 1);
     assert!(s
         .list_api_keys(&UserId::generate())
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A revocation is final: a last-use update racing it (authentication
+/// records the use of a key it read before the revocation) never undoes it,
+/// whichever lands first.
+pub async fn api_key_revocation_survives_last_use(s: &dyn Store) {
+    let u = UserId::generate();
+    let t0 = Utc::now();
+    for round in 0..50i64 {
+        let k = ApiKey {
+            key_id: ApiKeyId::generate(),
+            user_id: u.clone(),
+            name: format!("round {round}"),
+            prefix: "pdk_abcd".into(),
+            secret_hash: format!("race-{round}"),
+            created_at: t0,
+            expires_at: None,
+            last_used_at: None,
+            allowed_models: None,
+            revoked_at: None,
+        };
+        s.create_api_key(&k).await.unwrap();
+        let revoked_at = t0 + Duration::seconds(round);
+        let used_at = revoked_at + Duration::milliseconds(1);
+        // The use before or after the revocation, by turns.
+        let (touched, revoked) = if round % 2 == 0 {
+            tokio::join!(
+                s.touch_api_key(&k.key_id, used_at),
+                s.revoke_api_key(&k.key_id, revoked_at)
+            )
+        } else {
+            let (r, t) = tokio::join!(
+                s.revoke_api_key(&k.key_id, revoked_at),
+                s.touch_api_key(&k.key_id, used_at)
+            );
+            (t, r)
+        };
+        touched.unwrap();
+        assert!(revoked.unwrap(), "round {round}: the revocation took");
+        let got = s.get_api_key(&k.key_id).await.unwrap().unwrap();
+        assert_eq!(got.revoked_at, Some(revoked_at), "round {round}");
+
+        // A use recorded after the revocation changes nothing.
+        s.touch_api_key(&k.key_id, used_at + Duration::seconds(60))
+            .await
+            .unwrap();
+        let after = s.get_api_key(&k.key_id).await.unwrap().unwrap();
+        assert_eq!(after, got, "round {round}");
+        assert!(s
+            .get_api_key_by_hash(&k.secret_hash)
+            .await
+            .unwrap()
+            .is_some_and(|k| k.revoked_at.is_some()));
+    }
+    let listed = s.list_api_keys(&u).await.unwrap();
+    assert_eq!(listed.len(), 50);
+    assert!(listed.iter().all(|k| k.revoked_at.is_some()));
 }
 
 /// A successful request's usage record on a fresh instance.

@@ -3,7 +3,8 @@
 //! Owns the SQL and the mapping of SQLite errors to [`StoreError`] (unique
 //! violations become `Conflict`; everything else `Backend`, with messages
 //! that name tables and columns but never values, so no hash reaches a log).
-//! Instance updates are compare-and-swap on the `version` column.
+//! Instance updates are compare-and-swap on the `version` column; an API
+//! key's last use and revocation are single-column conditional writes.
 
 use crate::codec::{self, int, json, opt_json, opt_ts, ts, ts_nanos};
 use crate::SqliteStore;
@@ -514,29 +515,33 @@ impl Store for SqliteStore {
         decode_all(rows, codec::api_key)
     }
 
-    async fn update_api_key(&self, k: &ApiKey) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET user_id = ?, name = ?, prefix = ?, secret_hash = ?, \
-             created_at = ?, expires_at = ?, last_used_at = ?, allowed_models = ?, \
-             revoked_at = ? WHERE key_id = ?",
+    async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()> {
+        // One conditional write of one column: it can never undo a
+        // revocation, whenever it lands. Timestamps compare as text.
+        let at = ts(&at);
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = ? WHERE key_id = ? AND revoked_at IS NULL \
+             AND (last_used_at IS NULL OR last_used_at < ?)",
         )
-        .bind(k.user_id.as_str())
-        .bind(&k.name)
-        .bind(&k.prefix)
-        .bind(&k.secret_hash)
-        .bind(ts(&k.created_at))
-        .bind(opt_ts(&k.expires_at))
-        .bind(opt_ts(&k.last_used_at))
-        .bind(opt_json(&k.allowed_models, "allowed_models")?)
-        .bind(opt_ts(&k.revoked_at))
-        .bind(k.key_id.as_str())
+        .bind(&at)
+        .bind(id.as_str())
+        .bind(&at)
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict_or_backend(e, |_| "API key with this secret".to_owned()))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("API key {}", k.key_id)));
-        }
+        .map_err(backend)?;
         Ok(())
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ---- usage ----
