@@ -117,6 +117,10 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
     if let Some(p) = state.caches.key(&hash, now) {
         return Ok(p);
     }
+    // Read before the key: a revocation from here on stops what is read
+    // below from being cached.
+    let generation = state.caches.key_generation();
+    let read_at = std::time::Instant::now();
     let key = state
         .store
         .get_api_key_by_hash(&hash)
@@ -150,7 +154,7 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
     };
     state
         .caches
-        .put_key(hash, principal.clone(), key.expires_at);
+        .put_key(hash, principal.clone(), key.expires_at, generation, read_at);
     Ok(principal)
 }
 
