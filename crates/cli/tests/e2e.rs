@@ -669,6 +669,122 @@ async fn users_cannot_reach_each_others_instances() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 
+/// The fast path keeps a connection's API key between requests; revoking
+/// the key ends that at once. Programs keep their connections open and use
+/// the key on several at once: after the DELETE answers, the next request
+/// on each of them is refused, by model and by instance id alike, even
+/// when the revocation lands while other requests are reading the key
+/// (here: another user's revocation has just emptied the key cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_at_once_on_fast_path_connections() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s = TestServer::start_with_runtime(bin()).await;
+    let token = s.user_token("ana@example.com").await;
+    let other = s.user_token("bob@example.com").await;
+    let id = s.deploy_gemma(&token, 15.0).await;
+    s.wait_status(&token, &id, "RUNNING", 120).await;
+    let chat = json!({"model": "gemma3:270m", "messages": [{"role": "user", "content": "Hi"}], "stream": false, "options": {"num_predict": 1, "seed": 1}});
+    let by_id = format!("/models/{id}/api/chat");
+    let new_key = |token: &str, name: String| {
+        let (s, token) = (&s, token.to_owned());
+        async move {
+            let (st, v) = s
+                .post("/api/keys", Some(&token), json!({ "name": name }))
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{v}");
+            (
+                v["secret"].as_str().unwrap().to_owned(),
+                v["key_id"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let revoke = |token: &str, key_id: String| {
+        let (s, token) = (&s, token.to_owned());
+        async move {
+            let (st, v) = s
+                .call(
+                    Method::DELETE,
+                    &format!("/api/keys/{key_id}"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            assert_eq!(v["status"], "revoked");
+        }
+    };
+    for round in 0..8u64 {
+        let (key, key_id) = new_key(&token, format!("fast {round}")).await;
+        let (_, other_id) = new_key(&other, format!("other {round}")).await;
+
+        // One kept-alive connection per fast-path route, answered a few
+        // times, so the fast path holds the key's principal.
+        let mut conns = Vec::new();
+        for path in ["/api/chat", by_id.as_str()] {
+            let mut c = RawConnection::open(&s.url).await;
+            for _ in 0..2 {
+                let (st, got) = c.send("POST", path, &key, Some(&chat)).await;
+                assert_eq!(st, StatusCode::OK, "{path}: {got}");
+            }
+            conns.push((path.to_owned(), c));
+        }
+        // Other programs keep using the key meanwhile.
+        let revoked = Arc::new(AtomicBool::new(false));
+        let users: Vec<_> = [
+            "/api/auth/me",
+            "/api/instances",
+            "/api/auth/me",
+            "/v1/models",
+        ]
+        .into_iter()
+        .map(|path| {
+            let (url, key, revoked) = (s.url.clone(), key.clone(), revoked.clone());
+            tokio::spawn(async move {
+                let mut c = RawConnection::open(&url).await;
+                let mut after = Vec::new();
+                while after.len() < 5 {
+                    let sent_after = revoked.load(Ordering::SeqCst);
+                    let (st, got) = c.send("GET", path, &key, None).await;
+                    if sent_after {
+                        after.push((path, st, got));
+                    }
+                }
+                after
+            })
+        })
+        .collect();
+        tokio::time::sleep(Duration::from_millis(20 + round)).await;
+        revoke(&other, other_id).await;
+        revoke(&token, key_id.clone()).await;
+        revoked.store(true, Ordering::SeqCst);
+
+        for (path, c) in &mut conns {
+            for _ in 0..2 {
+                let (st, got) = c.send("POST", path, &key, Some(&chat)).await;
+                assert_eq!(st, StatusCode::UNAUTHORIZED, "round {round}, {path}: {got}");
+            }
+        }
+        for user in users {
+            for (path, st, got) in user.await.unwrap() {
+                assert_eq!(st, StatusCode::UNAUTHORIZED, "round {round}, {path}: {got}");
+            }
+        }
+        let (_, v) = s.get("/api/keys", &token).await;
+        let listed = v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key_id"] == key_id.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(listed["status"], "revoked", "round {round}: {listed}");
+    }
+    // The owner's session still reaches the instance.
+    let (st, _) = s.get(&format!("/api/instances/{id}"), &token).await;
+    assert_eq!(st, StatusCode::OK);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_clients_through_the_gateway() {
     let python = std::env::var("PADDOCK_TEST_PYTHON")

@@ -47,6 +47,12 @@ pub struct Model {
     /// When the entry was last changed (absent in the shipped file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
+    /// Optimistic-concurrency version: every store write bumps it, and
+    /// [`Store::update_model`](crate::store::Store::update_model) writes
+    /// only over the version it was read at. Not part of the catalog file
+    /// or the API.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 /// The catalog file shipped with paddock.

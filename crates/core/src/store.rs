@@ -5,6 +5,14 @@
 //! shaped so that each method is one item-level operation or one
 //! transaction, which both backends can do atomically; anything that would
 //! need a join or a scan-with-aggregation is done by callers.
+//!
+//! No method writes back a whole record that a caller read earlier without
+//! checking that nothing changed in between: a record that callers edit
+//! (users, models, instances) carries a `version` and its update is
+//! compare-and-swap on it (`Stale` when someone wrote first; callers re-read
+//! and retry), and a change that needs no read (an API key's last use or
+//! revocation, a confirmation attempt) is one conditional write of the
+//! columns it changes.
 
 use crate::catalog::Model;
 use crate::instance::{Instance, Transition};
@@ -65,8 +73,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_user(&self, id: &UserId) -> StoreResult<Option<User>>;
     /// Looks up by email (callers lower-case it).
     async fn get_user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
-    /// Replaces a user's record; `NotFound` if absent.
-    async fn update_user(&self, user: &User) -> StoreResult<()>;
+    /// Writes `user` if the stored version equals `user.version`. Returns
+    /// the record as stored (version bumped); `Stale` if someone wrote
+    /// first, `NotFound` if absent.
+    async fn update_user(&self, user: &User) -> StoreResult<User>;
     /// All users, oldest first.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
 
@@ -74,6 +84,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores the pending code for an email, replacing any earlier one.
     async fn put_confirmation(&self, code: &ConfirmationCode) -> StoreResult<()>;
     async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>>;
+    /// Adds one to the attempts of the pending code for an email, in one
+    /// atomic step, and returns the code as it then stands (its attempts
+    /// counting this one); `None` if no code is pending. Of concurrent
+    /// attempts each sees a different count.
+    async fn count_confirmation_attempt(
+        &self,
+        email: &str,
+    ) -> StoreResult<Option<ConfirmationCode>>;
     async fn delete_confirmation(&self, email: &str) -> StoreResult<()>;
 
     // ---- refresh tokens ----
@@ -90,8 +108,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     // ---- catalog ----
     /// Inserts a model unless one with its id exists; returns whether it was inserted.
     async fn insert_model_if_absent(&self, model: &Model) -> StoreResult<bool>;
-    /// Inserts or replaces a model (admin edits).
-    async fn put_model(&self, model: &Model) -> StoreResult<()>;
+    /// Writes `model` (admin edits) if the stored version equals
+    /// `model.version`. Returns the record as stored (version bumped);
+    /// `Stale` if someone wrote first, `NotFound` if absent.
+    async fn update_model(&self, model: &Model) -> StoreResult<Model>;
     async fn get_model(&self, id: &ModelId) -> StoreResult<Option<Model>>;
     /// All models, by id.
     async fn list_models(&self) -> StoreResult<Vec<Model>>;
@@ -121,8 +141,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_api_key_by_hash(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
     /// A user's keys, newest first (revoked ones included).
     async fn list_api_keys(&self, user: &UserId) -> StoreResult<Vec<ApiKey>>;
-    /// Replaces a key's record (revocation, last use); `NotFound` if absent.
-    async fn update_api_key(&self, key: &ApiKey) -> StoreResult<()>;
+    /// Records a use of a key at `at`, writing only `last_used_at`, and only
+    /// while the key is not revoked and `at` is later than the last use
+    /// recorded; a key that is missing or revoked is left as it is.
+    async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()>;
+    /// Revokes a key at `at`, writing only `revoked_at`, and only if it is
+    /// not revoked yet (the first revocation time is kept). Returns whether
+    /// this call revoked it; `false` for a missing or already revoked key.
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<bool>;
 
     // ---- usage ----
     async fn record_usage(&self, record: &UsageRecord) -> StoreResult<()>;

@@ -18,12 +18,16 @@ macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::store_conformance_tests!(@each $make;
             users_roundtrip_and_unique_email,
+            user_updates_are_compare_and_swap,
             confirmation_codes,
+            confirmation_attempts_count_atomically,
             refresh_tokens_rotate_once,
             catalog_insert_if_absent_keeps_edits,
+            catalog_updates_are_compare_and_swap,
             instances_versioned_updates_and_history,
             instances_are_listed_per_user,
             api_keys,
+            api_key_revocation_survives_last_use,
             usage_filters,
             usage_batches_keep_every_record,
             usage_adds_up_by_day_and_model);
@@ -51,6 +55,7 @@ fn user(email: &str) -> User {
         must_change_password: false,
         created_at: now,
         updated_at: now,
+        version: 0,
     }
 }
 
@@ -100,10 +105,11 @@ pub async fn users_roundtrip_and_unique_email(s: &dyn Store) {
 
     u.confirmed = true;
     u.role = Role::Admin;
-    s.update_user(&u).await.unwrap();
+    let stored = s.update_user(&u).await.unwrap();
     let got = s.get_user(&u.user_id).await.unwrap().unwrap();
     assert!(got.confirmed);
     assert_eq!(got.role, Role::Admin);
+    assert_eq!(got, stored);
     assert!(matches!(
         s.update_user(&user("ghost@example.com")).await,
         Err(StoreError::NotFound(_))
@@ -113,6 +119,65 @@ pub async fn users_roundtrip_and_unique_email(s: &dyn Store) {
     let all = s.list_users().await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].email, "a@example.com");
+}
+
+/// A user write made from an old read is refused, so that (for example) a
+/// password change racing an admin's disable cannot re-enable the user.
+pub async fn user_updates_are_compare_and_swap(s: &dyn Store) {
+    let u = user("cas@example.com");
+    s.create_user(&u).await.unwrap();
+    let read = s.get_user(&u.user_id).await.unwrap().unwrap();
+    assert_eq!(read.version, 0);
+
+    // Two edits from the same read: an admin disables, the user changes
+    // the password.
+    let mut disable = read.clone();
+    disable.disabled = true;
+    let mut new_password = read.clone();
+    new_password.password_hash = "$argon2id$new".into();
+    let stored = s.update_user(&disable).await.unwrap();
+    assert_eq!(stored.version, read.version + 1);
+    assert!(matches!(
+        s.update_user(&new_password).await,
+        Err(StoreError::Stale(_))
+    ));
+    let got = s.get_user(&u.user_id).await.unwrap().unwrap();
+    assert!(got.disabled, "the stale write did not re-enable the user");
+    assert_eq!(got.password_hash, read.password_hash);
+    assert_eq!(got.version, stored.version);
+
+    // Re-read and retried, the change applies on top of the disable.
+    let mut retried = got;
+    retried.password_hash = "$argon2id$new".into();
+    let stored = s.update_user(&retried).await.unwrap();
+    let got = s.get_user(&u.user_id).await.unwrap().unwrap();
+    assert!(got.disabled);
+    assert_eq!(got.password_hash, "$argon2id$new");
+    assert_eq!(got, stored);
+
+    // Of writers racing from one version, exactly one wins.
+    let base = got;
+    let writes: Vec<User> = (0..4)
+        .map(|i| User {
+            password_hash: format!("$argon2id$racer{i}"),
+            ..base.clone()
+        })
+        .collect();
+    let (a, b, c, d) = tokio::join!(
+        s.update_user(&writes[0]),
+        s.update_user(&writes[1]),
+        s.update_user(&writes[2]),
+        s.update_user(&writes[3]),
+    );
+    let results = [a, b, c, d];
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert!(results
+        .iter()
+        .all(|r| matches!(r, Ok(_) | Err(StoreError::Stale(_)))));
+    assert_eq!(
+        s.get_user(&u.user_id).await.unwrap().unwrap().version,
+        base.version + 1
+    );
 }
 
 pub async fn confirmation_codes(s: &dyn Store) {
@@ -133,6 +198,68 @@ pub async fn confirmation_codes(s: &dyn Store) {
     s.delete_confirmation("a@example.com").await.unwrap();
     assert!(s.get_confirmation("a@example.com").await.unwrap().is_none());
     s.delete_confirmation("a@example.com").await.unwrap();
+}
+
+/// Every attempt at a code is counted, also when many arrive at once, so
+/// that the limit on guesses holds.
+pub async fn confirmation_attempts_count_atomically(s: &dyn Store) {
+    assert!(s
+        .count_confirmation_attempt("none@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    let c = ConfirmationCode {
+        email: "a@example.com".into(),
+        code_hash: "h1".into(),
+        expires_at: Utc::now() + Duration::hours(24),
+        attempts: 0,
+    };
+    s.put_confirmation(&c).await.unwrap();
+    let first = s
+        .count_confirmation_attempt("a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.attempts, 1);
+    assert_eq!(first.code_hash, "h1");
+    assert_eq!(first.expires_at, c.expires_at);
+
+    let attempt = || s.count_confirmation_attempt("a@example.com");
+    let counted = tokio::join!(
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt(),
+        attempt()
+    );
+    let mut seen: Vec<u32> = [
+        counted.0, counted.1, counted.2, counted.3, counted.4, counted.5, counted.6, counted.7,
+    ]
+    .into_iter()
+    .map(|r| r.unwrap().unwrap().attempts)
+    .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (2..=9).collect::<Vec<u32>>(),
+        "each attempt counted once"
+    );
+    let got = s.get_confirmation("a@example.com").await.unwrap().unwrap();
+    assert_eq!(got.attempts, 9);
+
+    // A new code starts from nothing.
+    s.put_confirmation(&c).await.unwrap();
+    assert_eq!(
+        s.get_confirmation("a@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        0
+    );
 }
 
 pub async fn refresh_tokens_rotate_once(s: &dyn Store) {
@@ -186,7 +313,8 @@ pub async fn catalog_insert_if_absent_keeps_edits(s: &dyn Store) {
     let mut edited = catalog[0].clone();
     edited.description = "edited by an admin".into();
     edited.is_active = false;
-    s.put_model(&edited).await.unwrap();
+    let stored = s.update_model(&edited).await.unwrap();
+    assert_eq!(stored.version, edited.version + 1);
     for m in &catalog {
         assert!(!s.insert_model_if_absent(m).await.unwrap());
     }
@@ -202,6 +330,39 @@ pub async fn catalog_insert_if_absent_keeps_edits(s: &dyn Store) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// Two edits of a catalog entry from one read: the second is refused, so
+/// it cannot undo the first.
+pub async fn catalog_updates_are_compare_and_swap(s: &dyn Store) {
+    let m = default_catalog().remove(0);
+    assert!(matches!(
+        s.update_model(&m).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.insert_model_if_absent(&m).await.unwrap());
+    let read = s.get_model(&m.model_id).await.unwrap().unwrap();
+    assert_eq!(read, m);
+    let mut deactivate = read.clone();
+    deactivate.is_active = false;
+    let mut describe = read.clone();
+    describe.description = "edited".into();
+    let stored = s.update_model(&deactivate).await.unwrap();
+    assert!(matches!(
+        s.update_model(&describe).await,
+        Err(StoreError::Stale(_))
+    ));
+    let got = s.get_model(&m.model_id).await.unwrap().unwrap();
+    assert_eq!(got, stored);
+    assert!(!got.is_active);
+    assert_eq!(got.description, m.description);
+    let mut retried = got;
+    retried.description = "edited".into();
+    s.update_model(&retried).await.unwrap();
+    let got = s.get_model(&m.model_id).await.unwrap().unwrap();
+    assert!(!got.is_active);
+    assert_eq!(got.description, "edited");
+    assert_eq!(got.version, read.version + 2);
 }
 
 pub async fn instances_versioned_updates_and_history(s: &dyn Store) {
@@ -275,18 +436,88 @@ pub async fn api_keys(s: &dyn Store) {
     assert_eq!(got.allowed_models, k.allowed_models);
     assert_eq!(got.secret_hash, "hash1");
     assert!(s.get_api_key_by_hash("other").await.unwrap().is_none());
-    k.revoked_at = Some(now);
-    k.last_used_at = Some(now);
-    s.update_api_key(&k).await.unwrap();
+
+    // Last use only moves forward.
+    let later = now + Duration::seconds(90);
+    s.touch_api_key(&k.key_id, later).await.unwrap();
+    s.touch_api_key(&k.key_id, now).await.unwrap();
     let got = s.get_api_key(&k.key_id).await.unwrap().unwrap();
-    assert!(got.revoked_at.is_some());
-    assert!(got.last_used_at.is_some());
+    assert_eq!(got.last_used_at, Some(later));
+    assert!(got.revoked_at.is_none());
+
+    // Revocation keeps the first time; the rest of the record is untouched.
+    assert!(s.revoke_api_key(&k.key_id, now).await.unwrap());
+    assert!(!s.revoke_api_key(&k.key_id, later).await.unwrap());
+    let got = s.get_api_key(&k.key_id).await.unwrap().unwrap();
+    assert_eq!(got.revoked_at, Some(now));
+    k.revoked_at = Some(now);
+    k.last_used_at = Some(later);
+    assert_eq!(got, k);
+    assert!(!s.revoke_api_key(&ApiKeyId::generate(), now).await.unwrap());
+    s.touch_api_key(&ApiKeyId::generate(), now).await.unwrap();
     assert_eq!(s.list_api_keys(&u).await.unwrap().len(), 1);
     assert!(s
         .list_api_keys(&UserId::generate())
         .await
         .unwrap()
         .is_empty());
+}
+
+/// A revocation is final: a last-use update racing it (authentication
+/// records the use of a key it read before the revocation) never undoes it,
+/// whichever lands first.
+pub async fn api_key_revocation_survives_last_use(s: &dyn Store) {
+    let u = UserId::generate();
+    let t0 = Utc::now();
+    for round in 0..50i64 {
+        let k = ApiKey {
+            key_id: ApiKeyId::generate(),
+            user_id: u.clone(),
+            name: format!("round {round}"),
+            prefix: "pdk_abcd".into(),
+            secret_hash: format!("race-{round}"),
+            created_at: t0,
+            expires_at: None,
+            last_used_at: None,
+            allowed_models: None,
+            revoked_at: None,
+        };
+        s.create_api_key(&k).await.unwrap();
+        let revoked_at = t0 + Duration::seconds(round);
+        let used_at = revoked_at + Duration::milliseconds(1);
+        // The use before or after the revocation, by turns.
+        let (touched, revoked) = if round % 2 == 0 {
+            tokio::join!(
+                s.touch_api_key(&k.key_id, used_at),
+                s.revoke_api_key(&k.key_id, revoked_at)
+            )
+        } else {
+            let (r, t) = tokio::join!(
+                s.revoke_api_key(&k.key_id, revoked_at),
+                s.touch_api_key(&k.key_id, used_at)
+            );
+            (t, r)
+        };
+        touched.unwrap();
+        assert!(revoked.unwrap(), "round {round}: the revocation took");
+        let got = s.get_api_key(&k.key_id).await.unwrap().unwrap();
+        assert_eq!(got.revoked_at, Some(revoked_at), "round {round}");
+
+        // A use recorded after the revocation changes nothing.
+        s.touch_api_key(&k.key_id, used_at + Duration::seconds(60))
+            .await
+            .unwrap();
+        let after = s.get_api_key(&k.key_id).await.unwrap().unwrap();
+        assert_eq!(after, got, "round {round}");
+        assert!(s
+            .get_api_key_by_hash(&k.secret_hash)
+            .await
+            .unwrap()
+            .is_some_and(|k| k.revoked_at.is_some()));
+    }
+    let listed = s.list_api_keys(&u).await.unwrap();
+    assert_eq!(listed.len(), 50);
+    assert!(listed.iter().all(|k| k.revoked_at.is_some()));
 }
 
 /// A successful request's usage record on a fresh instance.

@@ -55,6 +55,11 @@ pub struct User {
     pub must_change_password: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Optimistic-concurrency version: every store write bumps it, and
+    /// [`Store::update_user`](crate::store::Store::update_user) writes only
+    /// over the version it was read at. Not part of any wire format.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 impl fmt::Debug for User {
@@ -67,6 +72,7 @@ impl fmt::Debug for User {
             .field("confirmed", &self.confirmed)
             .field("disabled", &self.disabled)
             .field("must_change_password", &self.must_change_password)
+            .field("version", &self.version)
             .finish()
     }
 }
@@ -77,7 +83,9 @@ pub struct ConfirmationCode {
     pub email: String,
     pub code_hash: String,
     pub expires_at: Timestamp,
-    /// Wrong codes tried; the code is void after a few.
+    /// Codes tried against it, each counted before it is checked
+    /// ([`Store::count_confirmation_attempt`](crate::store::Store::count_confirmation_attempt));
+    /// the code is void after a few.
     pub attempts: u32,
 }
 

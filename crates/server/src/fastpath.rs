@@ -201,13 +201,19 @@ impl Drop for Connection {
     }
 }
 
-/// An API key and its principal, as the key cache had them.
+/// An API key and its principal, as the key cache had them. It is trusted
+/// no longer than the cache entry it came from would be: until a key is
+/// revoked or a user changed (the generation moves), and no more than
+/// [`KEY_TTL`](crate::cache::KEY_TTL) after the principal was read from
+/// the store.
 struct KnownKey {
     secret: Box<[u8]>,
     principal: Principal,
-    /// The key cache's generation when the key was read: any revocation
-    /// since changes it.
+    /// The key cache's generation before the key was authenticated: any
+    /// revocation since changes it.
     generation: u64,
+    /// When the principal was read from the store (not when this
+    /// connection took it from the cache).
     read_at: Instant,
     expires_at: Option<paddock_core::Timestamp>,
     /// False for an access token, which is verified on every request.
@@ -371,13 +377,14 @@ impl Connection {
         let Ok(token) = std::str::from_utf8(token) else {
             return false;
         };
+        // Read first: a revocation while authenticating moves it, and the
+        // next request authenticates again.
         let generation = state.caches.key_generation();
-        let read_at = now;
         let Ok(principal) = authenticate(state, token).await else {
             return false;
         };
-        // An API key is kept for the next request; an access token is
-        // checked on each.
+        // An API key is kept for the next request, as long as the key
+        // cache would keep it; an access token is checked on each.
         let kept = token
             .starts_with(API_KEY_PREFIX)
             .then(|| {
@@ -390,8 +397,8 @@ impl Connection {
             secret: token.as_bytes().into(),
             principal,
             generation,
-            read_at,
-            expires_at: kept.as_ref().and_then(|(_, e)| *e),
+            read_at: kept.as_ref().map_or(now, |(_, _, read_at)| *read_at),
+            expires_at: kept.as_ref().and_then(|(_, e, _)| *e),
             reusable: kept.is_some(),
         });
         true

@@ -41,7 +41,7 @@ use paddock_core::catalog::default_catalog;
 use paddock_core::compute::ComputeTable;
 use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::{Identity, IdentityError};
-use paddock_core::store::Store;
+use paddock_core::store::{Store, StoreError};
 use paddock_core::user::Role;
 use std::future::Future;
 use std::sync::Arc;
@@ -165,11 +165,22 @@ async fn ensure_admin(state: &AppState) -> Result<(), ServerError> {
             Ok(())
         }
         Err(IdentityError::AlreadyExists) => {
-            // The address exists as a plain user: promote it.
-            if let Some(mut u) = state.store.get_user_by_email(&email.to_lowercase()).await? {
+            // The address exists as a plain user: promote it, reading it
+            // again if another write lands first.
+            let email = email.to_lowercase();
+            for retry in 0.. {
+                let Some(mut u) = state.store.get_user_by_email(&email).await? else {
+                    break;
+                };
                 u.role = Role::Admin;
-                state.store.update_user(&u).await?;
-                tracing::info!(user = %u.user_id, "existing user promoted to first admin");
+                match state.store.update_user(&u).await {
+                    Ok(u) => {
+                        tracing::info!(user = %u.user_id, "existing user promoted to first admin");
+                        break;
+                    }
+                    Err(StoreError::Stale(_)) if retry < 5 => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             Ok(())
         }

@@ -353,3 +353,127 @@ pub fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &s
         "{body}"
     );
 }
+
+/// One client connection kept open across requests, its HTTP/1.1 written
+/// by hand: the way a program reuses a connection, so that a test can see
+/// how that one connection is answered after something changed (the fast
+/// path keeps what it learnt about a connection's API key).
+#[derive(Debug)]
+pub struct RawConnection {
+    stream: tokio::net::TcpStream,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
+}
+
+impl RawConnection {
+    /// Connects to a server at `url` (`http://host:port`).
+    pub async fn open(url: &str) -> RawConnection {
+        let addr = url.trim_start_matches("http://");
+        RawConnection {
+            stream: tokio::net::TcpStream::connect(addr).await.expect("connect"),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends one request with `Authorization: Bearer token` (and `body` as
+    /// JSON) and reads its whole response: the status and the body.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, String) {
+        use tokio::io::AsyncWriteExt;
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: paddock\r\nauthorization: Bearer {token}\r\n"
+        );
+        if !body.is_empty() {
+            req.push_str("content-type: application/json\r\n");
+        }
+        req.push_str(&format!("content-length: {}\r\n\r\n{body}", body.len()));
+        self.stream
+            .write_all(req.as_bytes())
+            .await
+            .expect("send a request");
+        self.response().await
+    }
+
+    /// Reads until `buf` holds at least `n` bytes.
+    async fn fill(&mut self, n: usize) {
+        use tokio::io::AsyncReadExt;
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 8192];
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                self.stream.read(&mut chunk),
+            )
+            .await
+            .expect("the server answers within a minute")
+            .expect("read a response");
+            assert!(read > 0, "the server closed the connection");
+            self.buf.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Reads up to and including the next CRLF, without it.
+    async fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(at) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf[..at].to_vec();
+                self.buf.drain(..at + 2);
+                return line;
+            }
+            let have = self.buf.len();
+            self.fill(have + 1).await;
+        }
+    }
+
+    /// Reads one response: the head, then a sized or chunked body.
+    async fn response(&mut self) -> (StatusCode, String) {
+        let (status, length, chunked) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut head = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(len) =
+                head.parse(&self.buf).expect("a valid response head")
+            {
+                let header = |name: &str| {
+                    head.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
+                };
+                let length = header("content-length").map(|v| v.parse::<usize>().expect("length"));
+                let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+                let status = StatusCode::from_u16(head.code.expect("status")).expect("status");
+                self.buf.drain(..len);
+                break (status, length, chunked);
+            }
+            let have = self.buf.len();
+            self.fill(have + 1).await;
+        };
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                let size = self.line().await;
+                let size = String::from_utf8_lossy(&size);
+                let size = size.split(';').next().unwrap_or_default().trim();
+                let size = usize::from_str_radix(size, 16).expect("a chunk size");
+                if size == 0 {
+                    // Trailers, if any, up to the empty line.
+                    while !self.line().await.is_empty() {}
+                    break;
+                }
+                self.fill(size + 2).await;
+                body.extend(self.buf.drain(..size));
+                self.buf.drain(..2);
+            }
+        } else {
+            let n = length.unwrap_or(0);
+            self.fill(n).await;
+            body.extend(self.buf.drain(..n));
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}

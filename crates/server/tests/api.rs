@@ -456,6 +456,131 @@ async fn api_keys_authenticate_and_can_be_revoked() {
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
 
+/// A new key for the holder of `token`: its secret and id.
+async fn new_key(s: &TestServer, token: &str, name: &str) -> (String, String) {
+    let (st, v) = s
+        .post("/api/keys", Some(token), json!({ "name": name }))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    (
+        v["secret"].as_str().unwrap().to_owned(),
+        v["key_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Revokes a key with the owner's session token and checks the answer.
+async fn revoke_key(s: &TestServer, token: &str, key_id: &str) {
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{key_id}"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "revoked", "{v}");
+}
+
+/// The key's entry in its owner's list.
+async fn listed_key(s: &TestServer, token: &str, key_id: &str) -> Value {
+    let (_, v) = s.get("/api/keys", token).await;
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == key_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{key_id} is not listed: {v}"))
+}
+
+/// A revoked key is refused on the very next request, also on a connection
+/// a program keeps open, whichever door it knocks on: the management API,
+/// a by-model gateway route (which the fast path looks at first) and the
+/// gateway's other routes.
+#[tokio::test]
+async fn a_revoked_key_fails_at_once_on_a_kept_alive_connection() {
+    let s = TestServer::start().await;
+    let token = s.user_token("keep@example.com").await;
+    let chat = json!({"model": "gemma3:270m", "messages": [{"role": "user", "content": "hi"}]});
+    for (method, path, body) in [
+        ("GET", "/api/instances", None),
+        ("GET", "/v1/models", None),
+        ("POST", "/api/chat", Some(&chat)),
+    ] {
+        let (secret, key_id) = new_key(&s, &token, path).await;
+        let mut c = RawConnection::open(&s.url).await;
+        for _ in 0..3 {
+            let (st, got) = c.send(method, path, &secret, body).await;
+            assert_ne!(st, StatusCode::UNAUTHORIZED, "{path}: {got}");
+        }
+        revoke_key(&s, &token, &key_id).await;
+        let (st, got) = c.send(method, path, &secret, body).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}: {got}");
+        let (st, got) = c.send(method, path, &secret, body).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{path}: {got}");
+        assert_eq!(listed_key(&s, &token, &key_id).await["status"], "revoked");
+    }
+}
+
+/// A revocation that lands while the key is being used is final: however
+/// the requests under way interleave with it (each reads the key, then
+/// records its last use and caches it), the key is listed revoked
+/// afterwards, and no request sent after the DELETE answered gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_a_key_in_use_is_final() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s = TestServer::start().await;
+    let token = s.user_token("race@example.com").await;
+    for round in 0..20u64 {
+        let (secret, key_id) = new_key(&s, &token, &format!("race {round}")).await;
+        let revoked = Arc::new(AtomicBool::new(false));
+        let users: Vec<_> = [
+            "/api/auth/me",
+            "/api/instances",
+            "/v1/models",
+            "/api/auth/me",
+        ]
+        .into_iter()
+        .map(|path| {
+            let (url, secret, revoked) = (s.url.clone(), secret.clone(), revoked.clone());
+            tokio::spawn(async move {
+                let mut c = RawConnection::open(&url).await;
+                // What requests sent after the DELETE answered got.
+                let mut after = Vec::new();
+                while after.len() < 5 {
+                    let sent_after = revoked.load(Ordering::SeqCst);
+                    let (st, got) = c.send("GET", path, &secret, None).await;
+                    if sent_after {
+                        after.push((path, st, got));
+                    }
+                }
+                after
+            })
+        })
+        .collect();
+        // The revocation lands at a different moment of the first,
+        // uncached requests each round.
+        tokio::time::sleep(std::time::Duration::from_millis(round % 5)).await;
+        revoke_key(&s, &token, &key_id).await;
+        revoked.store(true, Ordering::SeqCst);
+        for user in users {
+            for (path, st, got) in user.await.unwrap() {
+                assert_eq!(
+                    st,
+                    StatusCode::UNAUTHORIZED,
+                    "round {round}: {path} after the revocation: {got}"
+                );
+            }
+        }
+        let listed = listed_key(&s, &token, &key_id).await;
+        assert_eq!(listed["status"], "revoked", "round {round}: {listed}");
+        let (st, _) = s.get("/api/auth/me", &secret).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn errors_have_one_shape_and_bad_input_is_never_5xx() {
     let s = TestServer::start().await;

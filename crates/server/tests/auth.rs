@@ -407,6 +407,101 @@ async fn admins_manage_users_and_others_cannot() {
     s.login("plain@example.com", PASSWORD).await;
 }
 
+/// An admin's disable that lands while the user is changing their password
+/// (which reads the account, checks the old password and hashes the new
+/// one before it writes) is never undone by that change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_password_change_never_undoes_a_disable() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let email = "racer@example.com";
+    let user = s.user_token(email).await;
+    let (_, me) = s.get("/api/auth/me", &user).await;
+    let id = me["user_id"].as_str().unwrap().to_owned();
+    let passwords = [PASSWORD, "Sec0nd-pass!"];
+    for (round, delay_ms) in [0u64, 5, 15, 30, 60].into_iter().enumerate() {
+        let (old, new) = (passwords[round % 2], passwords[(round + 1) % 2]);
+        let token = s.login(email, old).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let change = {
+            let (client, url) = (s.client.clone(), s.url.clone());
+            tokio::spawn(async move {
+                client
+                    .post(format!("{url}/api/auth/new-password"))
+                    .bearer_auth(token)
+                    .json(&json!({"old_password": old, "new_password": new}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        let (st, v) = s
+            .call(
+                Method::PATCH,
+                &format!("/api/users/{id}"),
+                Some(&admin),
+                Some(json!({"disabled": true})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let changed = change.await.unwrap();
+        assert!(
+            changed == StatusCode::OK || changed == StatusCode::FORBIDDEN,
+            "{changed}"
+        );
+
+        let (_, v) = s.get("/api/users", &admin).await;
+        let listed = v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["user_id"] == id.as_str())
+            .cloned()
+            .unwrap();
+        assert_eq!(listed["disabled"], true, "round {round}: {listed}");
+        for password in passwords {
+            let (st, v) = s
+                .post(
+                    "/api/auth/login",
+                    None,
+                    json!({"email": email, "password": password}),
+                )
+                .await;
+            assert_ne!(st, StatusCode::OK, "round {round}: {v}");
+        }
+
+        // Enabled again for the next round, with whichever password won.
+        let (st, _) = s
+            .call(
+                Method::PATCH,
+                &format!("/api/users/{id}"),
+                Some(&admin),
+                Some(json!({"disabled": false})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        if changed != StatusCode::OK {
+            // The old password stays; change it so the rounds alternate.
+            let token = s.login(email, old).await["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let (st, v) = s
+                .post(
+                    "/api/auth/new-password",
+                    Some(&token),
+                    json!({"old_password": old, "new_password": new}),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_generated_first_admin_must_change_its_password() {
     let dir = tempfile::tempdir().unwrap();

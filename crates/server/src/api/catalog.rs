@@ -2,12 +2,14 @@
 //! Everyone signed in reads the active catalog; admins see inactive models
 //! too and add, edit and deactivate entries.
 
+use super::STALE_RETRIES;
 use crate::auth::extract::{Admin, Auth};
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use paddock_core::catalog::Model;
+use paddock_core::store::StoreError;
 use paddock_core::ModelId;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -97,23 +99,43 @@ pub(crate) async fn update(
             "model_id: cannot be changed; add a new model instead",
         ));
     }
-    let existing = state
+    let model_id = ModelId::new(&id);
+    let not_found = || ApiError::not_found(format!("model {id:?} is not in the catalog"));
+    let mut existing = state
         .store
-        .get_model(&ModelId::new(&id))
+        .get_model(&model_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("model {id:?} is not in the catalog")))?;
-    let mut merged =
-        serde_json::to_value(&existing).map_err(|e| ApiError::Internal(e.to_string()))?;
-    for (k, v) in patch {
-        if k == "estimated_start_seconds" || k == "updated_at" {
-            continue;
+        .ok_or_else(not_found)?;
+    // The patch is applied to the record as stored, compare-and-swap: if
+    // another edit lands in between, it is applied again on top of that
+    // one, so neither edit undoes the other.
+    let mut retries = 0;
+    let stored = loop {
+        let mut merged =
+            serde_json::to_value(&existing).map_err(|e| ApiError::Internal(e.to_string()))?;
+        for (k, v) in &patch {
+            if k == "estimated_start_seconds" || k == "updated_at" {
+                continue;
+            }
+            merged[k] = v.clone();
         }
-        merged[k] = v;
-    }
-    let mut m = parse_model(merged)?;
-    m.updated_at = Some(state.clock.now());
-    state.store.put_model(&m).await?;
-    Ok(Json(model_json(&m)))
+        let mut m = parse_model(merged)?;
+        m.updated_at = Some(state.clock.now());
+        m.version = existing.version;
+        match state.store.update_model(&m).await {
+            Ok(stored) => break stored,
+            Err(StoreError::Stale(_)) if retries < STALE_RETRIES => {
+                retries += 1;
+                existing = state
+                    .store
+                    .get_model(&model_id)
+                    .await?
+                    .ok_or_else(not_found)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(Json(model_json(&stored)))
 }
 
 pub(crate) async fn compute(State(state): State<AppState>, Auth(_): Auth) -> Json<Value> {

@@ -138,15 +138,23 @@ pub(crate) async fn revoke(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut key = match state.store.get_api_key(&ApiKeyId::new(&id)).await? {
+    let id = ApiKeyId::new(&id);
+    let not_found = || ApiError::not_found(format!("API key {id} not found"));
+    let key = match state.store.get_api_key(&id).await? {
         Some(k) if k.user_id == p.user_id => k,
-        _ => return Err(ApiError::not_found(format!("API key {id} not found"))),
+        _ => return Err(not_found()),
     };
     let now = state.clock.now();
-    if key.revoked_at.is_none() {
-        key.revoked_at = Some(now);
-        state.store.update_api_key(&key).await?;
+    let key = if key.revoked_at.is_none() {
+        // Only `revoked_at` is written, so no concurrent write of the key
+        // (its last use) can undo it; then no principal read before it can
+        // be served from, or put back into, the key cache.
+        state.store.revoke_api_key(&id, now).await?;
         state.caches.clear_keys();
-    }
+        // As stored: a concurrent revocation's time, if it came first.
+        state.store.get_api_key(&id).await?.ok_or_else(not_found)?
+    } else {
+        key
+    };
     Ok(Json(key_json(&key, now)))
 }

@@ -16,6 +16,11 @@ use crate::state::AppState;
 use axum::routing::{get, post};
 use axum::Router;
 
+/// Times a handler re-reads a record and writes again when another write
+/// landed between its read and its compare-and-swap write, before it
+/// answers 409.
+pub(crate) const STALE_RETRIES: usize = 5;
+
 /// One documented route.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteDoc {

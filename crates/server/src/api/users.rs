@@ -2,12 +2,14 @@
 //! promote/demote users. Users created here start confirmed and must pick a
 //! new password at first login (NEW_PASSWORD_REQUIRED).
 
+use super::STALE_RETRIES;
 use crate::auth::extract::Admin;
 use crate::auth::secrets::generated_password;
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use paddock_core::store::StoreError;
 use paddock_core::user::{Role, User};
 use paddock_core::UserId;
 use serde::Deserialize;
@@ -89,12 +91,9 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     Json(req): Json<UpdateUser>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut user = state
-        .store
-        .get_user(&UserId::new(&id))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("user {id} not found")))?;
-    let now = state.clock.now();
+    let id = UserId::new(&id);
+    let not_found = || ApiError::not_found(format!("user {id} not found"));
+    let mut user = state.store.get_user(&id).await?.ok_or_else(not_found)?;
     if user.user_id == me.user_id {
         if req.disabled == Some(true) {
             return Err(ApiError::validation(
@@ -107,20 +106,34 @@ pub(crate) async fn update(
             ));
         }
     }
-    if let Some(r) = &req.role {
-        user.role = parse_role(r)?;
-    }
-    if let Some(d) = req.disabled {
-        user.disabled = d;
-        if d {
-            state
-                .store
-                .revoke_user_refresh_tokens(&user.user_id, now)
-                .await?;
+    let role = req.role.as_deref().map(parse_role).transpose()?;
+    let now = state.clock.now();
+    // Compare-and-swap: a write that lands between the read and this one
+    // (the user changing their password) is read again and kept.
+    let mut retries = 0;
+    let user = loop {
+        if let Some(r) = role {
+            user.role = r;
         }
+        if let Some(d) = req.disabled {
+            user.disabled = d;
+        }
+        user.updated_at = now;
+        match state.store.update_user(&user).await {
+            Ok(stored) => break stored,
+            Err(StoreError::Stale(_)) if retries < STALE_RETRIES => {
+                retries += 1;
+                user = state.store.get_user(&id).await?.ok_or_else(not_found)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if req.disabled == Some(true) {
+        state
+            .store
+            .revoke_user_refresh_tokens(&user.user_id, now)
+            .await?;
     }
-    user.updated_at = now;
-    state.store.update_user(&user).await?;
     state.caches.clear_keys();
     tracing::info!(user = %user.user_id, role = user.role.as_str(), disabled = user.disabled, "user updated by admin");
     Ok(Json(user_json(&user)))

@@ -32,7 +32,11 @@ pub struct BuiltinSettings {
 const TOKEN_ACCESS: &str = "access";
 const TOKEN_NEW_PASSWORD: &str = "new_password";
 const NEW_PASSWORD_SESSION_SECS: i64 = 600;
+/// Codes that may be tried against one confirmation code.
 const MAX_CODE_ATTEMPTS: u32 = 5;
+/// Times a user write is retried (re-read and re-applied) when another
+/// write landed between its read and its write.
+const USER_WRITE_RETRIES: usize = 5;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -197,6 +201,36 @@ impl BuiltinIdentity {
         Ok(())
     }
 
+    /// Applies `change` to `user` and writes it, compare-and-swap on its
+    /// version. If another write landed since `user` was read (an admin
+    /// disabling the account, say), the stored record is read again and
+    /// `change` applied to that instead, so the other write is never
+    /// undone. `change` sees the latest record each time and may refuse it.
+    async fn write_user(
+        &self,
+        mut user: User,
+        mut change: impl FnMut(&mut User) -> Result<(), IdentityError> + Send,
+    ) -> Result<User, IdentityError> {
+        let mut retries = 0;
+        loop {
+            change(&mut user)?;
+            user.updated_at = self.clock.now();
+            match self.store.update_user(&user).await {
+                Ok(stored) => return Ok(stored),
+                Err(StoreError::Stale(_)) if retries < USER_WRITE_RETRIES => {
+                    retries += 1;
+                    user = self
+                        .store
+                        .get_user(&user.user_id)
+                        .await
+                        .map_err(backend)?
+                        .ok_or(IdentityError::InvalidToken)?;
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
     async fn usable_user(&self, id: &UserId) -> Result<User, IdentityError> {
         match self.store.get_user(id).await.map_err(backend)? {
             Some(u) if u.disabled => Err(IdentityError::Disabled),
@@ -228,6 +262,7 @@ impl Identity for BuiltinIdentity {
             must_change_password: must_change,
             created_at: now,
             updated_at: now,
+            version: 0,
         };
         match self.store.create_user(&user).await {
             Ok(()) => Ok(user),
@@ -250,10 +285,16 @@ impl Identity for BuiltinIdentity {
             }
             // Signing up again before confirming replaces the password and
             // sends a fresh code, as Cognito lets an unconfirmed user retry.
-            let mut u = existing;
-            u.password_hash = hash_blocking(password.to_owned()).await?;
-            u.updated_at = self.clock.now();
-            self.store.update_user(&u).await.map_err(backend)?;
+            let hash = hash_blocking(password.to_owned()).await?;
+            let u = self
+                .write_user(existing, |u| {
+                    if u.confirmed {
+                        return Err(IdentityError::AlreadyExists);
+                    }
+                    u.password_hash.clone_from(&hash);
+                    Ok(())
+                })
+                .await?;
             self.send_code(&email).await?;
             return Ok(u.user_id);
         }
@@ -268,6 +309,7 @@ impl Identity for BuiltinIdentity {
             must_change_password: false,
             created_at: now,
             updated_at: now,
+            version: 0,
         };
         match self.store.create_user(&user).await {
             Ok(()) => {}
@@ -287,7 +329,7 @@ impl Identity for BuiltinIdentity {
                 message: "must be the 6-digit code that was sent".into(),
             });
         }
-        let Some(mut user) = self
+        let Some(user) = self
             .store
             .get_user_by_email(&email)
             .await
@@ -298,23 +340,27 @@ impl Identity for BuiltinIdentity {
         if user.confirmed {
             return Ok(());
         }
-        let Some(mut pending) = self.store.get_confirmation(&email).await.map_err(backend)? else {
+        // Each try is counted before it is checked, in one store step, so
+        // that guesses sent at once cannot try more codes than the limit.
+        let Some(pending) = self
+            .store
+            .count_confirmation_attempt(&email)
+            .await
+            .map_err(backend)?
+        else {
             return Err(IdentityError::Expired("the confirmation code"));
         };
-        if pending.expires_at <= self.clock.now() || pending.attempts >= MAX_CODE_ATTEMPTS {
+        if pending.expires_at <= self.clock.now() || pending.attempts > MAX_CODE_ATTEMPTS {
             return Err(IdentityError::Expired("the confirmation code"));
         }
         if pending.code_hash != sha256_hex(&format!("{email}:{code}")) {
-            pending.attempts += 1;
-            self.store
-                .put_confirmation(&pending)
-                .await
-                .map_err(backend)?;
             return Err(IdentityError::CodeMismatch);
         }
-        user.confirmed = true;
-        user.updated_at = self.clock.now();
-        self.store.update_user(&user).await.map_err(backend)?;
+        self.write_user(user, |u| {
+            u.confirmed = true;
+            Ok(())
+        })
+        .await?;
         self.store
             .delete_confirmation(&email)
             .await
@@ -387,20 +433,33 @@ impl Identity for BuiltinIdentity {
             return Err(IdentityError::InvalidToken);
         }
         password::check_policy(new_password)?;
-        let mut user = self.usable_user(&UserId::new(claims.sub)).await?;
+        let user = self.usable_user(&UserId::new(claims.sub)).await?;
         if !user.must_change_password {
             return Err(IdentityError::InvalidToken);
         }
-        if verify_blocking(new_password.to_owned(), user.password_hash.clone()).await {
+        let temporary = user.password_hash.clone();
+        if verify_blocking(new_password.to_owned(), temporary.clone()).await {
             return Err(IdentityError::InvalidInput {
                 field: "new_password",
                 message: "must differ from the temporary password".into(),
             });
         }
-        user.password_hash = hash_blocking(new_password.to_owned()).await?;
-        user.must_change_password = false;
-        user.updated_at = self.clock.now();
-        self.store.update_user(&user).await.map_err(backend)?;
+        let hash = hash_blocking(new_password.to_owned()).await?;
+        // Re-checked on the record written: the account may have been
+        // disabled, or the password set, since it was read.
+        let user = self
+            .write_user(user, |u| {
+                if u.disabled {
+                    return Err(IdentityError::Disabled);
+                }
+                if !u.must_change_password || u.password_hash != temporary {
+                    return Err(IdentityError::InvalidToken);
+                }
+                u.password_hash.clone_from(&hash);
+                u.must_change_password = false;
+                Ok(())
+            })
+            .await?;
         self.issue_tokens(&user, None).await
     }
 
@@ -410,12 +469,14 @@ impl Identity for BuiltinIdentity {
         old_password: &str,
         new_password: &str,
     ) -> Result<(), IdentityError> {
-        let mut user = self.usable_user(user_id).await?;
-        if !verify_blocking(old_password.to_owned(), user.password_hash.clone()).await {
-            return Err(IdentityError::InvalidInput {
-                field: "old_password",
-                message: "is not your current password".into(),
-            });
+        let user = self.usable_user(user_id).await?;
+        let not_current = || IdentityError::InvalidInput {
+            field: "old_password",
+            message: "is not your current password".into(),
+        };
+        let verified = user.password_hash.clone();
+        if !verify_blocking(old_password.to_owned(), verified.clone()).await {
+            return Err(not_current());
         }
         password::check_policy(new_password).map_err(|e| match e {
             IdentityError::InvalidInput { message, .. } => IdentityError::InvalidInput {
@@ -424,10 +485,21 @@ impl Identity for BuiltinIdentity {
             },
             other => other,
         })?;
-        user.password_hash = hash_blocking(new_password.to_owned()).await?;
-        user.must_change_password = false;
-        user.updated_at = self.clock.now();
-        self.store.update_user(&user).await.map_err(backend)?;
+        let hash = hash_blocking(new_password.to_owned()).await?;
+        // Re-checked on the record written: a disable since the read stays,
+        // and a password changed since is no longer the one verified.
+        self.write_user(user, |u| {
+            if u.disabled {
+                return Err(IdentityError::Disabled);
+            }
+            if u.password_hash != verified {
+                return Err(not_current());
+            }
+            u.password_hash.clone_from(&hash);
+            u.must_change_password = false;
+            Ok(())
+        })
+        .await?;
         self.store
             .revoke_user_refresh_tokens(user_id, self.clock.now())
             .await

@@ -125,7 +125,11 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
     if let Some(p) = state.caches.key(&hash, now) {
         return Ok(p);
     }
-    let mut key = state
+    // Read before the key: a revocation from here on stops what is read
+    // below from being cached.
+    let generation = state.caches.key_generation();
+    let read_at = std::time::Instant::now();
+    let key = state
         .store
         .get_api_key_by_hash(&hash)
         .await?
@@ -143,8 +147,9 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
         .last_used_at
         .is_none_or(|t| (now - t).num_seconds() >= LAST_USED_RESOLUTION_SECS)
     {
-        key.last_used_at = Some(now);
-        state.store.update_api_key(&key).await?;
+        // Only the one column, and only while the key is not revoked: a
+        // revocation since the read above stays.
+        state.store.touch_api_key(&key.key_id, now).await?;
     }
     let principal = Principal {
         user_id: user.user_id,
@@ -157,7 +162,7 @@ async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, A
     };
     state
         .caches
-        .put_key(hash, principal.clone(), key.expires_at);
+        .put_key(hash, principal.clone(), key.expires_at, generation, read_at);
     Ok(principal)
 }
 

@@ -123,6 +123,7 @@ pub(crate) fn user(row: &SqliteRow) -> StoreResult<User> {
         must_change_password: get(row, "must_change_password")?,
         created_at: get_ts(row, "created_at")?,
         updated_at: get_ts(row, "updated_at")?,
+        version: get_uint(row, "version")?,
     })
 }
 
@@ -165,6 +166,7 @@ pub(crate) fn model(row: &SqliteRow) -> StoreResult<Model> {
         supported_tasks: get_json(row, "supported_tasks")?,
         is_active: get(row, "is_active")?,
         updated_at: get_opt_ts(row, "updated_at")?,
+        version: get_uint(row, "version")?,
     })
 }
 

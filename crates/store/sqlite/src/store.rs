@@ -3,7 +3,9 @@
 //! Owns the SQL and the mapping of SQLite errors to [`StoreError`] (unique
 //! violations become `Conflict`; everything else `Backend`, with messages
 //! that name tables and columns but never values, so no hash reaches a log).
-//! Instance updates are compare-and-swap on the `version` column.
+//! Updates of instances, users and models are compare-and-swap on their
+//! `version` column; an API key's last use and revocation, and a
+//! confirmation attempt, are single-column conditional writes.
 
 use crate::codec::{self, int, json, opt_json, opt_ts, ts, ts_nanos};
 use crate::SqliteStore;
@@ -72,6 +74,27 @@ async fn insert_transition(
     Ok(())
 }
 
+/// Why a compare-and-swap `UPDATE` in the caller's transaction changed no
+/// row: `Stale` if the row with `key` in `table` exists (at another
+/// version), `NotFound` if not. `table` and `column` are fixed names.
+async fn stale_or_missing(
+    conn: &mut SqliteConnection,
+    table: &str,
+    column: &str,
+    key: &str,
+    what: String,
+) -> StoreError {
+    let exists = sqlx::query(&format!("SELECT 1 FROM {table} WHERE {column} = ?"))
+        .bind(key)
+        .fetch_optional(conn)
+        .await;
+    match exists {
+        Ok(Some(_)) => StoreError::Stale(what),
+        Ok(None) => StoreError::NotFound(what),
+        Err(e) => backend(e),
+    }
+}
+
 impl SqliteStore {
     /// The row matching `key` in a single-key lookup, decoded.
     async fn fetch_one_by<T>(
@@ -106,7 +129,8 @@ impl Store for SqliteStore {
     async fn create_user(&self, u: &User) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO users (user_id, email, password_hash, role, confirmed, disabled, \
-             must_change_password, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             must_change_password, created_at, updated_at, version) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(u.user_id.as_str())
         .bind(&u.email)
@@ -117,6 +141,7 @@ impl Store for SqliteStore {
         .bind(u.must_change_password)
         .bind(ts(&u.created_at))
         .bind(ts(&u.updated_at))
+        .bind(int(u.version, "version")?)
         .execute(&self.pool)
         .await
         .map_err(|e| conflict_or_backend(e, user_conflict))?;
@@ -137,11 +162,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn update_user(&self, u: &User) -> StoreResult<()> {
+    async fn update_user(&self, u: &User) -> StoreResult<User> {
+        let version = int(u.version, "version")?;
+        // As for instances: the UPDATE comes first, so the transaction holds
+        // the write lock when the version is compared.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query(
             "UPDATE users SET email = ?, password_hash = ?, role = ?, confirmed = ?, \
-             disabled = ?, must_change_password = ?, created_at = ?, updated_at = ? \
-             WHERE user_id = ?",
+             disabled = ?, must_change_password = ?, created_at = ?, updated_at = ?, \
+             version = version + 1 WHERE user_id = ? AND version = ?",
         )
         .bind(&u.email)
         .bind(&u.password_hash)
@@ -152,13 +181,20 @@ impl Store for SqliteStore {
         .bind(ts(&u.created_at))
         .bind(ts(&u.updated_at))
         .bind(u.user_id.as_str())
-        .execute(&self.pool)
+        .bind(version)
+        .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or_backend(e, user_conflict))?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("user {}", u.user_id)));
+            let id = u.user_id.as_str();
+            let what = format!("user {id}");
+            return Err(stale_or_missing(&mut tx, "users", "user_id", id, what).await);
         }
-        Ok(())
+        tx.commit().await.map_err(backend)?;
+        Ok(User {
+            version: u.version + 1,
+            ..u.clone()
+        })
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
@@ -196,6 +232,22 @@ impl Store for SqliteStore {
             codec::confirmation,
         )
         .await
+    }
+
+    async fn count_confirmation_attempt(
+        &self,
+        email: &str,
+    ) -> StoreResult<Option<ConfirmationCode>> {
+        sqlx::query(
+            "UPDATE confirmation_codes SET attempts = attempts + 1 WHERE email = ? RETURNING *",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(codec::confirmation)
+        .transpose()
     }
 
     async fn delete_confirmation(&self, email: &str) -> StoreResult<()> {
@@ -279,58 +331,50 @@ impl Store for SqliteStore {
     // ---- catalog ----
 
     async fn insert_model_if_absent(&self, m: &Model) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO models (model_id, model_name, model_family, model_size_gb, cpu_vcpu, \
-             cpu_memory_mb, gpu_memory_mb, gpu_type, description, supported_tasks, is_active, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (model_id) DO NOTHING",
-        )
-        .bind(m.model_id.as_str())
-        .bind(&m.model_name)
-        .bind(&m.model_family)
-        .bind(m.model_size_gb)
-        .bind(m.cpu_requirements.vcpu)
-        .bind(i64::from(m.cpu_requirements.memory_mb))
-        .bind(i64::from(m.gpu_requirements.gpu_memory_mb))
-        .bind(&m.gpu_requirements.gpu_type)
-        .bind(&m.description)
-        .bind(json(&m.supported_tasks, "supported_tasks")?)
-        .bind(m.is_active)
-        .bind(opt_ts(&m.updated_at))
+        let done = bind_model_fields(
+            sqlx::query(
+                "INSERT INTO models (model_name, model_family, model_size_gb, cpu_vcpu, \
+                 cpu_memory_mb, gpu_memory_mb, gpu_type, description, supported_tasks, \
+                 is_active, updated_at, model_id, version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (model_id) DO NOTHING",
+            ),
+            m,
+        )?
+        .bind(int(m.version, "version")?)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn put_model(&self, m: &Model) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO models (model_id, model_name, model_family, model_size_gb, cpu_vcpu, \
-             cpu_memory_mb, gpu_memory_mb, gpu_type, description, supported_tasks, is_active, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (model_id) DO UPDATE SET model_name = excluded.model_name, \
-             model_family = excluded.model_family, model_size_gb = excluded.model_size_gb, \
-             cpu_vcpu = excluded.cpu_vcpu, cpu_memory_mb = excluded.cpu_memory_mb, \
-             gpu_memory_mb = excluded.gpu_memory_mb, gpu_type = excluded.gpu_type, \
-             description = excluded.description, supported_tasks = excluded.supported_tasks, \
-             is_active = excluded.is_active, updated_at = excluded.updated_at",
-        )
-        .bind(m.model_id.as_str())
-        .bind(&m.model_name)
-        .bind(&m.model_family)
-        .bind(m.model_size_gb)
-        .bind(m.cpu_requirements.vcpu)
-        .bind(i64::from(m.cpu_requirements.memory_mb))
-        .bind(i64::from(m.gpu_requirements.gpu_memory_mb))
-        .bind(&m.gpu_requirements.gpu_type)
-        .bind(&m.description)
-        .bind(json(&m.supported_tasks, "supported_tasks")?)
-        .bind(m.is_active)
-        .bind(opt_ts(&m.updated_at))
-        .execute(&self.pool)
+    async fn update_model(&self, m: &Model) -> StoreResult<Model> {
+        let version = int(m.version, "version")?;
+        // The UPDATE comes first, as for instances.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = bind_model_fields(
+            sqlx::query(
+                "UPDATE models SET model_name = ?, model_family = ?, model_size_gb = ?, \
+                 cpu_vcpu = ?, cpu_memory_mb = ?, gpu_memory_mb = ?, gpu_type = ?, \
+                 description = ?, supported_tasks = ?, is_active = ?, updated_at = ?, \
+                 version = version + 1 WHERE model_id = ? AND version = ?",
+            ),
+            m,
+        )?
+        .bind(version)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        if done.rows_affected() == 0 {
+            let id = m.model_id.as_str();
+            let what = format!("model {id}");
+            return Err(stale_or_missing(&mut tx, "models", "model_id", id, what).await);
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Model {
+            version: m.version + 1,
+            ..m.clone()
+        })
     }
 
     async fn get_model(&self, id: &ModelId) -> StoreResult<Option<Model>> {
@@ -417,18 +461,9 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
-            let exists = sqlx::query("SELECT 1 FROM instances WHERE instance_id = ?")
-                .bind(i.instance_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?
-                .is_some();
-            let what = format!("instance {}", i.instance_id);
-            return Err(if exists {
-                StoreError::Stale(what)
-            } else {
-                StoreError::NotFound(what)
-            });
+            let id = i.instance_id.as_str();
+            let what = format!("instance {id}");
+            return Err(stale_or_missing(&mut tx, "instances", "instance_id", id, what).await);
         }
         if let Some(t) = transition {
             insert_transition(&mut tx, &i.instance_id, t).await?;
@@ -514,29 +549,33 @@ impl Store for SqliteStore {
         decode_all(rows, codec::api_key)
     }
 
-    async fn update_api_key(&self, k: &ApiKey) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET user_id = ?, name = ?, prefix = ?, secret_hash = ?, \
-             created_at = ?, expires_at = ?, last_used_at = ?, allowed_models = ?, \
-             revoked_at = ? WHERE key_id = ?",
+    async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()> {
+        // One conditional write of one column: it can never undo a
+        // revocation, whenever it lands. Timestamps compare as text.
+        let at = ts(&at);
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = ? WHERE key_id = ? AND revoked_at IS NULL \
+             AND (last_used_at IS NULL OR last_used_at < ?)",
         )
-        .bind(k.user_id.as_str())
-        .bind(&k.name)
-        .bind(&k.prefix)
-        .bind(&k.secret_hash)
-        .bind(ts(&k.created_at))
-        .bind(opt_ts(&k.expires_at))
-        .bind(opt_ts(&k.last_used_at))
-        .bind(opt_json(&k.allowed_models, "allowed_models")?)
-        .bind(opt_ts(&k.revoked_at))
-        .bind(k.key_id.as_str())
+        .bind(&at)
+        .bind(id.as_str())
+        .bind(&at)
         .execute(&self.pool)
         .await
-        .map_err(|e| conflict_or_backend(e, |_| "API key with this secret".to_owned()))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("API key {}", k.key_id)));
-        }
+        .map_err(backend)?;
         Ok(())
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ---- usage ----
@@ -712,4 +751,24 @@ fn bind_instance_fields<'q>(
         .bind(ts(&i.last_active_at))
         .bind(opt_ts(&i.running_since))
         .bind(int(i.billed_secs, "billed_secs")?))
+}
+
+/// Binds the model columns from `model_name` to `updated_at`, then
+/// `model_id`, in the order INSERT and UPDATE both list them.
+fn bind_model_fields<'q>(
+    q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    m: &'q Model,
+) -> StoreResult<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>> {
+    Ok(q.bind(&m.model_name)
+        .bind(&m.model_family)
+        .bind(m.model_size_gb)
+        .bind(m.cpu_requirements.vcpu)
+        .bind(i64::from(m.cpu_requirements.memory_mb))
+        .bind(i64::from(m.gpu_requirements.gpu_memory_mb))
+        .bind(&m.gpu_requirements.gpu_type)
+        .bind(&m.description)
+        .bind(json(&m.supported_tasks, "supported_tasks")?)
+        .bind(m.is_active)
+        .bind(opt_ts(&m.updated_at))
+        .bind(m.model_id.as_str()))
 }

@@ -172,9 +172,15 @@ async fn updates_report_missing_instances_and_roundtrip_every_field() {
 async fn catalog_entries_roundtrip_exactly() {
     let store = fresh_store().await;
     for mut m in paddock_core::catalog::default_catalog() {
+        store.insert_model_if_absent(&m).await.unwrap();
+        assert_eq!(
+            store.get_model(&m.model_id).await.unwrap().as_ref(),
+            Some(&m)
+        );
         m.updated_at = Some(Utc::now());
-        store.put_model(&m).await.unwrap();
-        assert_eq!(store.get_model(&m.model_id).await.unwrap(), Some(m));
+        m.description.push_str(" (edited)");
+        let stored = store.update_model(&m).await.unwrap();
+        assert_eq!(store.get_model(&m.model_id).await.unwrap(), Some(stored));
     }
 }
 
@@ -192,6 +198,7 @@ async fn emails_are_unique_regardless_of_case() {
         must_change_password: false,
         created_at: now,
         updated_at: now,
+        version: 0,
     };
     store.create_user(&u).await.unwrap();
     assert_eq!(store.get_user(&u.user_id).await.unwrap(), Some(u.clone()));
