@@ -309,19 +309,23 @@ impl Connection {
                 }
             };
             let started = first_byte.unwrap_or_else(Instant::now);
+            // The request's and hyper's futures are boxed: held inline,
+            // their state would be part of every connection's, also while
+            // it idles.
             let Some(req) = req else {
-                return self.hand_to_hyper(tcp, buf, started).await;
+                return Box::pin(self.hand_to_hyper(tcp, buf, started)).await;
             };
-            let outcome = self
-                .fast(&mut tcp, &mut buf, &mut scratch, &mut ubuf, req)
-                .await;
+            let outcome =
+                Box::pin(self.fast(&mut tcp, &mut buf, &mut scratch, &mut ubuf, req)).await;
             match outcome {
                 Outcome::Next => {}
                 Outcome::Close => {
                     let _ = tcp.shutdown().await;
                     return;
                 }
-                Outcome::Decline => return self.hand_to_hyper(tcp, buf, started).await,
+                Outcome::Decline => {
+                    return Box::pin(self.hand_to_hyper(tcp, buf, started)).await;
+                }
             }
         }
     }
