@@ -354,36 +354,15 @@ async fn admins_manage_users_and_others_cannot() {
         .to_owned();
 
     // Promote, then the user can list users.
-    let (st, _) = s
-        .call(
-            Method::PATCH,
-            &format!("/api/users/{id}"),
-            Some(&admin),
-            Some(json!({"role": "admin"})),
-        )
-        .await;
+    let (st, _) = patch_user(&s, &admin, &id, json!({"role": "admin"})).await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s.get("/api/users", &user).await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _) = s
-        .call(
-            Method::PATCH,
-            &format!("/api/users/{id}"),
-            Some(&admin),
-            Some(json!({"role": "root"})),
-        )
-        .await;
+    let (st, _) = patch_user(&s, &admin, &id, json!({"role": "root"})).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 
     // Disable: their token and login stop working.
-    let (st, _) = s
-        .call(
-            Method::PATCH,
-            &format!("/api/users/{id}"),
-            Some(&admin),
-            Some(json!({"disabled": true})),
-        )
-        .await;
+    let (st, _) = patch_user(&s, &admin, &id, json!({"disabled": true})).await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s.get("/api/instances", &user).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
@@ -395,14 +374,7 @@ async fn admins_manage_users_and_others_cannot() {
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = s
-        .call(
-            Method::PATCH,
-            &format!("/api/users/{id}"),
-            Some(&admin),
-            Some(json!({"disabled": false})),
-        )
-        .await;
+    let (st, _) = patch_user(&s, &admin, &id, json!({"disabled": false})).await;
     assert_eq!(st, StatusCode::OK);
     s.login("plain@example.com", PASSWORD).await;
 }
@@ -439,14 +411,7 @@ async fn a_password_change_never_undoes_a_disable() {
             })
         };
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-        let (st, v) = s
-            .call(
-                Method::PATCH,
-                &format!("/api/users/{id}"),
-                Some(&admin),
-                Some(json!({"disabled": true})),
-            )
-            .await;
+        let (st, v) = patch_user(&s, &admin, &id, json!({"disabled": true})).await;
         assert_eq!(st, StatusCode::OK, "{v}");
         let changed = change.await.unwrap();
         assert!(
@@ -475,14 +440,7 @@ async fn a_password_change_never_undoes_a_disable() {
         }
 
         // Enabled again for the next round, with whichever password won.
-        let (st, _) = s
-            .call(
-                Method::PATCH,
-                &format!("/api/users/{id}"),
-                Some(&admin),
-                Some(json!({"disabled": false})),
-            )
-            .await;
+        let (st, _) = patch_user(&s, &admin, &id, json!({"disabled": false})).await;
         assert_eq!(st, StatusCode::OK);
         if changed != StatusCode::OK {
             // The old password stays; change it so the rounds alternate.
@@ -518,4 +476,20 @@ async fn a_generated_first_admin_must_change_its_password() {
     assert!(admin.must_change_password);
     assert!(admin.confirmed);
     s.shutdown().await;
+}
+
+/// An admin's `PATCH /api/users/{id}`.
+async fn patch_user(
+    s: &TestServer,
+    admin: &str,
+    id: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    s.call(
+        Method::PATCH,
+        &format!("/api/users/{id}"),
+        Some(admin),
+        Some(body),
+    )
+    .await
 }
