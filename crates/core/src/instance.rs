@@ -143,7 +143,7 @@ pub struct Instance {
     pub spec: ComputeSpec,
     pub status: InstanceState,
     pub desired: DesiredState,
-    /// Minutes without requests before the instance sleeps; 0 never sleeps.
+    /// Seconds without requests before the instance sleeps; 0 never sleeps.
     pub idle_timeout_secs: u64,
     /// The driver's handle (opaque to everything but the driver), once launched.
     pub handle: Option<serde_json::Value>,

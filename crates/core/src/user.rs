@@ -2,9 +2,10 @@
 //!
 //! Owns the [`User`] account record with its [`Role`], the stored forms of
 //! credentials ([`ApiKey`], [`RefreshToken`], [`ConfirmationCode`]: hashes
-//! only, never secrets), the [`Identity`] trait that built-in accounts and
-//! Cognito implement, and [`UsageRecord`]. Hashing and token signing live in
-//! the identity implementations.
+//! only, never secrets), the caller's [`Principal`], and [`UsageRecord`].
+//! The `Identity` trait that built-in accounts and Cognito implement is in
+//! [`crate::identity`]; hashing and token signing live in its
+//! implementations.
 
 use crate::{ApiKeyId, InstanceId, ModelId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
