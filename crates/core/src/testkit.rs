@@ -3,6 +3,8 @@
 //! `store_conformance_tests!(make)` expands to one `#[tokio::test]` per
 //! check, where `make` is an async expression yielding a fresh, empty store.
 //! A new backend (DynamoDB) adds one line in its tests and gets them all.
+//! `identity_conformance_tests!(make)` does the same for identities
+//! ([`identity`]).
 
 use crate::catalog::default_catalog;
 use crate::compute::ComputeSpec;
@@ -11,6 +13,8 @@ use crate::store::{Store, StoreError, UsageQuery};
 use crate::user::{ApiKey, ConfirmationCode, RefreshToken, Role, UsageRecord, User};
 use crate::{ApiKeyId, InstanceId, ModelId, UserId};
 use chrono::{Duration, Utc};
+
+pub mod identity;
 
 /// Expands to the store conformance tests for a backend.
 #[macro_export]

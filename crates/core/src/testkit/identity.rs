@@ -1,0 +1,229 @@
+//! The identity conformance suite: the account and session flows every
+//! [`Identity`] must get right, whichever service keeps the accounts.
+//!
+//! An implementation's tests give it an [`IdentityHarness`]: the identity,
+//! plus what only an operator or the test can do (read the code that was
+//! sent, disable a user, move the clock). A check an implementation cannot
+//! take part in (an emulator that accepts any confirmation code, a remote
+//! clock) is skipped by its harness saying so, never by a loosened check.
+
+use crate::identity::{Identity, IdentityError, LoginOutcome, Tokens};
+use crate::user::Role;
+use crate::UserId;
+use async_trait::async_trait;
+
+/// What the suite needs besides the identity.
+#[async_trait]
+pub trait IdentityHarness: Send + Sync {
+    fn identity(&self) -> &dyn Identity;
+    /// The confirmation code last sent to `email`.
+    async fn code_for(&self, email: &str) -> String;
+    /// Disables or enables a user, as an administrator would.
+    async fn set_disabled(&self, user: &UserId, disabled: bool);
+    /// Moves the identity's clock on by `secs` seconds; false if it cannot
+    /// (then the expiry check is skipped).
+    fn advance(&self, secs: u64) -> bool;
+    /// Whether a wrong confirmation code is refused (an emulator may
+    /// accept any code; then the wrong-code check is skipped).
+    fn checks_codes(&self) -> bool {
+        true
+    }
+}
+
+const PASSWORD: &str = "Str0ng-pass!";
+const NEW_PASSWORD: &str = "An0ther-pass!";
+
+fn tokens(outcome: LoginOutcome) -> Tokens {
+    match outcome {
+        LoginOutcome::Tokens(t) => t,
+        other => panic!("expected tokens, got {other:?}"),
+    }
+}
+
+/// Sign up, confirm (and a wrong code), log in (and a wrong password),
+/// tokens that authenticate, an address signed up twice.
+pub async fn signup_confirm_login(h: &dyn IdentityHarness) {
+    let id = h.identity();
+    let email = "ana@example.com";
+    assert!(
+        matches!(
+            id.signup(email, "short").await,
+            Err(IdentityError::InvalidInput { .. })
+        ),
+        "a weak password is refused"
+    );
+    let user = id.signup(email, PASSWORD).await.expect("sign up");
+    assert_eq!(
+        id.login(email, PASSWORD).await,
+        Err(IdentityError::NotConfirmed)
+    );
+    if h.checks_codes() {
+        let code = h.code_for(email).await;
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        assert_eq!(
+            id.confirm(email, wrong).await,
+            Err(IdentityError::CodeMismatch)
+        );
+    }
+    let code = h.code_for(email).await;
+    id.confirm(email, &code).await.expect("confirm");
+    assert_eq!(
+        id.signup(email, PASSWORD).await,
+        Err(IdentityError::AlreadyExists)
+    );
+    assert_eq!(
+        id.login(email, "Wr0ng-password!").await,
+        Err(IdentityError::InvalidCredentials)
+    );
+    let t = tokens(id.login(email, PASSWORD).await.expect("log in"));
+    let p = id
+        .authenticate(&t.access_token)
+        .await
+        .expect("authenticate");
+    assert_eq!(p.user_id, user);
+    assert_eq!(p.role, Role::User);
+    assert!(p.api_key.is_none());
+    assert_eq!(
+        id.authenticate("not-a-token").await,
+        Err(IdentityError::InvalidToken)
+    );
+}
+
+/// Signs up and confirms `email`, returning its id and first tokens.
+async fn confirmed(h: &dyn IdentityHarness, email: &str) -> (UserId, Tokens) {
+    let id = h.identity();
+    let user = id.signup(email, PASSWORD).await.expect("sign up");
+    let code = h.code_for(email).await;
+    id.confirm(email, &code).await.expect("confirm");
+    let t = tokens(id.login(email, PASSWORD).await.expect("log in"));
+    (user, t)
+}
+
+/// A refresh token rotates once; presenting it again ends its family, and
+/// logging out ends a session.
+pub async fn refresh_rotation_reuse_and_logout(h: &dyn IdentityHarness) {
+    let id = h.identity();
+    let (_, first) = confirmed(h, "ben@example.com").await;
+    let second = id.refresh(&first.refresh_token).await.expect("refresh");
+    assert_ne!(second.refresh_token, first.refresh_token);
+    id.authenticate(&second.access_token)
+        .await
+        .expect("the new access token works");
+    // The first token again: reuse. The whole family ends.
+    assert_eq!(
+        id.refresh(&first.refresh_token).await,
+        Err(IdentityError::InvalidToken)
+    );
+    assert_eq!(
+        id.refresh(&second.refresh_token).await,
+        Err(IdentityError::InvalidToken),
+        "reuse revokes the rotated token too"
+    );
+    // Logout ends a fresh session's refresh token.
+    let third = tokens(id.login("ben@example.com", PASSWORD).await.expect("log in"));
+    id.logout(&third.refresh_token).await.expect("log out");
+    assert_eq!(
+        id.refresh(&third.refresh_token).await,
+        Err(IdentityError::InvalidToken)
+    );
+}
+
+/// A password change, and the first login of a user an admin created with
+/// a temporary password.
+pub async fn new_passwords(h: &dyn IdentityHarness) {
+    let id = h.identity();
+    let (user, _) = confirmed(h, "cleo@example.com").await;
+    assert!(matches!(
+        id.change_password(&user, "Wr0ng-password!", NEW_PASSWORD)
+            .await,
+        Err(IdentityError::InvalidInput { .. })
+    ));
+    id.change_password(&user, PASSWORD, NEW_PASSWORD)
+        .await
+        .expect("change password");
+    assert_eq!(
+        id.login("cleo@example.com", PASSWORD).await,
+        Err(IdentityError::InvalidCredentials)
+    );
+    tokens(
+        id.login("cleo@example.com", NEW_PASSWORD)
+            .await
+            .expect("log in"),
+    );
+
+    let created = id
+        .admin_create_user("dan@example.com", PASSWORD, Role::User, true)
+        .await
+        .expect("admin creates a user");
+    let LoginOutcome::NewPasswordRequired { session } =
+        id.login("dan@example.com", PASSWORD).await.expect("log in")
+    else {
+        panic!("a temporary password must be changed at first login");
+    };
+    let t = id
+        .complete_new_password("dan@example.com", &session, NEW_PASSWORD)
+        .await
+        .expect("choose a new password");
+    let p = id
+        .authenticate(&t.access_token)
+        .await
+        .expect("authenticate");
+    assert_eq!(p.user_id, created.user_id);
+    tokens(
+        id.login("dan@example.com", NEW_PASSWORD)
+            .await
+            .expect("log in with the new password"),
+    );
+}
+
+/// A disabled user can neither log in nor use a token issued before.
+pub async fn disabled_users_are_locked_out(h: &dyn IdentityHarness) {
+    let id = h.identity();
+    let (user, t) = confirmed(h, "eve@example.com").await;
+    h.set_disabled(&user, true).await;
+    assert!(id.login("eve@example.com", PASSWORD).await.is_err());
+    assert!(id.authenticate(&t.access_token).await.is_err());
+    assert!(id.refresh(&t.refresh_token).await.is_err());
+    h.set_disabled(&user, false).await;
+    tokens(
+        id.login("eve@example.com", PASSWORD)
+            .await
+            .expect("enabled again"),
+    );
+}
+
+/// Access tokens expire.
+pub async fn access_tokens_expire(h: &dyn IdentityHarness) {
+    let id = h.identity();
+    let (_, t) = confirmed(h, "fay@example.com").await;
+    if !h.advance(t.expires_in + 1) {
+        return;
+    }
+    assert_eq!(
+        id.authenticate(&t.access_token).await,
+        Err(IdentityError::InvalidToken)
+    );
+}
+
+/// Expands to the identity conformance tests for an implementation, where
+/// `make` is an async expression yielding a fresh harness.
+#[macro_export]
+macro_rules! identity_conformance_tests {
+    ($make:expr) => {
+        $crate::identity_conformance_tests!(@each $make;
+            signup_confirm_login,
+            refresh_rotation_reuse_and_logout,
+            new_passwords,
+            disabled_users_are_locked_out,
+            access_tokens_expire);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let harness = $make;
+                $crate::testkit::identity::$name(&harness).await;
+            }
+        )*
+    };
+}
