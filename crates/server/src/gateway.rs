@@ -432,14 +432,12 @@ pub(crate) fn busy(state: &AppState, instance: &InstanceId, why: Busy) -> ApiErr
 }
 
 /// A sequence of the instance for a request that runs the model: at once
-/// if one is free, else after waiting in the instance's queue.
+/// if one is free (`wait_sequence` tries first, under the lock it queues
+/// under), else after waiting in the instance's queue.
 pub(crate) async fn sequence(
     state: &AppState,
     instance: &InstanceId,
 ) -> Result<Sequence, ApiError> {
-    if let Some(seq) = state.activity.try_sequence(instance) {
-        return Ok(seq);
-    }
     let deadline = tokio::time::Instant::now() + state.config.queue_timeout();
     state
         .activity

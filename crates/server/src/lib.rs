@@ -226,7 +226,6 @@ pub async fn serve(
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     }));
-    let usage = state.usage.clone();
     let max_connections = fastpath::connection_limit(state.config.max_connections);
     tracing::info!(max_connections, "serving connections");
     fastpath::serve_connections(
@@ -238,7 +237,7 @@ pub async fn serve(
     )
     .await;
     // The requests that finished are in the store before the process ends.
-    usage.flush().await;
+    state.usage.flush().await;
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     // With the loop stopped, nothing launches or records a crash while the
