@@ -2,6 +2,7 @@
 //! backends in one place, and calls library functions. Client commands talk
 //! to a paddock server over HTTP (see `client`).
 
+mod backends;
 mod client;
 mod commands;
 mod table;
@@ -137,33 +138,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     init_tracing();
     let shutdown = shutdown_signal()?;
-    std::fs::create_dir_all(&config.data_dir)?;
-    let store = std::sync::Arc::new(
-        paddock_store_sqlite::SqliteStore::open(&config.data_dir.join("paddock.db")).await?,
-    );
+    let services = backends::services(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let driver = std::sync::Arc::new(paddock_driver_process::ProcessDriver::new(
-        paddock_driver_process::ProcessDriverConfig {
-            runtime_binary: match &config.runtime_binary {
-                Some(b) => b.clone(),
-                None => std::env::current_exe()?,
-            },
-            root: config.data_dir.clone(),
-            models_dir: config.models_dir(),
-            parallel: config.runtime_parallel,
-            extra_args: Vec::new(),
-            keep_on_shutdown: config.keep_instances_on_shutdown,
-        },
-    ));
-    paddock_server::serve(
-        config,
-        paddock_server::Services::new(store, driver),
-        listener,
-        shutdown,
-    )
-    .await?;
+    paddock_server::serve(config, services, listener, shutdown).await?;
     Ok(())
 }
 

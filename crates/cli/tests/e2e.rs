@@ -865,7 +865,7 @@ async fn process_driver_conformance_under(
         ctx: 2048,
     };
     // The gateway's pool speaks to both kinds of endpoint.
-    let pool = paddock_server::upstream::Pool::default();
+    let pool = paddock_gateway::upstream::Pool::default();
     paddock_core::testkit::driver_conformance(&driver, spec, |endpoint| {
         let pool = pool.clone();
         async move {

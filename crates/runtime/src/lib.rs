@@ -31,10 +31,6 @@ pub use error::RuntimeError;
 use std::future::Future;
 use std::sync::Arc;
 
-/// The Ollama version this runtime reports on `GET /api/version`: the API
-/// level whose paths, fields and semantics it follows.
-pub const OLLAMA_COMPAT_VERSION: &str = "0.9.6";
-
 /// Loads the model that `config` names (pulling it first when it is neither a
 /// file, in the store, nor in the Ollama models directory), then serves the
 /// Ollama and OpenAI APIs on `listener` until `shutdown` completes.

@@ -1,18 +1,15 @@
-//! [`AppState`]: what every handler can reach, cloned cheaply per request.
+//! [`AppState`]: what the management API's handlers and the web pages
+//! reach, cloned cheaply per request: the control layer (every rule and
+//! record goes through it), the gateway (for the connection settings it
+//! shares with the management door) and the configuration (what pages
+//! show: the public URL, session lifetimes).
 
-use crate::activity::Activity;
-use crate::cache::Caches;
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::reconciler::ReconcilerHandle;
-use paddock_core::compute::ComputeTable;
-use paddock_core::driver::ComputeDriver;
-use paddock_core::identity::Identity;
-use paddock_core::store::Store;
+use axum::extract::FromRef;
+use paddock_control::Control;
 use std::sync::Arc;
 
-/// Shared state of the running server.
+/// Shared state of the management API and the web pages.
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Inner>);
 
@@ -20,23 +17,7 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 pub struct Inner {
     pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub identity: Arc<dyn Identity>,
-    pub compute: ComputeTable,
-    pub clock: Clock,
-    pub reconciler: ReconcilerHandle,
-    /// Where instances run.
-    pub driver: Arc<dyn ComputeDriver>,
-    /// Gateway requests in flight and last activity per instance.
-    pub activity: Activity,
-    pub metrics: Metrics,
-    /// Connections to model servers (pooled keep-alive): the gateway's
-    /// requests and the reconciler's health probes.
-    pub upstream: crate::upstream::Pool,
-    /// Hot-path caches for the gateway.
-    pub caches: Caches,
-    /// Gateway usage records on their way to the store.
-    pub usage: crate::usage::UsageWriter,
+    pub control: Control,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,7 +28,13 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(inner: Inner) -> Self {
-        AppState(Arc::new(inner))
+    pub fn new(config: Config, control: Control) -> Self {
+        AppState(Arc::new(Inner { config, control }))
+    }
+}
+
+impl FromRef<AppState> for Control {
+    fn from_ref(s: &AppState) -> Control {
+        s.control.clone()
     }
 }

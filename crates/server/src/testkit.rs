@@ -5,11 +5,12 @@
 
 #![allow(missing_docs)]
 
-use crate::clock::Clock;
 use crate::config::{Config, Secret};
-use crate::mailer::MemoryMailer;
 use crate::Services;
+use paddock_core::Clock;
 use paddock_driver_process::{ProcessDriver, ProcessDriverConfig};
+use paddock_identity_builtin::mailer::MemoryMailer;
+use paddock_identity_builtin::{BuiltinIdentity, BuiltinSettings};
 use paddock_store_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -129,10 +130,28 @@ impl TestServer {
         }));
         let mailer = Arc::new(MemoryMailer::default());
         let clock = Clock::system();
+        let store = Arc::new(store);
+        let key = paddock_identity_builtin::signing_key::load_or_create_key(
+            &data_dir.join("secrets").join("jwt.key"),
+        )
+        .expect("signing key");
+        let identity = Arc::new(BuiltinIdentity::new(
+            store.clone(),
+            mailer.clone(),
+            clock.clone(),
+            &key,
+            BuiltinSettings {
+                access_ttl_secs: config.access_token_ttl_secs,
+                refresh_ttl_secs: config.refresh_token_ttl_secs,
+                confirmation_ttl_secs: config.confirmation_ttl_secs,
+                login_max_failures: config.login_max_failures,
+                login_lockout_secs: config.login_lockout_secs,
+            },
+        ));
         let services = Services {
-            store: Arc::new(store),
+            store,
+            identity,
             driver: driver.clone(),
-            mailer: mailer.clone(),
             clock: clock.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

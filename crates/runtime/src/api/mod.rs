@@ -361,7 +361,7 @@ pub(crate) fn router(state: AppState) -> Router {
 }
 
 async fn version() -> Json<Value> {
-    Json(json!({ "version": crate::OLLAMA_COMPAT_VERSION }))
+    Json(json!({ "version": paddock_core::OLLAMA_COMPAT_VERSION }))
 }
 
 /// The `details` object Ollama attaches to a model.

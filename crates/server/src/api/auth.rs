@@ -1,13 +1,13 @@
 //! `/api/auth/*`: sign-up, confirmation, login, refresh, logout and password
 //! changes, with the original system's paths and field names.
 
-use crate::auth::extract::Auth;
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paddock_core::identity::{LoginOutcome, Tokens};
+use paddock_gateway::auth::Auth;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,17 +24,10 @@ pub(crate) async fn signup(
     State(state): State<AppState>,
     Json(req): Json<SignupRequest>,
 ) -> Result<Response, ApiError> {
-    if !state.config.allow_signup {
-        return Err(ApiError::Forbidden(
-            "sign-up is closed on this server; ask an administrator for an account".into(),
-        ));
-    }
-    if req.password != req.confirm_password {
-        return Err(ApiError::validation(
-            "confirmPassword: does not match password",
-        ));
-    }
-    let user_id = state.identity.signup(&req.email, &req.password).await?;
+    let user_id = state
+        .control
+        .signup(&req.email, &req.password, &req.confirm_password)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -56,7 +49,7 @@ pub(crate) async fn confirm(
     State(state): State<AppState>,
     Json(req): Json<ConfirmRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.identity.confirm(&req.email, &req.code).await?;
+    state.control.confirm(&req.email, &req.code).await?;
     Ok(Json(
         json!({"confirmed": true, "message": "email confirmed; you can log in"}),
     ))
@@ -71,7 +64,7 @@ pub(crate) async fn resend(
     State(state): State<AppState>,
     Json(req): Json<EmailRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.identity.resend_code(&req.email).await?;
+    state.control.resend_code(&req.email).await?;
     Ok(Json(json!({
         "message": "if that address has an unconfirmed account, a new code was sent"
     })))
@@ -96,7 +89,7 @@ pub(crate) async fn login(
     State(state): State<AppState>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.identity.login(&req.email, &req.password).await? {
+    match state.control.login(&req.email, &req.password).await? {
         LoginOutcome::Tokens(t) => Ok(tokens_json(t)),
         LoginOutcome::NewPasswordRequired { session } => Ok(Json(json!({
             "challenge": "NEW_PASSWORD_REQUIRED",
@@ -116,7 +109,7 @@ pub(crate) async fn refresh(
     Json(req): Json<RefreshRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(tokens_json(
-        state.identity.refresh(&req.refresh_token).await?,
+        state.control.refresh(&req.refresh_token).await?,
     ))
 }
 
@@ -124,7 +117,7 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     Json(req): Json<RefreshRequest>,
 ) -> Result<StatusCode, ApiError> {
-    state.identity.logout(&req.refresh_token).await?;
+    state.control.logout(&req.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -146,7 +139,7 @@ pub(crate) async fn new_password(
 ) -> Result<Response, ApiError> {
     if let (Some(email), Some(session)) = (&req.email, &req.session) {
         let t = state
-            .identity
+            .control
             .complete_new_password(email, session, &req.new_password)
             .await?;
         return Ok(tokens_json(t).into_response());
@@ -160,8 +153,8 @@ pub(crate) async fn new_password(
         .old_password
         .ok_or_else(|| ApiError::validation("old_password: is required to change your password"))?;
     state
-        .identity
-        .change_password(&p.user_id, &old, &req.new_password)
+        .control
+        .change_password(&p, &old, &req.new_password)
         .await?;
     Ok(
         Json(json!({"message": "password changed; other sessions were signed out"}))
@@ -172,17 +165,6 @@ pub(crate) async fn new_password(
 pub(crate) async fn me(
     State(state): State<AppState>,
     Auth(p): Auth,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let user = state
-        .store
-        .get_user(&p.user_id)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
-    Ok(Json(json!({
-        "user_id": user.user_id,
-        "email": user.email,
-        "role": user.role,
-        "created_at": user.created_at,
-        "via_api_key": p.api_key.map(|k| k.key_id),
-    })))
+) -> Result<Json<paddock_control::accounts::Me>, ApiError> {
+    Ok(Json(state.control.me(&p).await?))
 }

@@ -9,17 +9,37 @@ pub mod catalog;
 pub mod instances;
 pub mod keys;
 pub mod ops;
+pub mod usage;
 pub mod users;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::routing::{get, post};
 use axum::Router;
+use paddock_control::{AdminOps, Control};
+use paddock_core::user::Principal;
 
-/// Times a handler re-reads a record and writes again when another write
-/// landed between its read and its compare-and-swap write, before it
-/// answers 409.
-pub(crate) const STALE_RETRIES: usize = 5;
+/// The admin operations for the caller, or 403: the one way the API
+/// reaches them.
+pub(crate) fn admin<'a>(c: &'a Control, p: &'a Principal) -> Result<AdminOps<'a>, ApiError> {
+    c.as_admin(p)
+        .ok_or_else(|| ApiError::Forbidden("this needs an administrator".into()))
+}
+
+/// For `?all=true` listings: the admin operations when an admin asks for
+/// everyone's records, else `None` (the caller's own; a plain user asking
+/// for all is shown their own, as before).
+pub(crate) fn admin_or_self<'a>(
+    c: &'a Control,
+    p: &'a Principal,
+    all: bool,
+) -> Option<AdminOps<'a>> {
+    if all {
+        c.as_admin(p)
+    } else {
+        None
+    }
+}
 
 /// One documented route.
 #[derive(Debug, Clone, Copy)]
@@ -358,7 +378,7 @@ pub fn router() -> Router<AppState> {
             post(instances::stop_by_path),
         )
         .route("/api/instances/{instance_id}/logs", get(instances::logs))
-        .route("/api/usage", get(crate::usage::usage))
+        .route("/api/usage", get(usage::usage))
         .route("/api/keys", post(keys::create).get(keys::list))
         .route("/api/keys/{key_id}", axum::routing::delete(keys::revoke))
         .route("/api/users", get(users::list).post(users::create))

@@ -1,15 +1,14 @@
 //! Account pages: sign up, confirm with the mailed code, log in, the forced
 //! new password, log out, and the session refresh the scripts call.
 //!
-//! Forms post here and the handlers call the same [`paddock_core::identity::Identity`]
-//! the JSON API uses; an error naming a field (`password: must ...`) is
+//! Forms post here and the handlers call the same account operations of
+//! [`paddock_control::Control`] the JSON API uses; an error naming a field (`password: must ...`) is
 //! shown under that field, anything else above the form.
 
 use super::layout::{banner_error, banner_ok, csrf_field, field, FormErrors};
 use super::session::{
     csrf_rejected, redirect, safe_next, urlencode, Cookies, Visitor, REFRESH_COOKIE,
 };
-use crate::auth::extract::{cookie, csrf_matches, CSRF_HEADER};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Query, State};
@@ -18,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::{html, Markup};
 use paddock_core::identity::{IdentityError, LoginOutcome};
+use paddock_gateway::auth::{cookie, csrf_matches, CSRF_HEADER};
 use serde::Deserialize;
 
 /// `GET /`: the instances page when signed in, else the login page.
@@ -117,7 +117,7 @@ pub(crate) async fn login_submit(
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     }
-    match state.identity.login(&f.email, &f.password).await {
+    match state.control.login(&f.email, &f.password).await {
         Ok(LoginOutcome::Tokens(t)) => {
             let (cookies, _) = Cookies::login(&state, &t);
             cookies.apply(redirect(&safe_next(Some(&next))))
@@ -183,7 +183,7 @@ fn signup_form(csrf: &str, email: &str, errors: &FormErrors) -> Markup {
 }
 
 pub(crate) async fn signup_page(v: Visitor) -> Response {
-    if !v.state.config.allow_signup {
+    if !v.state.control.settings.allow_signup {
         return v.page(
             "Sign up",
             html! { div.card.auth-card { h1 { "Sign-up is closed" } p.muted { "Ask an administrator for an account." } a.btn.btn-primary href="/ui/login" { "Back to log in" } } },
@@ -213,35 +213,36 @@ pub(crate) async fn signup_submit(
             status,
         )
     };
-    if !state.config.allow_signup {
-        return fail(
-            FormErrors::form("sign-up is closed on this server; ask an administrator"),
-            StatusCode::FORBIDDEN,
-        );
-    }
     if f.password != f.confirm_password {
         return fail(
             FormErrors::field("confirm_password", "does not match the password"),
             StatusCode::UNPROCESSABLE_ENTITY,
         );
     }
-    match state.identity.signup(&f.email, &f.password).await {
+    match state
+        .control
+        .signup(&f.email, &f.password, &f.confirm_password)
+        .await
+    {
         Ok(_) => redirect(&format!(
             "/ui/confirm?email={}&sent=1",
             urlencode(f.email.trim())
         )),
-        Err(IdentityError::AlreadyExists) => fail(
+        Err(paddock_control::Error::Conflict(_)) => fail(
             FormErrors::field(
                 "email",
                 "an account with this email already exists; log in instead",
             ),
             StatusCode::CONFLICT,
         ),
+        Err(e @ paddock_control::Error::Forbidden(_)) => {
+            fail(FormErrors::form(e.to_string()), StatusCode::FORBIDDEN)
+        }
         Err(e) => {
-            let status = ApiError::from(e.clone()).status();
+            let e = ApiError::from(e);
             fail(
                 FormErrors::from_message(&e.to_string(), SIGNUP_FIELDS),
-                status,
+                e.status(),
             )
         }
     }
@@ -317,7 +318,7 @@ pub(crate) async fn confirm_submit(
         return csrf_rejected();
     }
     let code: String = f.code.chars().filter(|c| !c.is_whitespace()).collect();
-    match state.identity.confirm(&f.email, &code).await {
+    match state.control.confirm(&f.email, &code).await {
         Ok(()) => redirect(&format!(
             "/ui/login?confirmed=1&email={}",
             urlencode(f.email.trim())
@@ -364,7 +365,7 @@ pub(crate) async fn resend_submit(
     let errors = if f.email.trim().is_empty() {
         FormErrors::field("email", "enter your email address, then ask for a new code")
     } else {
-        match state.identity.resend_code(&f.email).await {
+        match state.control.resend_code(&f.email).await {
             Ok(()) => FormErrors::default(),
             Err(e) => FormErrors::from_message(&e.to_string(), &[("email", "email")]),
         }
@@ -444,7 +445,7 @@ pub(crate) async fn new_password_submit(
         );
     }
     match state
-        .identity
+        .control
         .complete_new_password(&f.email, &f.session, &f.new_password)
         .await
     {
@@ -488,7 +489,7 @@ pub(crate) async fn logout(
         return csrf_rejected();
     }
     if let Some(rt) = cookie(&headers, REFRESH_COOKIE) {
-        let _ = state.identity.logout(&rt).await;
+        let _ = state.control.logout(&rt).await;
     }
     Cookies::logout(&state).apply(redirect("/ui/login"))
 }
@@ -503,7 +504,7 @@ pub(crate) async fn refresh(State(state): State<AppState>, headers: HeaderMap) -
     let Some(rt) = cookie(&headers, REFRESH_COOKIE) else {
         return ApiError::Unauthorized("no session; log in again".into()).into_response();
     };
-    match state.identity.refresh(&rt).await {
+    match state.control.refresh(&rt).await {
         Ok(t) => {
             let mut c = Cookies::default();
             c.set_tokens(&state, &t);

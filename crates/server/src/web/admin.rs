@@ -1,23 +1,23 @@
 //! Administrator pages: users (create, disable/enable, promote/demote),
-//! the catalog editor, and everyone's instances. Every change goes through
-//! the same handlers as the `/api/users` and `/api/models` routes, so the
-//! rules (no self-demotion, model validation) are the API's.
+//! the catalog editor, and everyone's instances. Every page reaches these
+//! only through [`paddock_control::Control::as_admin`], and every change
+//! goes through the same admin operations as the `/api/users` and
+//! `/api/models` routes, so the rules (no self-demotion, model
+//! validation) are control's.
 
 use super::layout::{
     banner_error, banner_ok, copyable, csrf_field, field, page_header, time_value as ts, FormErrors,
 };
 use super::session::{csrf_rejected, redirect, Session};
-use crate::api::{catalog, users};
-use crate::auth::extract::Admin;
-use crate::error::Json;
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use maud::{html, Markup};
+use paddock_control::users::{CreateUser, UpdateUser};
 use paddock_core::catalog::Model;
-use paddock_core::ModelId;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -111,16 +111,22 @@ async fn users_render(
     email: &str,
     notice: &str,
 ) -> Response {
-    match users::list(State(state.clone()), Admin(s.principal.clone())).await {
-        Ok(Json(v)) => {
-            let list = v["users"].as_array().cloned().unwrap_or_default();
+    let Some(admin) = state.control.as_admin(&s.principal) else {
+        return s.forbidden();
+    };
+    match admin.users().await {
+        Ok(users) => {
+            let list: Vec<Value> = users
+                .iter()
+                .filter_map(|u| serde_json::to_value(u).ok())
+                .collect();
             s.page(
                 "Users",
                 "admin-users",
                 users_body(s, &list, created, errors, email, notice),
             )
         }
-        Err(e) => s.error(e),
+        Err(e) => s.error(e.into()),
     }
 }
 
@@ -130,7 +136,7 @@ pub(crate) async fn users_page(
     State(state): State<AppState>,
     Query(n): Query<Notice>,
 ) -> Response {
-    if !s.principal.is_admin() {
+    if state.control.as_admin(&s.principal).is_none() {
         return s.forbidden();
     }
     let notice = if n.done.is_some() {
@@ -161,22 +167,25 @@ pub(crate) async fn users_create(
     if !s.csrf_ok(&headers, &f.csrf) {
         return csrf_rejected();
     }
-    if !s.principal.is_admin() {
+    let Some(admin) = state.control.as_admin(&s.principal) else {
         return s.forbidden();
-    }
-    let req = match serde_json::from_value(json!({"email": f.email, "role": f.role})) {
-        Ok(r) => r,
-        Err(e) => return s.error(crate::error::ApiError::BadRequest(e.to_string())),
     };
-    match users::create(State(state.clone()), Admin(s.principal.clone()), Json(req)).await {
-        Ok((_, Json(v))) => {
+    let req = CreateUser {
+        email: f.email.clone(),
+        role: Some(f.role.clone()),
+        temporary_password: None,
+    };
+    match admin.create_user(req).await {
+        Ok(created) => {
+            let v = serde_json::to_value(&created).unwrap_or_default();
             let mut r = users_render(&s, &state, Some(&v), &FormErrors::default(), "", "").await;
             *r.status_mut() = StatusCode::CREATED;
             r
         }
         Err(e) => {
+            let e = ApiError::from(e);
             let status = e.status();
-            let msg = if matches!(e, crate::error::ApiError::Conflict(_)) {
+            let msg = if matches!(e, ApiError::Conflict(_)) {
                 "email: an account with this email already exists".to_owned()
             } else {
                 e.to_string()
@@ -208,30 +217,17 @@ pub(crate) async fn users_update(
     if !s.csrf_ok(&headers, &f.csrf) {
         return csrf_rejected();
     }
-    if !s.principal.is_admin() {
+    let Some(admin) = state.control.as_admin(&s.principal) else {
         return s.forbidden();
-    }
-    let mut body = json!({});
-    if let Some(r) = f.role {
-        body["role"] = json!(r);
-    }
-    if let Some(d) = f.disabled {
-        body["disabled"] = json!(d == "true");
-    }
-    let req = match serde_json::from_value(body) {
-        Ok(r) => r,
-        Err(e) => return s.error(crate::error::ApiError::BadRequest(e.to_string())),
     };
-    match users::update(
-        State(state.clone()),
-        Admin(s.principal.clone()),
-        Path(id),
-        Json(req),
-    )
-    .await
-    {
+    let req = UpdateUser {
+        role: f.role,
+        disabled: f.disabled.map(|d| d == "true"),
+    };
+    match admin.update_user(&id, req).await {
         Ok(_) => s.cookies.apply(redirect("/ui/admin/users?done=1")),
         Err(e) => {
+            let e = ApiError::from(e);
             let status = e.status();
             let mut r =
                 users_render(&s, &state, None, &FormErrors::form(e.to_string()), "", "").await;
@@ -247,11 +243,11 @@ pub(crate) async fn models_page(
     State(state): State<AppState>,
     Query(n): Query<Notice>,
 ) -> Response {
-    if !s.principal.is_admin() {
+    let Some(admin) = state.control.as_admin(&s.principal) else {
         return s.forbidden();
-    }
-    let mut models = match state.store.list_models().await {
-        Ok(m) => m,
+    };
+    let mut models: Vec<Model> = match admin.all_models().await {
+        Ok(m) => m.into_iter().map(|v| v.model).collect(),
         Err(e) => return s.error(e.into()),
     };
     models.sort_by(|a, b| {
@@ -426,8 +422,8 @@ fn model_form(s: &Session, f: &ModelForm, new: bool, errors: &FormErrors) -> Mar
 }
 
 /// `GET /ui/admin/models/new`.
-pub(crate) async fn model_new_page(s: Session) -> Response {
-    if !s.principal.is_admin() {
+pub(crate) async fn model_new_page(s: Session, State(state): State<AppState>) -> Response {
+    if state.control.as_admin(&s.principal).is_none() {
         return s.forbidden();
     }
     let f = ModelForm {
@@ -449,21 +445,21 @@ pub(crate) async fn model_edit_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    if !s.principal.is_admin() {
+    if state.control.as_admin(&s.principal).is_none() {
         return s.forbidden();
     }
-    match state.store.get_model(&ModelId::new(&id)).await {
-        Ok(Some(m)) => s.page(
+    match state.control.model(&s.principal, &id).await {
+        Ok(m) => s.page(
             "Edit model",
             "admin-models",
             model_form(
                 &s,
-                &ModelForm::from_model(&m),
+                &ModelForm::from_model(&m.model),
                 false,
                 &FormErrors::default(),
             ),
         ),
-        Ok(None) => s.error(crate::error::ApiError::not_found(format!(
+        Err(paddock_control::Error::NotFound(_)) => s.error(ApiError::not_found(format!(
             "model {id} is not in the catalog"
         ))),
         Err(e) => s.error(e.into()),
@@ -480,9 +476,9 @@ async fn save_model(
     if !s.csrf_ok(&headers, &f.csrf) {
         return csrf_rejected();
     }
-    if !s.principal.is_admin() {
+    let Some(admin) = state.control.as_admin(&s.principal) else {
         return s.forbidden();
-    }
+    };
     let new = existing.is_none();
     let fail = |errors: FormErrors, status: StatusCode| {
         let mut r = s.page(
@@ -498,24 +494,16 @@ async fn save_model(
         Err(errors) => return fail(errors, StatusCode::UNPROCESSABLE_ENTITY),
     };
     let result = match existing {
-        None => catalog::create(State(state.clone()), Admin(s.principal.clone()), Json(body))
-            .await
-            .map(|_| ()),
-        Some(id) => catalog::update(
-            State(state.clone()),
-            Admin(s.principal.clone()),
-            Path(id),
-            Json(body),
-        )
-        .await
-        .map(|_| ()),
+        None => admin.create_model(body).await.map(|_| ()),
+        Some(id) => admin.update_model(&id, body).await.map(|_| ()),
     };
     match result {
         Ok(()) => s.cookies.apply(redirect("/ui/admin/models?done=1")),
         Err(e) => {
+            let e = ApiError::from(e);
             let msg = e.to_string();
             let msg = msg.strip_prefix("model: ").unwrap_or(&msg).to_owned();
-            let errors = if matches!(e, crate::error::ApiError::Conflict(_)) {
+            let errors = if matches!(e, ApiError::Conflict(_)) {
                 FormErrors::field("model_id", "a model with this id already exists")
             } else {
                 FormErrors::from_message(&msg, MODEL_FIELDS)
@@ -565,26 +553,19 @@ pub(crate) async fn model_active(
     if !s.csrf_ok(&headers, &f.csrf) {
         return csrf_rejected();
     }
-    if !s.principal.is_admin() {
+    let Some(admin) = state.control.as_admin(&s.principal) else {
         return s.forbidden();
-    }
+    };
     let body = json!({"is_active": f.active == "true"});
-    match catalog::update(
-        State(state),
-        Admin(s.principal.clone()),
-        Path(id),
-        Json(body),
-    )
-    .await
-    {
+    match admin.update_model(&id, body).await {
         Ok(_) => s.cookies.apply(redirect("/ui/admin/models?done=1")),
-        Err(e) => s.error(e),
+        Err(e) => s.error(e.into()),
     }
 }
 
 /// `GET /ui/admin/instances`.
 pub(crate) async fn instances_page(s: Session, State(state): State<AppState>) -> Response {
-    if !s.principal.is_admin() {
+    if state.control.as_admin(&s.principal).is_none() {
         return s.forbidden();
     }
     super::instances::table_page(s, state, true).await

@@ -12,7 +12,6 @@ use super::layout::{
     copyable, duration, empty_state, json_script, page_header, status_badge, time, usd,
 };
 use super::session::Session;
-use crate::api::instances::{instance_json, visible_instance};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -75,32 +74,32 @@ fn actions(id: &str, status: &str) -> Markup {
     }
 }
 
+/// An instance's view as the JSON the page script also reads.
+fn view_json(state: &AppState, i: &Instance) -> Value {
+    serde_json::to_value(state.control.instance_view(i)).unwrap_or_default()
+}
+
 async fn load(
     state: &AppState,
     s: &Session,
     all: bool,
 ) -> Result<(Vec<Value>, Option<HashMap<UserId, String>>), crate::error::ApiError> {
-    let all = all && s.principal.is_admin();
-    let owner = (!all).then_some(&s.principal.user_id);
-    let mut list: Vec<Instance> = state.store.list_instances(owner).await?;
-    list.sort_by_key(|i| std::cmp::Reverse(i.created_at));
-    let owners = if all {
-        Some(
-            state
-                .store
-                .list_users()
+    let c = &state.control;
+    let admin = if all { c.as_admin(&s.principal) } else { None };
+    let (mut list, owners): (Vec<Instance>, _) = match admin {
+        Some(admin) => {
+            let owners = admin
+                .users()
                 .await?
                 .into_iter()
                 .map(|u| (u.user_id, u.email))
-                .collect(),
-        )
-    } else {
-        None
+                .collect();
+            (admin.all_instances().await?, Some(owners))
+        }
+        None => (c.my_instances(&s.principal).await?, None),
     };
-    Ok((
-        list.iter().map(|i| instance_json(state, i)).collect(),
-        owners,
-    ))
+    list.sort_by_key(|i| std::cmp::Reverse(i.created_at));
+    Ok((list.iter().map(|i| view_json(state, i)).collect(), owners))
 }
 
 /// The instances table (shared by the user's page and the admin's).
@@ -168,15 +167,15 @@ pub(crate) async fn detail_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    let i = match visible_instance(&state, &s.principal, &id).await {
+    let i = match state.control.instance(&s.principal, &id).await {
         Ok(i) => i,
-        Err(e) => return s.error(e),
-    };
-    let history = match state.store.list_transitions(&i.instance_id).await {
-        Ok(h) => h,
         Err(e) => return s.error(e.into()),
     };
-    let v = instance_json(&state, &i);
+    let history = match state.control.instance_detail(&s.principal, &id).await {
+        Ok(d) => d.history.unwrap_or_default(),
+        Err(e) => return s.error(e.into()),
+    };
+    let v = view_json(&state, &i);
     let status = s_(&v, "status");
     let body = html! {
         nav.crumbs { a href="/ui/instances" { "Instances" } " / " span { (i.instance_id) } }

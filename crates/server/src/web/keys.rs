@@ -1,23 +1,21 @@
 //! The API keys page: create (the secret is shown once), list, revoke, and
 //! ready-to-copy snippets for curl, the Ollama Python client and the OpenAI
-//! Python client. Creation and revocation go through the same handlers as
-//! `POST /api/keys` and `DELETE /api/keys/{id}`, so the rules are the API's.
+//! Python client. Creation and revocation go through the same control operations
+//! as `POST /api/keys` and `DELETE /api/keys/{id}`, so the rules are one.
 
 use super::layout::{
     banner_error, banner_ok, copyable, csrf_field, page_header, time_value as ts, FormErrors,
 };
 use super::session::{csrf_rejected, redirect, Session};
-use crate::api::keys;
-use crate::auth::extract::Auth;
-use crate::error::Json;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use maud::{html, Markup};
+use paddock_control::keys::CreateKey;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 fn snippets(public_url: &str, key: &str, model: &str) -> Markup {
     let curl = format!(
@@ -127,16 +125,19 @@ async fn render(
     errors: &FormErrors,
     notice: &str,
 ) -> Response {
-    match keys::list(State(state.clone()), Auth(s.principal.clone())).await {
-        Ok(Json(v)) => {
-            let list = v["keys"].as_array().cloned().unwrap_or_default();
+    match state.control.keys(&s.principal).await {
+        Ok(keys) => {
+            let list: Vec<Value> = keys
+                .iter()
+                .filter_map(|k| serde_json::to_value(k).ok())
+                .collect();
             s.page(
                 "API keys",
                 "keys",
                 page_body(s, &list, created, errors, notice),
             )
         }
-        Err(e) => s.error(e),
+        Err(e) => s.error(e.into()),
     }
 }
 
@@ -177,17 +178,20 @@ pub(crate) async fn create(
     if !s.csrf_ok(&headers, &f.csrf) {
         return csrf_rejected();
     }
-    let req = match serde_json::from_value(json!({ "name": f.name })) {
-        Ok(r) => r,
-        Err(e) => return s.error(crate::error::ApiError::BadRequest(e.to_string())),
+    let req = CreateKey {
+        name: f.name,
+        expires_at: None,
+        allowed_models: None,
     };
-    match keys::create(State(state.clone()), Auth(s.principal.clone()), Json(req)).await {
-        Ok((_, Json(created))) => {
+    match state.control.create_key(&s.principal, req).await {
+        Ok(created) => {
+            let created = serde_json::to_value(&created).unwrap_or_default();
             let mut r = render(&s, &state, Some(&created), &FormErrors::default(), "").await;
             *r.status_mut() = StatusCode::CREATED;
             r
         }
         Err(e) => {
+            let e = crate::error::ApiError::from(e);
             let status = e.status();
             let errors = FormErrors::from_message(&e.to_string(), &[("name", "name")]);
             let mut r = render(&s, &state, None, &errors, "").await;
@@ -214,8 +218,8 @@ pub(crate) async fn revoke(
     if !s.csrf_ok(&headers, &f.csrf) {
         return csrf_rejected();
     }
-    match keys::revoke(State(state), Auth(s.principal.clone()), Path(id)).await {
+    match state.control.revoke_key(&s.principal, &id).await {
         Ok(_) => s.cookies.apply(redirect("/ui/keys?revoked=1")),
-        Err(e) => s.error(e),
+        Err(e) => s.error(e.into()),
     }
 }

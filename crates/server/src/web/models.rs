@@ -6,8 +6,6 @@
 
 use super::layout::{json_script, mem, page_header};
 use super::session::Session;
-use crate::api::catalog;
-use crate::auth::extract::Auth;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
@@ -136,19 +134,16 @@ pub(crate) async fn page(
     State(state): State<crate::state::AppState>,
     Query(q): Query<CatalogQuery>,
 ) -> Response {
-    let models = match state.store.list_models().await {
-        Ok(m) => m,
+    let models: Vec<Model> = match state.control.models().await {
+        Ok(m) => m.into_iter().map(|v| v.model).collect(),
         Err(e) => return s.error(e.into()),
     };
-    let models: Vec<Model> = models.into_iter().filter(|m| m.is_active).collect();
     let families: BTreeSet<&str> = models.iter().map(|m| m.model_family.as_str()).collect();
     let tasks: BTreeSet<&str> = models
         .iter()
         .flat_map(|m| m.supported_tasks.iter().map(String::as_str))
         .collect();
-    let compute = catalog::compute(State(state.clone()), Auth(s.principal.clone()))
-        .await
-        .0;
+    let compute = state.control.compute_sizes();
     let shown = models.iter().filter(|m| matches(m, &q)).count();
     let body = html! {
         (page_header("Models", "Pick a model, choose compute, and deploy it as your own instance.", html!{}))
@@ -172,7 +167,7 @@ pub(crate) async fn page(
             h2 { "No models match" }
             p.muted { "Try another search or clear the filters." }
         }
-        (json_script("compute-data", &compute))
+        (json_script("compute-data", &serde_json::to_value(&compute).unwrap_or_default()))
         (deploy_dialog())
     };
     s.page("Models", "models", body)

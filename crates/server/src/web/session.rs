@@ -19,8 +19,6 @@
 //! [`crate::auth::extract`].
 
 use super::layout;
-use crate::auth::extract::{cookie, csrf_matches, CSRF_COOKIE, SESSION_COOKIE};
-use crate::auth::secrets::random_token;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
@@ -29,7 +27,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::Markup;
 use paddock_core::identity::Tokens;
+use paddock_core::secret::random_token;
 use paddock_core::user::Principal;
+use paddock_gateway::auth::{cookie, csrf_matches, CSRF_COOKIE, SESSION_COOKIE};
 
 /// The cookie holding the refresh token.
 pub const REFRESH_COOKIE: &str = "paddock_refresh";
@@ -161,7 +161,7 @@ impl FromRequestParts<AppState> for Visitor {
         let mut cookies = Cookies::default();
         let csrf = csrf_or_new(parts, state, &mut cookies);
         let principal = match cookie(&parts.headers, SESSION_COOKIE) {
-            Some(t) => state.identity.authenticate(&t).await.ok(),
+            Some(t) => state.control.identity.authenticate(&t).await.ok(),
             None => None,
         };
         Ok(Visitor {
@@ -239,13 +239,18 @@ impl FromRequestParts<AppState> for Session {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let mut cookies = Cookies::default();
         if let Some(t) = cookie(&parts.headers, SESSION_COOKIE) {
-            if let Ok(principal) = state.identity.authenticate(&t).await {
+            if let Ok(principal) = state.control.identity.authenticate(&t).await {
                 return Ok(Session::new(parts, state, principal, cookies));
             }
         }
         if let Some(rt) = cookie(&parts.headers, REFRESH_COOKIE) {
-            if let Ok(tokens) = state.identity.refresh(&rt).await {
-                if let Ok(principal) = state.identity.authenticate(&tokens.access_token).await {
+            if let Ok(tokens) = state.control.refresh(&rt).await {
+                if let Ok(principal) = state
+                    .control
+                    .identity
+                    .authenticate(&tokens.access_token)
+                    .await
+                {
                     cookies.set_tokens(state, &tokens);
                     return Ok(Session::new(parts, state, principal, cookies));
                 }

@@ -152,12 +152,12 @@ pub(crate) async fn page(
     Query(q): Query<UsageQuery>,
 ) -> Response {
     let days = q.days.clamp(1, 366);
-    let summary = match crate::usage::summary(&state, &s.principal, days, false).await {
+    let summary = match state.control.usage(&s.principal, days).await {
         Ok(v) => serde_json::to_value(v).unwrap_or_default(),
-        Err(e) => return s.error(e),
+        Err(e) => return s.error(e.into()),
     };
     let rows = rows(&summary);
-    let today = state.clock.now().date_naive();
+    let today = state.control.clock.now().date_naive();
     let day_list: Vec<String> = (0..days)
         .rev()
         .map(|d| {

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use paddock_core::identity::Identity;
 use paddock_core::store::Store;
 use paddock_core::testkit::identity::IdentityHarness;
+use paddock_core::Clock;
 use paddock_core::UserId;
-use paddock_server::auth::builtin::{BuiltinIdentity, BuiltinSettings};
-use paddock_server::clock::Clock;
-use paddock_server::mailer::MemoryMailer;
+use paddock_identity_builtin::mailer::MemoryMailer;
+use paddock_identity_builtin::{BuiltinIdentity, BuiltinSettings};
 use paddock_store_sqlite::SqliteStore;
 use std::sync::Arc;
 

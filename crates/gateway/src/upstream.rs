@@ -484,6 +484,13 @@ impl Pool {
     }
 }
 
+#[async_trait::async_trait]
+impl paddock_control::HealthProbe for Pool {
+    async fn healthy(&self, endpoint: &str) -> bool {
+        Pool::healthy(self, endpoint).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,20 +19,19 @@
 //! The fast path only takes the requests whose answer would be the same
 //! there.
 
-use crate::auth::extract::authenticate;
-use crate::auth::secrets::{sha256_hex, API_KEY_PREFIX};
 use crate::client_io::{limit_body, ClientIo, RequestClock};
 use crate::error::ApiError;
-use crate::gateway::{
+use crate::routes::{
     choose, instance_usage_route, model_from_body, runs_model, sequence, upstream_failed,
     user_routes, Meter, Route, BY_MODEL_ROUTES, PER_INSTANCE_ROUTE,
 };
-use crate::state::AppState;
 use crate::upstream::{Stream, Upstream};
+use crate::Gateway;
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use paddock_core::secret::{sha256_hex, API_KEY_PREFIX};
 use paddock_core::user::Principal;
 use paddock_core::InstanceId;
 use std::future::Future;
@@ -70,7 +69,7 @@ const LIMIT_WARN_EVERY: Duration = Duration::from_secs(10);
 /// are served at once; past that, new ones wait in the listen backlog.
 pub async fn serve_connections(
     listener: TcpListener,
-    state: AppState,
+    state: Gateway,
     router: Router,
     max_connections: usize,
     shutdown: impl Future<Output = ()>,
@@ -171,7 +170,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 
 /// One client connection.
 struct Connection {
-    state: AppState,
+    state: Gateway,
     router: Router,
     /// Turns true when the server shuts down.
     close: watch::Receiver<bool>,
@@ -204,7 +203,7 @@ impl Drop for Connection {
 /// An API key and its principal, as the key cache had them. It is trusted
 /// no longer than the cache entry it came from would be: until a key is
 /// revoked or a user changed (the generation moves), and no more than
-/// [`KEY_TTL`](crate::cache::KEY_TTL) after the principal was read from
+/// [`KEY_TTL`](paddock_control::keys_cache::KEY_TTL) after the principal was read from
 /// the store.
 struct KnownKey {
     secret: Box<[u8]>,
@@ -221,12 +220,14 @@ struct KnownKey {
 }
 
 impl KnownKey {
-    fn still_valid(&self, secret: &[u8], state: &AppState, now: Instant) -> bool {
+    fn still_valid(&self, secret: &[u8], state: &Gateway, now: Instant) -> bool {
         self.reusable
             && *self.secret == *secret
-            && self.generation == state.caches.key_generation()
-            && now.saturating_duration_since(self.read_at) < crate::cache::KEY_TTL
-            && self.expires_at.is_none_or(|e| e > state.clock.now())
+            && self.generation == state.control.keys.key_generation()
+            && now.saturating_duration_since(self.read_at) < paddock_control::keys_cache::KEY_TTL
+            && self
+                .expires_at
+                .is_none_or(|e| e > state.control.clock.now())
     }
 }
 
@@ -249,7 +250,7 @@ impl Connection {
         let mut ubuf = BytesMut::new();
         // Waits for a shutdown; made once, so that it stays registered.
         let mut shutdown = std::pin::pin!(closing(self.close.clone()));
-        let patience = self.state.config.client_timeout();
+        let patience = self.state.settings.client_timeout();
         loop {
             // Set when this request first has to be waited for.
             let mut deadline = None;
@@ -258,7 +259,7 @@ impl Connection {
             // Whether its credential was checked before its body came.
             let mut checked = false;
             let req = loop {
-                let need = match parse_request(&buf, self.state.config.body_limit_bytes) {
+                let need = match parse_request(&buf, self.state.settings.body_limit_bytes) {
                     Parsed::Fast(req) => break Some(req),
                     Parsed::Decline => break None,
                     Parsed::Partial => None,
@@ -383,8 +384,8 @@ impl Connection {
         };
         // Read first: a revocation while authenticating moves it, and the
         // next request authenticates again.
-        let generation = state.caches.key_generation();
-        let Ok(principal) = authenticate(state, token).await else {
+        let generation = state.control.keys.key_generation();
+        let Ok(principal) = state.control.authenticate(token).await else {
             return false;
         };
         // An API key is kept for the next request, as long as the key
@@ -393,8 +394,9 @@ impl Connection {
             .starts_with(API_KEY_PREFIX)
             .then(|| {
                 state
-                    .caches
-                    .key_entry(&sha256_hex(token), state.clock.now())
+                    .control
+                    .keys
+                    .key_entry(&sha256_hex(token), state.control.clock.now())
             })
             .flatten();
         self.known = Some(KnownKey {
@@ -412,7 +414,7 @@ impl Connection {
     /// bytes already read first; `started` is when the first of them
     /// arrived (the request's time limit counts from there).
     async fn hand_to_hyper(mut self, tcp: TcpStream, read: BytesMut, started: Instant) {
-        let patience = self.state.config.client_timeout();
+        let patience = self.state.settings.client_timeout();
         let clock = RequestClock::new(started.into());
         let io = TokioIo::new(ClientIo::new(read.freeze(), tcp, clock.clone(), patience));
         // The router's requests use the shared pool.
@@ -461,7 +463,7 @@ impl Connection {
         let Some(p) = self.known.as_ref().map(|k| &k.principal) else {
             return Outcome::Decline;
         };
-        let generation = state.reconciler.generation();
+        let generation = state.control.reconciler.generation();
         let routes = match &self.routes {
             Some((g, routes)) if *g == generation => routes.clone(),
             _ => {
@@ -749,7 +751,7 @@ enum Framing {
 
 /// One request's trip to the model server and back.
 struct Exchange<'a> {
-    state: &'a AppState,
+    state: &'a Gateway,
     p: &'a Principal,
     route: Route,
     /// The route's endpoint, taken out of `route`.
@@ -780,14 +782,18 @@ impl Exchange<'_> {
         ubuf: &mut BytesMut,
         slot: &mut UpstreamSlot,
     ) -> Outcome {
-        let now = self.state.clock.now();
-        let mut guard = self.state.activity.begin_at(&self.route.instance_id, now);
+        let now = self.state.control.clock.now();
+        let mut guard = self
+            .state
+            .control
+            .activity
+            .begin_at(&self.route.instance_id, now);
         let (mut client_rx, mut client_tx) = tcp.split();
         if runs_model(self.usage_route) {
             // A free sequence of the model server, or a turn in its queue
             // (left if the client goes away).
             let id = &self.route.instance_id;
-            let seq = match self.state.activity.try_sequence(id) {
+            let seq = match self.state.control.activity.try_sequence(id) {
                 Some(seq) => Ok(seq),
                 None => tokio::select! {
                     r = sequence(self.state, id) => r,
@@ -801,7 +807,7 @@ impl Exchange<'_> {
                 Ok(seq) => guard.hold(seq),
                 Err(err) => {
                     self.observe(err.status().as_u16());
-                    let patience = self.state.config.client_timeout();
+                    let patience = self.state.settings.client_timeout();
                     return answer_error(patience, self.keep_alive, &mut client_tx, request, &err)
                         .await;
                 }
@@ -822,7 +828,7 @@ impl Exchange<'_> {
             started,
         } = self;
         let observe = |status: u16| observe(state, label, started, status);
-        let patience = state.config.client_timeout();
+        let patience = state.settings.client_timeout();
         let (mut up, head) = match sent {
             Ok(v) => v,
             Err(Failed::Client) => {
@@ -1168,9 +1174,9 @@ fn body_bytes(
 }
 
 /// Counts a fast-path request in the route metrics.
-fn observe(state: &AppState, label: &str, started: Instant, status: u16) {
+fn observe(state: &Gateway, label: &str, started: Instant, status: u16) {
     let secs = started.elapsed().as_secs_f64();
-    state.metrics.observe("POST", label, status, secs);
+    state.control.metrics.observe("POST", label, status, secs);
 }
 
 /// Answers `err` in the router's shape, written from `out`.

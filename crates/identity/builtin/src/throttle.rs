@@ -3,7 +3,7 @@
 //! (capped at 15 minutes). A success clears the record. In memory: a
 //! restart forgives, which is acceptable for a single control plane.
 
-use crate::clock::Clock;
+use paddock_core::Clock;
 use paddock_core::Timestamp;
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -4,17 +4,21 @@
 //! [`Mailer`]. Mirrors the Cognito flow of the original system, including
 //! NEW_PASSWORD_REQUIRED for users an admin created.
 
-use super::password;
-use super::secrets::{confirmation_code, random_token, sha256_hex};
-use super::throttle::LoginThrottle;
-use crate::clock::Clock;
+pub mod mailer;
+pub mod password;
+pub mod signing_key;
+pub mod throttle;
+
 use crate::mailer::Mailer;
+use crate::throttle::LoginThrottle;
 use async_trait::async_trait;
 use chrono::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use paddock_core::identity::{Identity, IdentityError, LoginOutcome, Tokens};
+use paddock_core::secret::{confirmation_code, random_token, sha256_hex};
 use paddock_core::store::{Store, StoreError};
 use paddock_core::user::{ConfirmationCode, Principal, RefreshToken, Role, User};
+use paddock_core::Clock;
 use paddock_core::UserId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

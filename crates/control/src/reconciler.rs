@@ -1,8 +1,8 @@
 //! The reconciler: one loop that makes what runs follow what users asked
 //! for.
 //!
-//! Handlers record desired state in the store and call
-//! [`ReconcilerHandle::wake`]; the loop also runs on a tick. Each pass looks
+//! Operations record desired state in the store and call
+//! [`InstanceBus::wake`]; the loop also runs on a tick. Each pass looks
 //! at every instance and takes at most one step through the compute
 //! driver: launch, probe health (STARTING -> RUNNING), fail on a start
 //! deadline or a dead process (with the reason and last log lines), restart
@@ -13,8 +13,7 @@
 //! starts a sleeping instance and waits for it. [`adopt`] runs when paddock
 //! starts, [`shutdown`] when it stops gracefully.
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::{Control, Error};
 use paddock_core::compute::ComputeSpec;
 use paddock_core::driver::{Handle, LaunchSpec, Observed};
 use paddock_core::instance::{DesiredState, Instance, InstanceState};
@@ -25,23 +24,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
-/// Wakes the loop and tells waiters that instances changed.
+/// The instance-change bus: wakes the loop, and tells waiters and caches
+/// that instance records changed.
 #[derive(Debug, Clone)]
-pub struct ReconcilerHandle {
+pub struct InstanceBus {
     notify: Arc<Notify>,
     changed: watch::Sender<u64>,
 }
 
-impl Default for ReconcilerHandle {
+impl Default for InstanceBus {
     fn default() -> Self {
-        ReconcilerHandle {
+        InstanceBus {
             notify: Arc::default(),
             changed: watch::channel(0).0,
         }
     }
 }
 
-impl ReconcilerHandle {
+impl InstanceBus {
     /// Asks the loop to run a pass now.
     pub fn wake(&self) {
         self.notify.notify_one();
@@ -80,7 +80,7 @@ fn ctx_for(spec: &ComputeSpec) -> u32 {
 }
 
 /// The driver handle stored in an instance record.
-pub(crate) fn handle_of(i: &Instance) -> Option<Handle> {
+pub fn handle_of(i: &Instance) -> Option<Handle> {
     i.handle
         .as_ref()
         .and_then(|h| serde_json::from_value(h.clone()).ok())
@@ -101,7 +101,7 @@ fn holding_compute(instances: &[Instance]) -> Vec<(InstanceId, Handle)> {
 /// policy); processes the store does not know are ended by the driver.
 /// Instances whose model servers a graceful stop ended were recorded as
 /// PENDING by [`shutdown`] and are simply launched again.
-pub async fn adopt(state: &AppState) -> Result<(), StoreError> {
+pub async fn adopt(state: &Control) -> Result<(), StoreError> {
     let instances = state.store.list_instances(None).await?;
     let known = holding_compute(&instances);
     let alive = match state.driver.adopt(&known).await {
@@ -139,7 +139,7 @@ pub async fn adopt(state: &AppState) -> Result<(), StoreError> {
 /// Should the store fail, the driver still ends what it would; the next
 /// start then finds those records holding compute without a process and
 /// fails them, as after a crash.
-pub async fn shutdown(state: &AppState) {
+pub async fn shutdown(state: &Control) {
     let instances = state.store.list_instances(None).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "listing the instances at shutdown failed");
         Vec::new()
@@ -170,7 +170,7 @@ pub async fn shutdown(state: &AppState) {
 }
 
 /// Records that paddock's graceful stop ended an instance's model server.
-async fn record_ended(state: &AppState, mut i: Instance) -> Result<(), StoreError> {
+async fn record_ended(state: &Control, mut i: Instance) -> Result<(), StoreError> {
     use DesiredState as D;
     use InstanceState as S;
     i.upstream_url = None;
@@ -191,12 +191,12 @@ async fn record_ended(state: &AppState, mut i: Instance) -> Result<(), StoreErro
 }
 
 /// Runs the loop until `shutdown` resolves.
-pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn run(state: Control, shutdown: impl std::future::Future<Output = ()>) {
     if let Err(e) = adopt(&state).await {
         tracing::error!(error = %e, "adopt failed");
     }
     tokio::pin!(shutdown);
-    let base = Duration::from_millis(state.config.reconcile_interval_ms.max(10));
+    let base = Duration::from_millis(state.settings.reconcile_interval_ms.max(10));
     let mut next = Duration::ZERO;
     loop {
         tokio::select! {
@@ -215,7 +215,7 @@ pub async fn run(state: AppState, shutdown: impl std::future::Future<Output = ()
 }
 
 /// One pass over every instance; returns whether any is in transit.
-pub async fn pass(state: &AppState) -> bool {
+pub async fn pass(state: &Control) -> bool {
     let instances = match state.store.list_instances(None).await {
         Ok(i) => i,
         Err(e) => {
@@ -251,7 +251,7 @@ pub async fn pass(state: &AppState) -> bool {
 
 /// Saves a transition; returns the stored record.
 async fn save(
-    state: &AppState,
+    state: &Control,
     mut i: Instance,
     to: InstanceState,
     reason: impl Into<String>,
@@ -275,7 +275,7 @@ async fn save(
 }
 
 /// Launches an instance's runtime and records STARTING (or FAILED).
-async fn launch(state: &AppState, mut i: Instance, reason: &str) -> Result<Instance, StoreError> {
+async fn launch(state: &Control, mut i: Instance, reason: &str) -> Result<Instance, StoreError> {
     let spec = LaunchSpec {
         instance_id: i.instance_id.clone(),
         model_id: i.model_id.clone(),
@@ -303,7 +303,7 @@ async fn launch(state: &AppState, mut i: Instance, reason: &str) -> Result<Insta
 
 /// Stops an instance's runtime. The handle stays in the record (stopping
 /// is idempotent) so the instance's logs remain readable.
-async fn release(state: &AppState, i: &mut Instance) {
+async fn release(state: &Control, i: &mut Instance) {
     if let Some(h) = handle_of(i) {
         if let Err(e) = state.driver.stop(&h).await {
             tracing::warn!(instance = %i.instance_id, error = %e, "stopping the runtime failed");
@@ -313,7 +313,7 @@ async fn release(state: &AppState, i: &mut Instance) {
 }
 
 /// The last log lines, for failure reasons.
-async fn last_logs(state: &AppState, i: &Instance) -> String {
+async fn last_logs(state: &Control, i: &Instance) -> String {
     match handle_of(i) {
         Some(h) => state
             .driver
@@ -326,7 +326,7 @@ async fn last_logs(state: &AppState, i: &Instance) -> String {
 }
 
 /// Takes at most one step for one instance. `Ok(Some)` when it changed.
-pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>, StoreError> {
+pub async fn step(state: &Control, mut i: Instance) -> Result<Option<Instance>, StoreError> {
     use DesiredState as D;
     use InstanceState as S;
     let now = state.clock.now();
@@ -352,18 +352,18 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
             };
             match state.driver.status(&h).await {
                 Ok(Observed::Alive { endpoint }) => {
-                    if state.upstream.healthy(&endpoint).await {
+                    if state.probe.healthy(&endpoint).await {
                         i.upstream_url = Some(endpoint);
                         state.activity.touch(&i.instance_id);
                         save(state, i, S::Running, "healthy").await?
                     } else if (now - i.updated_at).num_seconds()
-                        >= state.config.start_timeout_secs as i64
+                        >= state.settings.start_timeout_secs as i64
                     {
                         let logs = last_logs(state, &i).await;
                         release(state, &mut i).await;
                         let reason = format!(
                             "did not answer its health check within {} s; last log lines:\n{logs}",
-                            state.config.start_timeout_secs
+                            state.settings.start_timeout_secs
                         );
                         save(state, i, S::Failed, reason).await?
                     } else {
@@ -426,7 +426,7 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
             }
         }
         (D::Running, S::Failed) => {
-            let max = state.config.max_restarts;
+            let max = state.settings.max_restarts;
             if i.restart_count >= max {
                 let note = format!("(gave up after {max} restarts)");
                 if i.status_reason
@@ -441,7 +441,7 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
                 ));
                 state.store.update_instance(&i, None).await?
             } else {
-                let wait = state.config.restart_backoff_secs << i.restart_count.min(16);
+                let wait = state.settings.restart_backoff_secs << i.restart_count.min(16);
                 if (now - i.updated_at).num_seconds() < wait as i64 {
                     return Ok(None);
                 }
@@ -459,16 +459,16 @@ pub async fn step(state: &AppState, mut i: Instance) -> Result<Option<Instance>,
 /// Makes sure an instance is RUNNING for a gateway request: wakes it if it
 /// sleeps (concurrent callers share one wake: only one compare-and-swap
 /// from SLEEPING succeeds) and waits up to the wake timeout.
-pub async fn wake_instance(state: &AppState, id: &InstanceId) -> Result<Instance, ApiError> {
+pub async fn wake_instance(state: &Control, id: &InstanceId) -> Result<Instance, Error> {
     let mut changes = state.reconciler.subscribe();
     let deadline =
-        tokio::time::Instant::now() + Duration::from_secs(state.config.wake_timeout_secs);
+        tokio::time::Instant::now() + Duration::from_secs(state.settings.wake_timeout_secs);
     loop {
         let i = state
             .store
             .get_instance(id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("instance {id} not found")))?;
+            .ok_or_else(|| Error::not_found(format!("instance {id} not found")))?;
         match (i.desired, i.status) {
             (DesiredState::Running, InstanceState::Running) if i.upstream_url.is_some() => {
                 return Ok(i)
@@ -488,15 +488,15 @@ pub async fn wake_instance(state: &AppState, id: &InstanceId) -> Result<Instance
                 continue;
             }
             (DesiredState::Running, InstanceState::Failed)
-                if i.restart_count >= state.config.max_restarts =>
+                if i.restart_count >= state.settings.max_restarts =>
             {
-                return Err(ApiError::BadGateway(format!(
+                return Err(Error::Upstream(format!(
                     "instance {id} failed: {}",
                     i.status_reason.unwrap_or_default()
                 )));
             }
             (DesiredState::Stopped, _) | (_, InstanceState::Stopped | InstanceState::Stopping) => {
-                return Err(ApiError::Conflict(format!(
+                return Err(Error::Conflict(format!(
                     "instance {id} is stopped; deploy the model again to use it"
                 )));
             }
@@ -505,7 +505,7 @@ pub async fn wake_instance(state: &AppState, id: &InstanceId) -> Result<Instance
         state.reconciler.wake();
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
-            return Err(ApiError::Unavailable {
+            return Err(Error::Unavailable {
                 message: format!("instance {id} is still starting; retry shortly"),
                 retry_after: 5,
             });

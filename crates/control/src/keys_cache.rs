@@ -1,20 +1,15 @@
-//! Hot-path caches for the gateway, so a proxied request does not pay for
-//! several store round trips:
-//! - API keys: the principal for a key hash, kept 5 seconds and dropped on
-//!   any key revocation or user change. Each drop bumps a generation, and
-//!   a principal read from the store is cached only if no drop happened
-//!   since before that read, so a revocation is never undone by a read that
-//!   was under way when it happened;
-//! - routing: a user's instances, tagged with the reconciler's change
-//!   counter, which every instance write bumps; a new counter value means a
-//!   fresh read.
+//! The API-key cache, so an authenticated request does not pay for
+//! several store round trips: the principal for a key hash, kept 5 seconds
+//! and dropped on any key revocation or user change. Each drop bumps a
+//! generation, and a principal read from the store is cached only if no
+//! drop happened since before that read, so a revocation is never undone
+//! by a read that was under way when it happened.
 
-use crate::gateway::Route;
 use paddock_core::user::Principal;
-use paddock_core::{Timestamp, UserId};
+use paddock_core::Timestamp;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long an API key's principal is trusted without a store read.
@@ -26,28 +21,24 @@ const MAX_ENTRIES: usize = 10_000;
 /// from the store.
 pub type CachedKey = (Principal, Option<Timestamp>, Instant);
 
-/// A user's routes, tagged with the change counter they were read at.
-type CachedRoutes = (u64, Arc<[Route]>);
-
-/// The gateway's caches.
+/// Principals of API keys read recently.
 #[derive(Debug, Default)]
-pub struct Caches {
+pub struct KeyCache {
     keys: Mutex<HashMap<String, CachedKey>>,
     /// Bumped (under the `keys` lock) whenever the cached keys are dropped,
     /// so that a principal read before the drop is not cached after it and
     /// copies kept elsewhere (a connection's last key) are known to be stale.
     key_generation: AtomicU64,
-    routes: Mutex<HashMap<UserId, CachedRoutes>>,
 }
 
-impl Caches {
+impl KeyCache {
     /// The principal for a key hash, if cached recently and the key has
     /// not expired by `now`.
     pub fn key(&self, hash: &str, now: Timestamp) -> Option<Principal> {
         self.key_entry(hash, now).map(|(p, _, _)| p)
     }
 
-    /// Like [`Caches::key`], with the key's own expiry and when the
+    /// Like [`KeyCache::key`], with the key's own expiry and when the
     /// principal was read from the store.
     pub fn key_entry(&self, hash: &str, now: Timestamp) -> Option<CachedKey> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
@@ -56,15 +47,15 @@ impl Caches {
             .cloned()
     }
 
-    /// Changes whenever cached keys are dropped (see [`Caches::clear_keys`]).
+    /// Changes whenever cached keys are dropped (see [`KeyCache::clear_keys`]).
     /// Read it before reading a key from the store, and hand it to
-    /// [`Caches::put_key`].
+    /// [`KeyCache::put_key`].
     pub fn key_generation(&self) -> u64 {
         self.key_generation.load(Ordering::Acquire)
     }
 
     /// Caches the principal for a key hash, read from the store at `read_at`
-    /// after [`Caches::key_generation`] returned `generation`. Nothing is
+    /// after [`KeyCache::key_generation`] returned `generation`. Nothing is
     /// cached if the keys were dropped since (a revocation or user change
     /// may have landed after the read), so a stale principal never outlives
     /// the change that made it stale. Returns whether it was cached.
@@ -97,29 +88,14 @@ impl Caches {
         self.key_generation.fetch_add(1, Ordering::AcqRel);
         keys.clear();
     }
-
-    /// A user's instances if cached at `generation`.
-    pub fn routes(&self, user: &UserId, generation: u64) -> Option<Arc<[Route]>> {
-        let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        routes
-            .get(user)
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, v)| v.clone())
-    }
-
-    pub fn put_routes(&self, user: UserId, generation: u64, instances: Arc<[Route]>) {
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        if routes.len() >= MAX_ENTRIES {
-            routes.clear();
-        }
-        routes.insert(user, (generation, instances));
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use paddock_core::user::Role;
+    use paddock_core::UserId;
+    use std::sync::Arc;
 
     fn principal() -> Principal {
         Principal {
@@ -132,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_key_read_before_a_clear_is_not_cached_after_it() {
-        let caches = Caches::default();
+        let caches = KeyCache::default();
         let now = chrono::Utc::now();
         // A request reads the generation, then the key from the store...
         let generation = caches.key_generation();
@@ -153,7 +129,7 @@ mod tests {
 
     #[test]
     fn clears_racing_puts_never_leave_a_stale_entry() {
-        let caches = Arc::new(Caches::default());
+        let caches = Arc::new(KeyCache::default());
         let now = chrono::Utc::now();
         for round in 0..200 {
             let generation = caches.key_generation();
@@ -172,7 +148,7 @@ mod tests {
 
     #[test]
     fn entries_end_with_their_key_or_their_time() {
-        let caches = Caches::default();
+        let caches = KeyCache::default();
         let now = chrono::Utc::now();
         let g = caches.key_generation();
         caches.put_key("a".into(), principal(), Some(now), g, Instant::now());

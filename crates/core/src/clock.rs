@@ -2,8 +2,8 @@
 //! idle sleep). Production reads the system clock; tests hold a [`Clock`]
 //! they can move forward, so expiry is tested without sleeping.
 
+use crate::Timestamp;
 use chrono::{Duration, Utc};
-use paddock_core::Timestamp;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 

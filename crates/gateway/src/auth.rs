@@ -1,32 +1,29 @@
-//! Who is calling: the [`Auth`] and [`Admin`] extractors.
+//! Who is calling: the [`Auth`] extractor, for both doors.
 //!
 //! `Authorization: Bearer <token>` carries either an access token (JWT from
-//! login) or an API key (`pdk_...`). Handlers take `Auth` (any signed-in
-//! caller) or `Admin` (admins only) and never look at headers themselves.
+//! login) or an API key (`pdk_...`); [`Control::authenticate`] resolves it.
+//! Handlers take `Auth` and never look at headers themselves. What an
+//! admin may do beyond that is not an extractor's business: it is reached
+//! only through [`Control::as_admin`].
 //!
 //! The web UI's pages call the same API from the browser with a session
-//! cookie instead ([`SESSION_COOKIE`], set by `crate::web` at login). A
+//! cookie instead ([`SESSION_COOKIE`], set by the web UI at login). A
 //! cookie-authenticated request that changes state (any method but GET,
 //! HEAD, OPTIONS) must echo the CSRF cookie in the [`CSRF_HEADER`] header,
 //! or it is refused with 403. Bearer requests need no CSRF token: browsers
 //! never attach an `Authorization` header on their own.
 
-use super::secrets::{sha256_hex, API_KEY_PREFIX};
 use crate::error::ApiError;
-use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
-use paddock_core::user::{ApiKeyPrincipal, Principal};
+use paddock_control::Control;
+use paddock_core::user::Principal;
 
 /// Any authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Auth(pub Principal);
-
-/// An authenticated admin.
-#[derive(Debug, Clone)]
-pub struct Admin(pub Principal);
 
 /// The cookie holding a web session's access token.
 pub const SESSION_COOKIE: &str = "paddock_session";
@@ -63,7 +60,7 @@ pub fn csrf_matches(headers: &HeaderMap, presented: Option<&str>) -> bool {
 /// on state-changing methods.
 async fn authenticate_cookie(
     parts: &Parts,
-    state: &AppState,
+    control: &Control,
     token: &str,
 ) -> Result<Principal, ApiError> {
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -75,14 +72,11 @@ async fn authenticate_cookie(
             )));
         }
     }
-    Ok(state.identity.authenticate(token).await?)
+    Ok(control.identity.authenticate(token).await?)
 }
 
-/// How long a key's `last_used_at` may lag, so that a busy key does not
-/// write to the store on every request.
-const LAST_USED_RESOLUTION_SECS: i64 = 60;
-
-fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+/// The bearer token of a request: one `Authorization: Bearer <token>`.
+pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let mut values = parts.headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or_else(|| {
         ApiError::Unauthorized(
@@ -110,76 +104,25 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-/// Resolves a bearer token (access token or API key) to a principal.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    if token.starts_with(API_KEY_PREFIX) {
-        return authenticate_key(state, token).await;
-    }
-    Ok(state.identity.authenticate(token).await?)
-}
-
-async fn authenticate_key(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
-    let invalid = || ApiError::Unauthorized("the API key is invalid, revoked or expired".into());
-    let hash = sha256_hex(secret);
-    let now = state.clock.now();
-    if let Some(p) = state.caches.key(&hash, now) {
-        return Ok(p);
-    }
-    // Read before the key: a revocation from here on stops what is read
-    // below from being cached.
-    let generation = state.caches.key_generation();
-    let read_at = std::time::Instant::now();
-    let key = state
-        .store
-        .get_api_key_by_hash(&hash)
-        .await?
-        .ok_or_else(invalid)?;
-    if !key.is_usable(now) {
-        return Err(invalid());
-    }
-    let user = state
-        .store
-        .get_user(&key.user_id)
-        .await?
-        .filter(|u| !u.disabled)
-        .ok_or_else(invalid)?;
-    if key
-        .last_used_at
-        .is_none_or(|t| (now - t).num_seconds() >= LAST_USED_RESOLUTION_SECS)
-    {
-        // Only the one column, and only while the key is not revoked: a
-        // revocation since the read above stays.
-        state.store.touch_api_key(&key.key_id, now).await?;
-    }
-    let principal = Principal {
-        user_id: user.user_id,
-        email: user.email,
-        role: user.role,
-        api_key: Some(ApiKeyPrincipal {
-            key_id: key.key_id,
-            allowed_models: key.allowed_models,
-        }),
-    };
-    state
-        .caches
-        .put_key(hash, principal.clone(), key.expires_at, generation, read_at);
-    Ok(principal)
-}
-
-impl FromRequestParts<AppState> for Auth {
+impl<S> FromRequestParts<S> for Auth
+where
+    S: Send + Sync,
+    Control: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let control = Control::from_ref(state);
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(Auth(p.clone()));
         }
         let principal = match cookie(&parts.headers, SESSION_COOKIE) {
             Some(session) if parts.headers.get(AUTHORIZATION).is_none() => {
-                authenticate_cookie(parts, state, &session).await?
+                authenticate_cookie(parts, &control, &session).await?
             }
             _ => {
                 let token = bearer(parts)?;
-                authenticate(state, token).await?
+                control.authenticate(token).await?
             }
         };
         parts.extensions.insert(principal.clone());
@@ -187,33 +130,22 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Auth(p) = Auth::from_request_parts(parts, state).await?;
-        if !p.is_admin() {
-            return Err(ApiError::Forbidden("this needs an administrator".into()));
-        }
-        Ok(Admin(p))
-    }
-}
-
-impl axum::extract::OptionalFromRequestParts<AppState> for Auth {
+impl<S> axum::extract::OptionalFromRequestParts<S> for Auth
+where
+    S: Send + Sync,
+    Control: FromRef<S>,
+{
     type Rejection = ApiError;
 
     /// No `Authorization` header and no session cookie is `None`; a bad
     /// credential is still an error.
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Option<Self>, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
         if parts.headers.get(AUTHORIZATION).is_none()
             && cookie(&parts.headers, SESSION_COOKIE).is_none()
         {
             return Ok(None);
         }
-        <Auth as FromRequestParts<AppState>>::from_request_parts(parts, state)
+        <Auth as FromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(Some)
     }

@@ -13,8 +13,7 @@
 //! ([`Activity::wait_sequence`]), instead of being refused by the model
 //! server, so a burst is served in turn rather than answered 503.
 
-use crate::clock::Clock;
-use paddock_core::{InstanceId, Timestamp};
+use paddock_core::{Clock, InstanceId, Timestamp};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -10,13 +10,10 @@
 //! that disconnects drops the upstream request, which frees the model's
 //! sequence.
 
-use crate::activity::{Busy, Sequence};
-use crate::api::instances::visible_instance;
-use crate::auth::extract::Auth;
+use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::reconciler::wake_instance;
-use crate::state::AppState;
 use crate::upstream::{Lease, Upstream};
+use crate::Gateway;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -25,6 +22,8 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use http_body::Frame;
 use hyper::body::Incoming;
+use paddock_control::activity::{Busy, Sequence};
+use paddock_control::reconciler::wake_instance;
 use paddock_core::instance::{DesiredState, Instance, InstanceState};
 use paddock_core::user::{Principal, UsageRecord};
 use paddock_core::{InstanceId, ModelId};
@@ -34,9 +33,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
-
-/// The Ollama version the gateway reports, matching the runtime's.
-pub const OLLAMA_COMPAT_VERSION: &str = "0.9.6";
 
 /// How much of a response's end is kept to read token counts from.
 const TAIL_BYTES: usize = 64 * 1024;
@@ -77,7 +73,7 @@ pub(crate) fn instance_usage_route(path: &str) -> &'static str {
 }
 
 /// The gateway's routes.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Gateway> {
     let mut router = Router::new();
     for path in BY_MODEL_ROUTES {
         router = router.route(path, post(by_model));
@@ -91,7 +87,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn version() -> Json<Value> {
-    Json(json!({ "version": OLLAMA_COMPAT_VERSION }))
+    Json(json!({ "version": paddock_core::OLLAMA_COMPAT_VERSION }))
 }
 
 /// A gateway request's whole body, at most `limit` bytes.
@@ -162,20 +158,20 @@ impl From<&Instance> for Route {
 
 /// The caller's instances as routes, from the cache while no instance has
 /// changed since they were read.
-pub(crate) async fn user_routes(state: &AppState, p: &Principal) -> Result<Arc<[Route]>, ApiError> {
-    let generation = state.reconciler.generation();
-    if let Some(cached) = state.caches.routes(&p.user_id, generation) {
+pub(crate) async fn user_routes(state: &Gateway, p: &Principal) -> Result<Arc<[Route]>, ApiError> {
+    let generation = state.control.reconciler.generation();
+    if let Some(cached) = state.routes.routes(&p.user_id, generation) {
         return Ok(cached);
     }
     let fresh: Arc<[Route]> = state
-        .store
-        .list_instances(Some(&p.user_id))
+        .control
+        .my_instances(p)
         .await?
         .iter()
         .map(Route::from)
         .collect();
     state
-        .caches
+        .routes
         .put_routes(p.user_id.clone(), generation, fresh.clone());
     Ok(fresh)
 }
@@ -183,7 +179,7 @@ pub(crate) async fn user_routes(state: &AppState, p: &Principal) -> Result<Arc<[
 /// Among `routes`, the least busy RUNNING instance of `model`; failing
 /// that, the one to wake (asleep or on its way up), else any deployed one.
 pub(crate) fn choose<'a>(
-    state: &AppState,
+    state: &Gateway,
     routes: &'a [Route],
     model: &ModelId,
 ) -> Result<&'a Route, Option<&'a Route>> {
@@ -194,7 +190,7 @@ pub(crate) fn choose<'a>(
     let mut best: Option<(&Route, Option<u32>)> = None;
     let mut waking: Option<&Route> = None;
     let mut any: Option<&Route> = None;
-    let load = |r: &Route| state.activity.inflight(&r.instance_id);
+    let load = |r: &Route| state.control.activity.inflight(&r.instance_id);
     for r in candidates {
         any.get_or_insert(r);
         if r.is_ready() {
@@ -225,7 +221,7 @@ pub(crate) fn choose<'a>(
 
 /// The caller's instance to serve `model`: a RUNNING one (least busy), else
 /// one that is asleep or on its way up, which is then woken and awaited.
-async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route, ApiError> {
+async fn pick(state: &Gateway, p: &Principal, model: &ModelId) -> Result<Route, ApiError> {
     if !p.may_use_model(model) {
         return Err(ApiError::Forbidden(format!(
             "this API key may not use {model}"
@@ -240,17 +236,17 @@ async fn pick(state: &AppState, p: &Principal, model: &ModelId) -> Result<Route,
             ))
         })?,
     };
-    let woken = wake_instance(state, &chosen.instance_id).await?;
+    let woken = wake_instance(&state.control, &chosen.instance_id).await?;
     Ok(Route::from(&woken))
 }
 
 async fn by_model(
-    State(state): State<AppState>,
+    State(state): State<Gateway>,
     Auth(p): Auth,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = read_body(body, state.config.body_limit_bytes).await?;
+    let body = read_body(body, state.settings.body_limit_bytes).await?;
     let model = model_from_body(&body)?;
     let route = pick(&state, &p, &model).await?;
     let path = parts
@@ -271,7 +267,7 @@ async fn by_model(
 }
 
 async fn per_instance(
-    State(state): State<AppState>,
+    State(state): State<Gateway>,
     Auth(p): Auth,
     Path((instance_id, rest)): Path<(String, String)>,
     req: Request,
@@ -286,7 +282,7 @@ async fn per_instance(
         .cloned();
     let route = match cached {
         Some(route) => route,
-        None => Route::from(&visible_instance(&state, &p, &instance_id).await?),
+        None => Route::from(&state.control.instance(&p, &instance_id).await?),
     };
     if !p.may_use_model(&route.model_id) {
         return Err(ApiError::Forbidden(format!(
@@ -302,12 +298,12 @@ async fn per_instance(
     // The body is read before any wake: the client has sent it, and its
     // time limit does not stretch over the wake.
     let (parts, body) = req.into_parts();
-    let body = read_body(body, state.config.body_limit_bytes).await?;
+    let body = read_body(body, state.settings.body_limit_bytes).await?;
     // Woken only once the request is known to be allowed.
     let route = if route.is_ready() {
         route
     } else {
-        Route::from(&wake_instance(&state, &route.instance_id).await?)
+        Route::from(&wake_instance(&state.control, &route.instance_id).await?)
     };
     // The model server's path as the client sent it (as the fast path
     // forwards it), after `/models/<id>`.
@@ -335,7 +331,7 @@ async fn per_instance(
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
-    state: &AppState,
+    state: &Gateway,
     p: &Principal,
     route: Route,
     method: Method,
@@ -351,8 +347,8 @@ async fn forward(
             message: format!("instance {} is not ready", route.instance_id),
             retry_after: 2,
         })?;
-    let now = state.clock.now();
-    let mut guard = state.activity.begin_at(&route.instance_id, now);
+    let now = state.control.clock.now();
+    let mut guard = state.control.activity.begin_at(&route.instance_id, now);
     let started = Instant::now();
     if runs_model(route_label) {
         guard.hold(sequence(state, &route.instance_id).await?);
@@ -410,19 +406,20 @@ pub(crate) fn runs_model(route: &str) -> bool {
 }
 
 /// The 503 for a request that got no sequence of `instance`.
-pub(crate) fn busy(state: &AppState, instance: &InstanceId, why: Busy) -> ApiError {
+pub(crate) fn busy(state: &Gateway, instance: &InstanceId, why: Busy) -> ApiError {
     state
+        .control
         .metrics
         .queue_rejected
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let message = match why {
         Busy::Full => format!(
             "instance {instance} is busy: {} requests are already waiting for it; retry shortly or deploy another instance of the model",
-            state.config.queue_per_instance
+            state.settings.queue_per_instance
         ),
         Busy::TimedOut => format!(
             "instance {instance} is busy: no sequence came free within {} s; retry shortly or deploy another instance of the model",
-            state.config.queue_timeout_secs
+            state.settings.queue_timeout_secs
         ),
     };
     ApiError::Unavailable {
@@ -434,12 +431,10 @@ pub(crate) fn busy(state: &AppState, instance: &InstanceId, why: Busy) -> ApiErr
 /// A sequence of the instance for a request that runs the model: at once
 /// if one is free (`wait_sequence` tries first, under the lock it queues
 /// under), else after waiting in the instance's queue.
-pub(crate) async fn sequence(
-    state: &AppState,
-    instance: &InstanceId,
-) -> Result<Sequence, ApiError> {
-    let deadline = tokio::time::Instant::now() + state.config.queue_timeout();
+pub(crate) async fn sequence(state: &Gateway, instance: &InstanceId) -> Result<Sequence, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.settings.queue_timeout();
     state
+        .control
         .activity
         .wait_sequence(instance, deadline)
         .await
@@ -458,11 +453,11 @@ pub(crate) fn upstream_failed(instance: &InstanceId, why: &dyn std::fmt::Display
 
 /// What is recorded when a proxied response ends.
 pub(crate) struct Meter {
-    state: AppState,
+    state: Gateway,
     record: UsageRecord,
     started: Instant,
     tail: Tail,
-    _guard: crate::activity::ActivityGuard,
+    _guard: paddock_control::activity::ActivityGuard,
 }
 
 impl Meter {
@@ -470,13 +465,13 @@ impl Meter {
     /// `guard` has counted the request as in flight since `started` (the
     /// clock's time and the monotonic instant).
     pub(crate) fn start(
-        state: &AppState,
+        state: &Gateway,
         p: &Principal,
         route: Route,
         route_label: &str,
         status: u16,
         started: (paddock_core::Timestamp, Instant),
-        guard: crate::activity::ActivityGuard,
+        guard: paddock_control::activity::ActivityGuard,
     ) -> Meter {
         let (at, started) = started;
         Meter {
@@ -526,8 +521,8 @@ impl Meter {
             // The client went away before the end (nginx's 499).
             self.record.status = 499;
         }
-        self.state.metrics.add_tokens(prompt, completion);
-        if !self.state.usage.record(self.record) {
+        self.state.control.metrics.add_tokens(prompt, completion);
+        if !self.state.control.usage.record(self.record) {
             tracing::warn!("usage queue full; a usage record was dropped");
         }
     }
@@ -713,12 +708,12 @@ pub fn token_counts(tail: &[u8]) -> (u64, u64) {
 
 /// The caller's deployed models (not stopped), one entry per model.
 async fn deployed(
-    state: &AppState,
+    state: &Gateway,
     p: &Principal,
     running_only: bool,
 ) -> Result<Vec<Instance>, ApiError> {
     let mut by_model: BTreeMap<ModelId, Instance> = BTreeMap::new();
-    for i in state.store.list_instances(Some(&p.user_id)).await? {
+    for i in state.control.my_instances(p).await? {
         let keep = if running_only {
             i.status == InstanceState::Running
         } else {
@@ -731,8 +726,14 @@ async fn deployed(
     Ok(by_model.into_values().collect())
 }
 
-async fn model_entry(state: &AppState, i: &Instance) -> Value {
-    let m = state.store.get_model(&i.model_id).await.ok().flatten();
+async fn model_entry(state: &Gateway, i: &Instance) -> Value {
+    let m = state
+        .control
+        .store
+        .get_model(&i.model_id)
+        .await
+        .ok()
+        .flatten();
     let size = m.as_ref().map_or(0, |m| (m.model_size_gb * 1e9) as u64);
     let family = m.as_ref().map_or(String::new(), |m| m.model_family.clone());
     json!({
@@ -745,7 +746,7 @@ async fn model_entry(state: &AppState, i: &Instance) -> Value {
     })
 }
 
-async fn tags(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+async fn tags(State(state): State<Gateway>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
     let mut models = Vec::new();
     for i in deployed(&state, &p, false).await? {
         models.push(model_entry(&state, &i).await);
@@ -753,13 +754,14 @@ async fn tags(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value
     Ok(Json(json!({ "models": models })))
 }
 
-async fn ps(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+async fn ps(State(state): State<Gateway>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
     let mut models = Vec::new();
     for i in deployed(&state, &p, true).await? {
         let mut e = model_entry(&state, &i).await;
         let expires = if i.idle_timeout_secs > 0 {
             json!(
                 state
+                    .control
                     .activity
                     .last_active(&i.instance_id)
                     .unwrap_or(i.last_active_at)
@@ -776,7 +778,7 @@ async fn ps(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>,
     Ok(Json(json!({ "models": models })))
 }
 
-async fn v1_models(State(state): State<AppState>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
+async fn v1_models(State(state): State<Gateway>, Auth(p): Auth) -> Result<Json<Value>, ApiError> {
     let data: Vec<Value> = deployed(&state, &p, false)
         .await?
         .iter()

@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::FromRequest;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use paddock_control::Error as ControlError;
 use paddock_core::identity::IdentityError;
 use paddock_core::store::StoreError;
 use serde::Serialize;
@@ -153,36 +154,45 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Each kind of control error has one status.
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Malformed(m) => ApiError::BadRequest(m),
+            ControlError::Invalid(m) => ApiError::Validation(m),
+            ControlError::Unauthenticated(m) => ApiError::Unauthorized(m),
+            ControlError::Forbidden(m) => ApiError::Forbidden(m),
+            ControlError::NotFound(m) => ApiError::NotFound(m),
+            ControlError::Conflict(m) => ApiError::Conflict(m),
+            ControlError::Throttled {
+                message,
+                retry_after,
+            } => ApiError::TooManyRequests {
+                message,
+                retry_after,
+            },
+            ControlError::Unavailable {
+                message,
+                retry_after,
+            } => ApiError::Unavailable {
+                message,
+                retry_after,
+            },
+            ControlError::Upstream(m) => ApiError::BadGateway(m),
+            ControlError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
-            StoreError::Stale(what) => {
-                ApiError::Conflict(format!("{what} was changed by another request; retry"))
-            }
-            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-            StoreError::Backend(detail) => ApiError::Internal(format!("store: {detail}")),
-        }
+        ControlError::from(e).into()
     }
 }
 
 impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
-        let msg = e.to_string();
-        match e {
-            IdentityError::InvalidInput { .. } => ApiError::Validation(msg),
-            IdentityError::InvalidCredentials | IdentityError::InvalidToken => {
-                ApiError::Unauthorized(msg)
-            }
-            IdentityError::NotConfirmed | IdentityError::Disabled => ApiError::Forbidden(msg),
-            IdentityError::AlreadyExists => ApiError::Conflict(msg),
-            IdentityError::CodeMismatch | IdentityError::Expired(_) => ApiError::Validation(msg),
-            IdentityError::Throttled { retry_after_secs } => ApiError::TooManyRequests {
-                message: msg,
-                retry_after: retry_after_secs,
-            },
-            IdentityError::Internal(detail) => ApiError::Internal(detail),
-        }
+        ControlError::from(e).into()
     }
 }
 

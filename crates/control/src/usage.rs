@@ -2,18 +2,13 @@
 //! compute cost per day and model from each instance's billed time (the
 //! stretches its history shows it holding compute) at its size's price.
 
-use crate::auth::extract::Auth;
-use crate::error::ApiError;
-use crate::state::AppState;
-use axum::extract::{Query, State};
-use axum::Json;
+use crate::{AdminOps, Control, Error, Result};
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use paddock_core::compute::ComputeSpec;
 use paddock_core::instance::Instance;
 use paddock_core::store::Store;
 use paddock_core::user::{Principal, UsageRecord};
-use paddock_core::Timestamp;
-use serde::{Deserialize, Serialize};
+use paddock_core::{Timestamp, UserId};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -42,14 +37,8 @@ pub struct UsageSummary {
     pub totals: UsageRow,
 }
 
-#[derive(Debug, Deserialize)]
-pub struct UsageParams {
-    /// Days back from today, 1 to 366 (default 30).
-    days: Option<u32>,
-    /// Admins: everyone's usage.
-    #[serde(default)]
-    all: bool,
-}
+/// Most days one usage query covers.
+pub const MAX_DAYS: u32 = 366;
 
 fn day_start(d: NaiveDate) -> Timestamp {
     Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
@@ -67,7 +56,7 @@ fn split_by_day(from: Timestamp, to: Timestamp, out: &mut BTreeMap<NaiveDate, u6
 }
 
 /// Compute seconds per day for one instance, from its history.
-async fn billed_days(state: &AppState, i: &Instance, now: Timestamp) -> BTreeMap<NaiveDate, u64> {
+async fn billed_days(state: &Control, i: &Instance, now: Timestamp) -> BTreeMap<NaiveDate, u64> {
     let mut days = BTreeMap::new();
     let Ok(history) = state.store.list_transitions(&i.instance_id).await else {
         return days;
@@ -89,23 +78,30 @@ async fn billed_days(state: &AppState, i: &Instance, now: Timestamp) -> BTreeMap
     days
 }
 
-/// Usage for a caller (their own, or everyone's for an admin asking `all`).
-pub async fn summary(
-    state: &AppState,
-    p: &Principal,
-    days: u32,
-    all: bool,
-) -> Result<UsageSummary, ApiError> {
+impl Control {
+    /// The caller's own usage over the last `days` days (1 to [`MAX_DAYS`]).
+    pub async fn usage(&self, caller: &Principal, days: u32) -> Result<UsageSummary> {
+        summary(self, Some(&caller.user_id), days).await
+    }
+}
+
+impl AdminOps<'_> {
+    /// Everyone's usage over the last `days` days.
+    pub async fn all_usage(&self, days: u32) -> Result<UsageSummary> {
+        summary(self.control, None, days).await
+    }
+}
+
+/// Usage of one user, or of everyone for `None`.
+async fn summary(state: &Control, owner: Option<&UserId>, days: u32) -> Result<UsageSummary> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(Error::invalid(format!("days: must be 1 to {MAX_DAYS}")));
+    }
     let now = state.clock.now();
     let to = now.date_naive();
     let from = to - Duration::days(i64::from(days.saturating_sub(1)));
-    let owner = if all && p.is_admin() {
-        None
-    } else {
-        Some(p.user_id.clone())
-    };
     state.usage.flush().await;
-    let days = state.store.usage_by_day(owner.as_ref(), from).await?;
+    let days = state.store.usage_by_day(owner, from).await?;
     let mut rows: BTreeMap<(NaiveDate, String), UsageRow> = BTreeMap::new();
     fn row<'a>(
         rows: &'a mut BTreeMap<(NaiveDate, String), UsageRow>,
@@ -126,10 +122,8 @@ pub async fn summary(
         e.prompt_tokens += d.prompt_tokens;
         e.completion_tokens += d.completion_tokens;
     }
-    for i in state.store.list_instances(owner.as_ref()).await? {
-        let local =
-            matches!(i.spec, ComputeSpec::Cpu { .. }).then_some(state.config.local_cpu_hour_usd);
-        let price = state.compute.price_per_hour(&i.spec, local);
+    for i in state.store.list_instances(owner).await? {
+        let price = state.price_per_hour(&i.spec);
         for (day, secs) in billed_days(state, &i, now).await {
             if day < from || secs == 0 {
                 continue;
@@ -168,19 +162,6 @@ pub async fn summary(
         by_model: models.into_values().collect(),
         totals,
     })
-}
-
-/// `GET /api/usage?days=30[&all=true]`.
-pub async fn usage(
-    State(state): State<AppState>,
-    Auth(p): Auth,
-    Query(q): Query<UsageParams>,
-) -> Result<Json<UsageSummary>, ApiError> {
-    let days = q.days.unwrap_or(30);
-    if !(1..=366).contains(&days) {
-        return Err(ApiError::validation("days: must be 1 to 366"));
-    }
-    Ok(Json(summary(&state, &p, days, q.all).await?))
 }
 
 /// Usage records that may wait to be written before new ones are dropped.

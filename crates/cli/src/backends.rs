@@ -1,0 +1,58 @@
+//! The one place that picks paddock's backends from the configuration:
+//! the store, the identity and the compute driver. A new backend is a new
+//! crate beside its siblings and one arm here.
+
+use anyhow::Result;
+use paddock_core::driver::ComputeDriver;
+use paddock_core::identity::Identity;
+use paddock_core::store::Store;
+use paddock_core::Clock;
+use paddock_identity_builtin::mailer::LogMailer;
+use paddock_identity_builtin::{BuiltinIdentity, BuiltinSettings};
+use paddock_server::config::Config;
+use paddock_server::Services;
+use std::sync::Arc;
+
+/// The backends `config` names, opened and ready.
+pub async fn services(config: &Config) -> Result<Services> {
+    let clock = Clock::system();
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(
+        paddock_store_sqlite::SqliteStore::open(&config.data_dir.join("paddock.db")).await?,
+    );
+    let key = paddock_identity_builtin::signing_key::load_or_create_key(
+        &config.data_dir.join("secrets").join("jwt.key"),
+    )?;
+    let identity: Arc<dyn Identity> = Arc::new(BuiltinIdentity::new(
+        store.clone(),
+        Arc::new(LogMailer),
+        clock.clone(),
+        &key,
+        BuiltinSettings {
+            access_ttl_secs: config.access_token_ttl_secs,
+            refresh_ttl_secs: config.refresh_token_ttl_secs,
+            confirmation_ttl_secs: config.confirmation_ttl_secs,
+            login_max_failures: config.login_max_failures,
+            login_lockout_secs: config.login_lockout_secs,
+        },
+    ));
+    let driver: Arc<dyn ComputeDriver> = Arc::new(paddock_driver_process::ProcessDriver::new(
+        paddock_driver_process::ProcessDriverConfig {
+            runtime_binary: match &config.runtime_binary {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()?,
+            },
+            root: config.data_dir.clone(),
+            models_dir: config.models_dir(),
+            parallel: config.runtime_parallel,
+            extra_args: Vec::new(),
+            keep_on_shutdown: config.keep_instances_on_shutdown,
+        },
+    ));
+    Ok(Services {
+        store,
+        identity,
+        driver,
+        clock,
+    })
+}

@@ -1,0 +1,203 @@
+//! The catalog (models that can be deployed) and the compute sizes they
+//! run on. Everyone signed in reads the active catalog; admins also see
+//! inactive models and add, edit and deactivate entries ([`AdminOps`]).
+
+use crate::instances::round6;
+use crate::{AdminOps, Control, Error, Result, STALE_RETRIES};
+use paddock_core::catalog::Model;
+use paddock_core::compute::{ComputeSpec, GpuInstanceType};
+use paddock_core::store::StoreError;
+use paddock_core::user::Principal;
+use paddock_core::ModelId;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+/// A catalog model as users see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelView {
+    #[serde(flatten)]
+    pub model: Model,
+    /// About how long a deploy takes to answer, from the model's size.
+    pub estimated_start_seconds: u32,
+}
+
+impl From<Model> for ModelView {
+    fn from(model: Model) -> Self {
+        ModelView {
+            estimated_start_seconds: model.estimated_start_seconds(),
+            model,
+        }
+    }
+}
+
+/// One CPU size with its prices.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuSizeView {
+    /// CPU units (1024 = 1 vCPU).
+    pub cpu: u32,
+    pub vcpu: f64,
+    /// MiB.
+    pub memory: u32,
+    /// Fargate's list price.
+    pub price_per_hour_usd: f64,
+    /// What this paddock charges when it runs the size itself.
+    pub local_price_per_hour_usd: f64,
+}
+
+/// The Fargate price table and its sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct FargateView {
+    pub vcpu_hour_usd: f64,
+    pub gb_hour_usd: f64,
+    pub sizes: Vec<CpuSizeView>,
+}
+
+/// Every size a model can be deployed on.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComputeView {
+    pub prices_as_of: String,
+    pub region: String,
+    pub fargate: FargateView,
+    pub gpu_instance_types: Vec<GpuInstanceType>,
+}
+
+fn parse_model(body: Value) -> Result<Model> {
+    let m: Model =
+        serde_json::from_value(body).map_err(|e| Error::invalid(format!("model: {e}")))?;
+    m.validate().map_err(|e| Error::invalid(e.to_string()))?;
+    Ok(m)
+}
+
+impl Control {
+    /// The active catalog, by id.
+    pub async fn models(&self) -> Result<Vec<ModelView>> {
+        Ok(self
+            .store
+            .list_models()
+            .await?
+            .into_iter()
+            .filter(|m| m.is_active)
+            .map(ModelView::from)
+            .collect())
+    }
+
+    /// One model; an inactive one only for admins.
+    pub async fn model(&self, caller: &Principal, id: &str) -> Result<ModelView> {
+        match self.store.get_model(&ModelId::new(id)).await? {
+            Some(m) if m.is_active || self.as_admin(caller).is_some() => Ok(m.into()),
+            _ => Err(Error::not_found(format!(
+                "model {id:?} is not in the catalog; GET /api/models lists what can be deployed"
+            ))),
+        }
+    }
+
+    /// The CPU and GPU sizes, with prices.
+    pub fn compute_sizes(&self) -> ComputeView {
+        let t = &self.compute;
+        let sizes = t
+            .fargate
+            .sizes
+            .iter()
+            .flat_map(|s| s.memory.values().into_iter().map(move |mem| (s.cpu, mem)))
+            .map(|(cpu, memory)| {
+                let spec = ComputeSpec::Cpu {
+                    vcpu_milli: cpu * 1000 / 1024,
+                    memory_mb: memory,
+                };
+                CpuSizeView {
+                    cpu,
+                    vcpu: cpu as f64 / 1024.0,
+                    memory,
+                    price_per_hour_usd: round6(t.price_per_hour(&spec, None)),
+                    local_price_per_hour_usd: round6(self.price_per_hour(&spec)),
+                }
+            })
+            .collect();
+        ComputeView {
+            prices_as_of: t.prices_as_of.clone(),
+            region: t.region.clone(),
+            fargate: FargateView {
+                vcpu_hour_usd: t.fargate.vcpu_hour_usd,
+                gb_hour_usd: t.fargate.gb_hour_usd,
+                sizes,
+            },
+            gpu_instance_types: t.gpu_instance_types.clone(),
+        }
+    }
+}
+
+impl AdminOps<'_> {
+    /// The whole catalog, inactive models included.
+    pub async fn all_models(&self) -> Result<Vec<ModelView>> {
+        Ok(self
+            .control
+            .store
+            .list_models()
+            .await?
+            .into_iter()
+            .map(ModelView::from)
+            .collect())
+    }
+
+    /// Adds a model ([`Error::Conflict`] if its id exists).
+    pub async fn create_model(&self, body: Value) -> Result<ModelView> {
+        let mut m = parse_model(body)?;
+        m.updated_at = Some(self.control.clock.now());
+        if !self.control.store.insert_model_if_absent(&m).await? {
+            return Err(Error::Conflict(format!(
+                "model {} already exists; edit it with PATCH /api/models/{}",
+                m.model_id, m.model_id
+            )));
+        }
+        Ok(m.into())
+    }
+
+    /// Changes the fields of a model that `patch` names (`is_active: false`
+    /// deactivates it), on the record as stored: if another edit lands in
+    /// between, the patch is applied again on top of it, so neither edit
+    /// undoes the other.
+    pub async fn update_model(&self, id: &str, patch: Value) -> Result<ModelView> {
+        let Value::Object(patch) = patch else {
+            return Err(Error::invalid(
+                "send a JSON object with the fields to change",
+            ));
+        };
+        if patch.get("model_id").is_some_and(|v| v != &json!(id)) {
+            return Err(Error::invalid(
+                "model_id: cannot be changed; add a new model instead",
+            ));
+        }
+        let store = &self.control.store;
+        let model_id = ModelId::new(id);
+        let not_found = || Error::not_found(format!("model {id:?} is not in the catalog"));
+        let mut existing = store.get_model(&model_id).await?.ok_or_else(not_found)?;
+        let mut retries = 0;
+        let stored = loop {
+            let merged = merge(&existing, &patch)?;
+            let mut m = parse_model(merged)?;
+            m.updated_at = Some(self.control.clock.now());
+            m.version = existing.version;
+            match store.update_model(&m).await {
+                Ok(stored) => break stored,
+                Err(StoreError::Stale(_)) if retries < STALE_RETRIES => {
+                    retries += 1;
+                    existing = store.get_model(&model_id).await?.ok_or_else(not_found)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(stored.into())
+    }
+}
+
+/// `existing` with the fields of `patch` (those a client may set).
+fn merge(existing: &Model, patch: &Map<String, Value>) -> Result<Value> {
+    let mut merged = serde_json::to_value(existing).map_err(|e| Error::Internal(e.to_string()))?;
+    for (k, v) in patch {
+        if k == "estimated_start_seconds" || k == "updated_at" {
+            continue;
+        }
+        merged[k] = v.clone();
+    }
+    Ok(merged)
+}

@@ -1,0 +1,373 @@
+//! Instances: deploy, list, inspect, stop, delete, logs.
+//!
+//! The store records what the user wants first (desired state and a PENDING
+//! record); the reconciler then acts through the compute driver. Ownership
+//! is checked in [`Control::instance`]: another user's instance is the same
+//! [`Error::NotFound`] as one that does not exist, except for admins.
+
+use crate::{AdminOps, Control, Error, Result, STALE_RETRIES};
+use paddock_core::compute::ComputeSpec;
+use paddock_core::instance::{DesiredState, Instance, InstanceState, Transition};
+use paddock_core::user::Principal;
+use paddock_core::{InstanceId, ModelId, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Default idle timeout, minutes.
+pub const DEFAULT_IDLE_MINUTES: u64 = 15;
+/// Longest idle timeout accepted, minutes (one week).
+pub const MAX_IDLE_MINUTES: u64 = 7 * 24 * 60;
+/// Most log lines one request returns.
+pub const MAX_LOG_LINES: usize = 5000;
+
+/// What a deploy asks for, with the original system's field names. Numbers
+/// may come as JSON numbers or strings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// A catalog `model_id` (e.g. `gemma3:270m`) or its display name.
+    pub model_name: Option<String>,
+    /// The same, under its other name.
+    pub model_id: Option<String>,
+    /// A CPU size.
+    pub fargate_resources: Option<FargateResources>,
+    /// A GPU size (an EC2 instance type).
+    pub instance_type: Option<String>,
+    /// Minutes without requests before the instance sleeps; 0 never sleeps.
+    pub idle_timeout_minutes: Option<Value>,
+}
+
+/// A Fargate-style CPU size: CPU units (1024 = 1 vCPU) or vCPUs, and MiB.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FargateResources {
+    pub cpu: Value,
+    pub memory: Value,
+}
+
+/// An instance as users see it, with the original system's field names.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    pub instance_id: InstanceId,
+    /// The catalog model id (the original's `model_name`).
+    pub model_name: ModelId,
+    pub model_display_name: String,
+    pub instance_type: String,
+    pub compute: &'static str,
+    pub spec: ComputeSpec,
+    pub user_id: UserId,
+    pub status: InstanceState,
+    pub desired_status: DesiredState,
+    pub status_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_active_at: Timestamp,
+    pub endpoint_url: String,
+    pub idle_timeout_minutes: f64,
+    pub restart_count: u32,
+    pub price_per_hour_usd: f64,
+    pub uptime_seconds: u64,
+    pub cost_usd: f64,
+    /// CPU sizes only: `{cpu, memory}` as in a task definition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fargate_resources: Option<CpuSize>,
+    /// One instance's state history, oldest first (not in lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<Transition>>,
+}
+
+/// A CPU size in task-definition units.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuSize {
+    pub cpu: u32,
+    pub memory: u32,
+}
+
+/// Rounds a price to six decimals for display.
+pub fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn number(field: &str, v: &Value) -> Result<f64> {
+    let n = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    n.filter(|x| x.is_finite() && *x >= 0.0)
+        .ok_or_else(|| Error::invalid(format!("{field}: must be a non-negative number")))
+}
+
+/// Fargate CPU units from the request: values of 256 and up are CPU units
+/// (1024 = 1 vCPU, as in task definitions); smaller values are vCPUs.
+fn cpu_units(v: &Value) -> Result<u32> {
+    let x = number("fargate_resources.cpu", v)?;
+    let units = if x < 256.0 { x * 1024.0 } else { x };
+    if units.fract() != 0.0 || units > 1e6 {
+        return Err(Error::invalid(
+            "fargate_resources.cpu: use CPU units (256, 512, 1024, 2048, 4096, 8192, 16384) or vCPUs (0.25 ... 16)",
+        ));
+    }
+    Ok(units as u32)
+}
+
+impl Control {
+    /// The price per hour of a size here: CPU sizes run by this paddock use
+    /// the configured local price, GPU sizes their list price.
+    pub fn price_per_hour(&self, spec: &ComputeSpec) -> f64 {
+        let local =
+            matches!(spec, ComputeSpec::Cpu { .. }).then_some(self.settings.local_cpu_hour_usd);
+        self.compute.price_per_hour(spec, local)
+    }
+
+    /// The view of an instance record.
+    pub fn instance_view(&self, i: &Instance) -> InstanceView {
+        let now = self.clock.now();
+        let price = self.price_per_hour(&i.spec);
+        let billed = i.billed_seconds(now);
+        let fargate_resources = match &i.spec {
+            ComputeSpec::Cpu {
+                vcpu_milli,
+                memory_mb,
+            } => Some(CpuSize {
+                cpu: vcpu_milli * 1024 / 1000,
+                memory: *memory_mb,
+            }),
+            ComputeSpec::Gpu { .. } => None,
+        };
+        InstanceView {
+            instance_id: i.instance_id.clone(),
+            model_name: i.model_id.clone(),
+            model_display_name: i.model_name.clone(),
+            instance_type: i.spec.instance_type(),
+            compute: i.spec.compute_kind(),
+            spec: i.spec.clone(),
+            user_id: i.user_id.clone(),
+            status: i.status,
+            desired_status: i.desired,
+            status_reason: i.status_reason.clone(),
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+            last_active_at: i.last_active_at,
+            endpoint_url: format!("{}/models/{}", self.settings.public_url, i.instance_id),
+            idle_timeout_minutes: i.idle_timeout_secs as f64 / 60.0,
+            restart_count: i.restart_count,
+            price_per_hour_usd: round6(price),
+            uptime_seconds: billed,
+            cost_usd: round6(price * billed as f64 / 3600.0),
+            fargate_resources,
+            history: None,
+        }
+    }
+
+    /// An instance the caller may see: their own, or any for admins.
+    /// Anything else is the same [`Error::NotFound`] as a missing instance.
+    pub async fn instance(&self, caller: &Principal, id: &str) -> Result<Instance> {
+        match self.store.get_instance(&InstanceId::new(id)).await? {
+            Some(i) if i.user_id == caller.user_id || self.as_admin(caller).is_some() => Ok(i),
+            _ => Err(Error::not_found(format!("instance {id} not found"))),
+        }
+    }
+
+    /// The caller's own instances, newest first.
+    pub async fn my_instances(&self, caller: &Principal) -> Result<Vec<Instance>> {
+        Ok(self.store.list_instances(Some(&caller.user_id)).await?)
+    }
+
+    /// One instance with its state history.
+    pub async fn instance_detail(&self, caller: &Principal, id: &str) -> Result<InstanceView> {
+        let i = self.instance(caller, id).await?;
+        let history = self.store.list_transitions(&i.instance_id).await?;
+        let mut v = self.instance_view(&i);
+        v.history = Some(history);
+        Ok(v)
+    }
+
+    /// Records a deploy: checks the model, the size and the caller's key,
+    /// stores a PENDING instance and wakes the reconciler.
+    pub async fn deploy(&self, caller: &Principal, req: DeployRequest) -> Result<InstanceView> {
+        let name = req.model_name.or(req.model_id).ok_or_else(|| {
+            Error::invalid(
+                "model_name: is required (a model_id from GET /api/models, e.g. gemma3:270m)",
+            )
+        })?;
+        let model = match self.store.get_model(&ModelId::new(name.trim())).await? {
+            Some(m) => Some(m),
+            None => self
+                .store
+                .list_models()
+                .await?
+                .into_iter()
+                .find(|m| m.model_name.eq_ignore_ascii_case(name.trim())),
+        };
+        let model = match model {
+            Some(m) if m.is_active => m,
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "model_name: {name} is inactive in the catalog and cannot be deployed"
+                )))
+            }
+            None => {
+                return Err(Error::invalid(format!(
+                    "model_name: {name:?} is not in the catalog; GET /api/models lists what can be deployed"
+                )))
+            }
+        };
+        if !caller.may_use_model(&model.model_id) {
+            return Err(Error::Forbidden(format!(
+                "this API key may not use {}",
+                model.model_id
+            )));
+        }
+        let spec = match (req.fargate_resources, req.instance_type) {
+            (Some(f), None) => {
+                let cpu = cpu_units(&f.cpu)?;
+                let mem = number("fargate_resources.memory", &f.memory)?;
+                if mem.fract() != 0.0 || mem > 1e7 {
+                    return Err(Error::invalid("fargate_resources.memory: must be whole MiB"));
+                }
+                self.compute
+                    .fargate_spec(cpu, mem as u32)
+                    .map_err(|e| Error::invalid(format!("fargate_resources: {e}")))?
+            }
+            (None, Some(t)) => self
+                .compute
+                .gpu_spec(t.trim())
+                .map_err(|e| Error::invalid(format!("instance_type: {e}")))?,
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "give either fargate_resources (CPU) or instance_type (GPU), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(Error::invalid(
+                    "give fargate_resources {cpu, memory} for CPU or instance_type for GPU; GET /api/compute lists the sizes",
+                ))
+            }
+        };
+        self.compute
+            .check_fit(&model, &spec)
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        if matches!(spec, ComputeSpec::Gpu { .. }) && !self.driver.capabilities().gpu {
+            return Err(Error::invalid(format!(
+                "instance_type: this paddock runs instances with the {} driver, which has no GPU; pick a CPU size (fargate_resources) or run paddock with a GPU-capable driver",
+                self.driver.name()
+            )));
+        }
+        let idle_minutes = match req.idle_timeout_minutes {
+            None | Some(Value::Null) => DEFAULT_IDLE_MINUTES as f64,
+            Some(v) => number("idle_timeout_minutes", &v)?,
+        };
+        if idle_minutes > MAX_IDLE_MINUTES as f64 {
+            return Err(Error::invalid(format!(
+                "idle_timeout_minutes: at most {MAX_IDLE_MINUTES} (0 means never sleep)"
+            )));
+        }
+        let now = self.clock.now();
+        let instance = Instance::new(
+            caller.user_id.clone(),
+            model.model_id.clone(),
+            model.model_name.clone(),
+            spec,
+            (idle_minutes * 60.0).round() as u64,
+            now,
+        );
+        let first = Transition {
+            instance_id: instance.instance_id.clone(),
+            from: None,
+            to: InstanceState::Pending,
+            reason: "deploy requested".into(),
+            at: now,
+        };
+        self.store.create_instance(&instance, &first).await?;
+        self.reconciler.announce();
+        tracing::info!(instance = %instance.instance_id, model = %instance.model_id, user = %caller.user_id, "deploy requested");
+        self.reconciler.wake();
+        Ok(self.instance_view(&instance))
+    }
+
+    /// Asks for an instance to stop. Nothing is held before it starts or
+    /// while it sleeps or after it failed, so such a record stops at once;
+    /// otherwise the reconciler releases the compute and finishes the stop.
+    pub async fn stop_instance(&self, caller: &Principal, id: &str) -> Result<InstanceView> {
+        let mut i = self.instance(caller, id).await?;
+        for _ in 0..STALE_RETRIES {
+            if i.desired == DesiredState::Stopped
+                && matches!(i.status, InstanceState::Stopped | InstanceState::Stopping)
+            {
+                return Ok(self.instance_view(&i));
+            }
+            let now = self.clock.now();
+            i.desired = DesiredState::Stopped;
+            i.updated_at = now;
+            let transition = match i.status {
+                InstanceState::Pending | InstanceState::Sleeping | InstanceState::Failed => Some(
+                    i.transition(InstanceState::Stopped, "stopped by user", now)
+                        .map_err(|e| Error::Conflict(e.to_string()))?,
+                ),
+                InstanceState::Starting | InstanceState::Running => Some(
+                    i.transition(InstanceState::Stopping, "stop requested by user", now)
+                        .map_err(|e| Error::Conflict(e.to_string()))?,
+                ),
+                InstanceState::Stopping | InstanceState::Stopped => None,
+            };
+            match self.store.update_instance(&i, transition.as_ref()).await {
+                Ok(stored) => {
+                    self.reconciler.announce();
+                    tracing::info!(instance = %stored.instance_id, "stop requested");
+                    self.reconciler.wake();
+                    return Ok(self.instance_view(&stored));
+                }
+                Err(paddock_core::store::StoreError::Stale(_)) => {
+                    i = self.instance(caller, id).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict(
+            "the instance is changing state; retry in a moment".into(),
+        ))
+    }
+
+    /// Deletes a stopped instance and its history.
+    pub async fn delete_instance(&self, caller: &Principal, id: &str) -> Result<()> {
+        let i = self.instance(caller, id).await?;
+        if i.status != InstanceState::Stopped {
+            return Err(Error::Conflict(format!(
+                "instance {id} is {}; stop it first (POST /api/models/stop)",
+                i.status
+            )));
+        }
+        self.store.delete_instance(&i.instance_id).await?;
+        self.reconciler.announce();
+        Ok(())
+    }
+
+    /// The last `lines` lines of an instance's model-server output (at
+    /// least 1, at most [`MAX_LOG_LINES`]).
+    pub async fn instance_logs(
+        &self,
+        caller: &Principal,
+        id: &str,
+        lines: usize,
+    ) -> Result<(InstanceId, Vec<String>)> {
+        let i = self.instance(caller, id).await?;
+        let n = lines.clamp(1, MAX_LOG_LINES);
+        let lines = match crate::reconciler::handle_of(&i) {
+            Some(h) => self
+                .driver
+                .logs(&h, n)
+                .await
+                .map_err(|e| Error::Internal(format!("reading logs: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok((i.instance_id, lines))
+    }
+}
+
+impl AdminOps<'_> {
+    /// Everyone's instances, newest first.
+    pub async fn all_instances(&self) -> Result<Vec<Instance>> {
+        Ok(self.control.store.list_instances(None).await?)
+    }
+}

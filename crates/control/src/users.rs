@@ -1,0 +1,156 @@
+//! Users, for administrators ([`AdminOps`]): list, create, disable/enable,
+//! promote/demote. Users an admin creates start confirmed and must pick a
+//! new password at first login (NEW_PASSWORD_REQUIRED).
+
+use crate::{AdminOps, Error, Result, STALE_RETRIES};
+use paddock_core::store::StoreError;
+use paddock_core::user::{Role, User};
+use paddock_core::{Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+
+/// A user as admins see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    pub user_id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub confirmed: bool,
+    pub disabled: bool,
+    pub must_change_password: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            user_id: u.user_id.clone(),
+            email: u.email.clone(),
+            role: u.role,
+            confirmed: u.confirmed,
+            disabled: u.disabled,
+            must_change_password: u.must_change_password,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub email: String,
+    /// `admin` or `user` (the default).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// When absent, one is generated and returned once.
+    pub temporary_password: Option<String>,
+}
+
+/// A user just created, with the generated temporary password if there is one.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedUser {
+    #[serde(flatten)]
+    pub user: UserView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporary_password: Option<String>,
+}
+
+/// What to change of a user.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    pub disabled: Option<bool>,
+    pub role: Option<String>,
+}
+
+fn parse_role(s: &str) -> Result<Role> {
+    Role::parse(s).ok_or_else(|| Error::invalid("role: must be `admin` or `user`"))
+}
+
+impl AdminOps<'_> {
+    /// Every user, oldest first.
+    pub async fn users(&self) -> Result<Vec<UserView>> {
+        Ok(self
+            .control
+            .store
+            .list_users()
+            .await?
+            .iter()
+            .map(UserView::from)
+            .collect())
+    }
+
+    /// Creates a confirmed user who must change the temporary password at
+    /// first login.
+    pub async fn create_user(&self, req: CreateUser) -> Result<CreatedUser> {
+        let role = parse_role(req.role.as_deref().unwrap_or("user"))?;
+        let (password, generated) = match req.temporary_password {
+            Some(p) => (p, false),
+            None => (paddock_core::secret::generated_password(), true),
+        };
+        let user = self
+            .control
+            .identity
+            .admin_create_user(&req.email, &password, role, true)
+            .await?;
+        tracing::info!(user = %user.user_id, role = role.as_str(), by = %self.admin.user_id, "user created by admin");
+        Ok(CreatedUser {
+            user: UserView::from(&user),
+            temporary_password: generated.then_some(password),
+        })
+    }
+
+    /// Disables or enables, promotes or demotes a user. An admin cannot
+    /// disable or demote themselves. Disabling ends the user's sessions;
+    /// any change drops cached API-key principals.
+    pub async fn update_user(&self, id: &str, req: UpdateUser) -> Result<UserView> {
+        let c = self.control;
+        let id = UserId::new(id);
+        let not_found = || Error::not_found(format!("user {id} not found"));
+        let mut user = c.store.get_user(&id).await?.ok_or_else(not_found)?;
+        if user.user_id == self.admin.user_id {
+            if req.disabled == Some(true) {
+                return Err(Error::invalid(
+                    "disabled: you cannot disable your own account",
+                ));
+            }
+            if req.role.as_deref().is_some_and(|r| r != "admin") {
+                return Err(Error::invalid(
+                    "role: you cannot demote yourself; ask another admin",
+                ));
+            }
+        }
+        let role = req.role.as_deref().map(parse_role).transpose()?;
+        let now = c.clock.now();
+        // Compare-and-swap: a write that lands between the read and this one
+        // (the user changing their password) is read again and kept.
+        let mut retries = 0;
+        let user = loop {
+            if let Some(r) = role {
+                user.role = r;
+            }
+            if let Some(d) = req.disabled {
+                user.disabled = d;
+            }
+            user.updated_at = now;
+            match c.store.update_user(&user).await {
+                Ok(stored) => break stored,
+                Err(StoreError::Stale(_)) if retries < STALE_RETRIES => {
+                    retries += 1;
+                    user = c.store.get_user(&id).await?.ok_or_else(not_found)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if req.disabled == Some(true) {
+            c.store
+                .revoke_user_refresh_tokens(&user.user_id, now)
+                .await?;
+        }
+        c.keys.clear_keys();
+        tracing::info!(user = %user.user_id, role = user.role.as_str(), disabled = user.disabled, "user updated by admin");
+        Ok(UserView::from(&user))
+    }
+}
