@@ -29,8 +29,11 @@ bench_json() { # field: reads JSON on stdin, prints one top-level field
 bench_serve() {
   local port=$1 data=${2:-$WORK/data} st=""
   P="http://127.0.0.1:$port"
-  PADDOCK_ADMIN_EMAIL=bench@example.com PADDOCK_ADMIN_PASSWORD='Bench-pass1!' PADDOCK_LOG=warn \
-    PADDOCK_MODELS_DIR="$STORE" "$PADDOCK" serve --listen "127.0.0.1:$port" --data-dir "$data" \
+  # The sectioned names, and the flat ones for a baseline build from before
+  # the configuration had sections (the current build warns and uses them).
+  PADDOCK_IDENTITY__ADMIN_EMAIL=bench@example.com PADDOCK_IDENTITY__ADMIN_PASSWORD='Bench-pass1!' \
+    PADDOCK_ADMIN_EMAIL=bench@example.com PADDOCK_ADMIN_PASSWORD='Bench-pass1!' PADDOCK_LOG=warn \
+    PADDOCK_DRIVER__MODELS_DIR="$STORE" PADDOCK_MODELS_DIR="$STORE" "$PADDOCK" serve --listen "127.0.0.1:$port" --data-dir "$data" \
     >"$data.log" 2>&1 &
   PIDS+=($!)
   SERVE_PID=$!

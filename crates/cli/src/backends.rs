@@ -29,24 +29,24 @@ pub async fn services(config: &Config) -> Result<Services> {
         clock.clone(),
         &key,
         BuiltinSettings {
-            access_ttl_secs: config.access_token_ttl_secs,
-            refresh_ttl_secs: config.refresh_token_ttl_secs,
-            confirmation_ttl_secs: config.confirmation_ttl_secs,
-            login_max_failures: config.login_max_failures,
-            login_lockout_secs: config.login_lockout_secs,
+            access_ttl_secs: config.identity.access_token_ttl_secs,
+            refresh_ttl_secs: config.identity.refresh_token_ttl_secs,
+            confirmation_ttl_secs: config.identity.confirmation_ttl_secs,
+            login_max_failures: config.identity.login_max_failures,
+            login_lockout_secs: config.identity.login_lockout_secs,
         },
     ));
     let driver: Arc<dyn ComputeDriver> = Arc::new(paddock_driver_process::ProcessDriver::new(
         paddock_driver_process::ProcessDriverConfig {
-            runtime_binary: match &config.runtime_binary {
+            runtime_binary: match &config.driver.runtime_binary {
                 Some(b) => b.clone(),
                 None => std::env::current_exe()?,
             },
             root: config.data_dir.clone(),
             models_dir: config.models_dir(),
-            parallel: config.runtime_parallel,
+            parallel: config.driver.runtime_parallel,
             extra_args: Vec::new(),
-            keep_on_shutdown: config.keep_instances_on_shutdown,
+            keep_on_shutdown: config.driver.keep_instances_on_shutdown,
         },
     ));
     Ok(Services {

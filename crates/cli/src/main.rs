@@ -132,11 +132,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    config.validate()?;
     if args.print_config {
         out!("{}", config.to_toml_masked());
         return Ok(());
     }
     init_tracing();
+    for (old, new) in &config.deprecated_env {
+        tracing::warn!(
+            "{old} is deprecated and will stop working in the next release; set {new} instead"
+        );
+    }
     let shutdown = shutdown_signal()?;
     let services = backends::services(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)

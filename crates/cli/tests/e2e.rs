@@ -4,7 +4,6 @@
 //! and the official Python clients.
 
 use nix::sys::signal::Signal;
-use paddock_server::config::Config;
 use paddock_server::testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -238,9 +237,10 @@ async fn a_killed_runtime_fails_and_is_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_adopts_running_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let config = || Config {
-        keep_instances_on_shutdown: true,
-        ..with_runtime(test_config(dir.path()), bin())
+    let config = || {
+        let mut c = with_runtime(test_config(dir.path()), bin());
+        c.driver.keep_instances_on_shutdown = true;
+        c
     };
     let s = TestServer::start_in(dir.path(), config()).await;
     let token = s.user_token("ana@example.com").await;
@@ -917,7 +917,7 @@ async fn a_burst_of_chats_is_queued_not_refused() {
     let mut config = with_runtime(test_config(dir.path()), bin());
     // All of them wait if they must: on a shared two-core machine the
     // burst can take longer than the default queue timeout.
-    config.queue_timeout_secs = 900;
+    config.gateway.queue_timeout_secs = 900;
     let s = TestServer::start_in(dir.path(), config).await;
     let _cleanup = KillOnDrop(dir.path().to_owned());
     let token = s.user_token("ana@example.com").await;

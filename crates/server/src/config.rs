@@ -1,17 +1,51 @@
-//! Server configuration: defaults, then a TOML file, then `PADDOCK_*`
-//! environment variables, then command-line flags (applied by the binary).
+//! Server configuration in sections: defaults, then a TOML file, then
+//! `PADDOCK_*` environment variables, then command-line flags (applied by
+//! the binary), and then one [`Config::validate`] that refuses bad values
+//! at start with a message naming the key.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "/var/lib/paddock"
+//! public_url = "https://paddock.example.com"
+//!
+//! [store]
+//! kind = "sqlite"
+//!
+//! [identity]
+//! kind = "builtin"
+//! admin_email = "admin@example.com"
+//!
+//! [driver]
+//! kind = "process"
+//! runtime_parallel = 4
+//!
+//! [gateway]
+//! client_timeout_secs = 60
+//!
+//! [reconciler]
+//! interval_ms = 1000
+//! ```
+//!
+//! Environment variables are `PADDOCK_<SECTION>__<KEY>`
+//! (`PADDOCK_GATEWAY__CLIENT_TIMEOUT_SECS=30`), or `PADDOCK_<KEY>` for the
+//! top-level keys (`PADDOCK_LISTEN`, `PADDOCK_DATA_DIR`,
+//! `PADDOCK_PUBLIC_URL`). The flat names of earlier releases
+//! (`PADDOCK_ADMIN_PASSWORD`, `PADDOCK_CLIENT_TIMEOUT_SECS`, ...) still
+//! work for this release, each with a warning naming its new name
+//! ([`Config::deprecated_env`]).
 //!
 //! Owns [`Config`] and [`Secret`]. Secrets never show in `Debug` output or
 //! in `--print-config`; they print as `****`.
 
-use serde::{Deserialize, Serialize, Serializer};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A string that must never be logged.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
@@ -36,6 +70,29 @@ impl Serialize for Secret {
     }
 }
 
+/// A secret from the environment may look like a number (`PADDOCK_..._PASSWORD=12345678`):
+/// it is taken as the text it was written as.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            S(String),
+            U(u64),
+            I(i64),
+            F(f64),
+            B(bool),
+        }
+        Ok(Secret(match Text::deserialize(d)? {
+            Text::S(s) => s,
+            Text::U(n) => n.to_string(),
+            Text::I(n) => n.to_string(),
+            Text::F(n) => n.to_string(),
+            Text::B(b) => b.to_string(),
+        }))
+    }
+}
+
 /// Everything `paddock serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,14 +104,48 @@ pub struct Config {
     /// The URL users reach paddock at; endpoints shown to users start with it.
     /// Defaults to `http://<listen>`.
     pub public_url: Option<String>,
+    pub store: StoreConfig,
+    pub identity: IdentityConfig,
+    pub driver: DriverConfig,
+    pub gateway: GatewayConfig,
+    pub reconciler: ReconcilerConfig,
+    /// The flat environment variables of earlier releases that were used,
+    /// each with its new name, for a warning at start.
+    #[serde(skip)]
+    pub deprecated_env: Vec<(String, String)>,
+}
+
+/// `[store]`: where records live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+}
+
+/// The store backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file, `<data_dir>/paddock.db`.
+    #[default]
+    Sqlite,
+}
+
+/// `[identity]`: who may sign in, and how sessions are issued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub kind: IdentityKind,
     /// The first admin's email, used when no admin exists.
     pub admin_email: String,
     /// The first admin's password; when absent one is generated, printed
     /// once, and must be changed at first login.
     pub admin_password: Option<Secret>,
+    /// Whether anyone may sign up (otherwise only admins create users).
+    pub allow_signup: bool,
     /// Lifetime of access tokens (JWT), seconds.
     pub access_token_ttl_secs: u64,
-    /// Lifetime of refresh tokens, seconds.
+    /// Lifetime of refresh tokens, seconds; also the web session's.
     pub refresh_token_ttl_secs: u64,
     /// Lifetime of email confirmation codes, seconds.
     pub confirmation_ttl_secs: u64,
@@ -62,6 +153,87 @@ pub struct Config {
     pub login_max_failures: u32,
     /// First lock-out after too many failures, seconds (doubles each time).
     pub login_lockout_secs: u64,
+}
+
+/// The identity backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    /// Accounts kept by paddock: argon2id passwords, its own signed JWTs.
+    #[default]
+    Builtin,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            kind: IdentityKind::Builtin,
+            admin_email: "admin@localhost".into(),
+            admin_password: None,
+            allow_signup: true,
+            access_token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            confirmation_ttl_secs: 24 * 3600,
+            login_max_failures: 5,
+            login_lockout_secs: 30,
+        }
+    }
+}
+
+/// `[driver]`: where instances run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriverConfig {
+    pub kind: DriverKind,
+    /// The `paddock` executable the process driver runs as `paddock runtime`
+    /// [default: this executable].
+    pub runtime_binary: Option<PathBuf>,
+    /// The model store instances load from [default: `<data_dir>`, where
+    /// `paddock models import` and `paddock pull` put models].
+    pub models_dir: Option<PathBuf>,
+    /// Sequences each instance's runtime decodes together.
+    pub runtime_parallel: u32,
+    /// Whether instances' model servers keep running when `paddock serve`
+    /// stops gracefully (Ctrl-C, SIGTERM), for the next start on the same
+    /// data directory to adopt them: a restart or upgrade without downtime.
+    /// Off (the default), a graceful stop ends them and records their
+    /// instances as PENDING ("paddock stopped"), and the next start
+    /// launches them again. A crash leaves them running either way, for the
+    /// next start to adopt.
+    pub keep_instances_on_shutdown: bool,
+    /// Price per vCPU-hour charged for CPU instances this driver runs
+    /// (0 by default: your own hardware). GPU sizes use their list price.
+    pub local_cpu_hour_usd: f64,
+}
+
+/// The compute drivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// Each instance a `paddock runtime` child process of this server.
+    #[default]
+    Process,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            kind: DriverKind::Process,
+            runtime_binary: None,
+            models_dir: None,
+            runtime_parallel: 4,
+            keep_instances_on_shutdown: false,
+            local_cpu_hour_usd: 0.0,
+        }
+    }
+}
+
+/// `[gateway]`: the connections at the door and the queue before each
+/// instance. The limits on clients hold for the management API too: both
+/// are served on the same connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
     /// Largest request body accepted, bytes.
     pub body_limit_bytes: usize,
     /// How long a client connection may take to send a request (head and
@@ -80,29 +252,26 @@ pub struct Config {
     /// How long a gateway request waits for a free sequence before it is
     /// answered 503 with Retry-After, seconds.
     pub queue_timeout_secs: u64,
-    /// Price per vCPU-hour charged for CPU instances on the local machine
-    /// (0 by default: your own hardware). GPU sizes use their list price.
-    pub local_cpu_hour_usd: f64,
-    /// Whether anyone may sign up (otherwise only admins create users).
-    pub allow_signup: bool,
-    /// The `paddock` executable the process driver runs as `paddock runtime`
-    /// [default: this executable].
-    pub runtime_binary: Option<PathBuf>,
-    /// The model store instances load from [default: `<data_dir>`, where
-    /// `paddock models import` and `paddock pull` put models].
-    pub models_dir: Option<PathBuf>,
-    /// Sequences each instance's runtime decodes together.
-    pub runtime_parallel: u32,
-    /// Whether instances' model servers keep running when `paddock serve`
-    /// stops gracefully (Ctrl-C, SIGTERM), for the next start on the same
-    /// data directory to adopt them: a restart or upgrade without downtime.
-    /// Off (the default), a graceful stop ends them and records their
-    /// instances as PENDING ("paddock stopped"), and the next start
-    /// launches them again. A crash leaves them running either way, for the
-    /// next start to adopt.
-    pub keep_instances_on_shutdown: bool,
-    /// How often the reconciler checks every instance, milliseconds.
-    pub reconcile_interval_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            body_limit_bytes: 2 * 1024 * 1024,
+            client_timeout_secs: 60,
+            max_connections: None,
+            queue_per_instance: 512,
+            queue_timeout_secs: 60,
+        }
+    }
+}
+
+/// `[reconciler]`: the loop that makes what runs follow what users asked for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcilerConfig {
+    /// How often every instance is checked, milliseconds.
+    pub interval_ms: u64,
     /// How long an instance may take to answer its health probe before it
     /// is FAILED, seconds.
     pub start_timeout_secs: u64,
@@ -115,35 +284,30 @@ pub struct Config {
     pub restart_backoff_secs: u64,
 }
 
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            interval_ms: 1000,
+            start_timeout_secs: 120,
+            wake_timeout_secs: 120,
+            max_restarts: 3,
+            restart_backoff_secs: 2,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             data_dir: default_data_dir(),
             public_url: None,
-            admin_email: "admin@localhost".into(),
-            admin_password: None,
-            access_token_ttl_secs: 3600,
-            refresh_token_ttl_secs: 30 * 24 * 3600,
-            confirmation_ttl_secs: 24 * 3600,
-            login_max_failures: 5,
-            login_lockout_secs: 30,
-            body_limit_bytes: 2 * 1024 * 1024,
-            client_timeout_secs: 60,
-            max_connections: None,
-            queue_per_instance: 512,
-            queue_timeout_secs: 60,
-            local_cpu_hour_usd: 0.0,
-            allow_signup: true,
-            runtime_binary: None,
-            models_dir: None,
-            runtime_parallel: 4,
-            keep_instances_on_shutdown: false,
-            reconcile_interval_ms: 1000,
-            start_timeout_secs: 120,
-            wake_timeout_secs: 120,
-            max_restarts: 3,
-            restart_backoff_secs: 2,
+            store: StoreConfig::default(),
+            identity: IdentityConfig::default(),
+            driver: DriverConfig::default(),
+            gateway: GatewayConfig::default(),
+            reconciler: ReconcilerConfig::default(),
+            deprecated_env: Vec::new(),
         }
     }
 }
@@ -155,7 +319,7 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("paddock-data"))
 }
 
-/// Why the configuration could not be loaded.
+/// Why the configuration could not be loaded or was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
@@ -163,115 +327,224 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("environment variable {name}: {message}")]
-    Env { name: String, message: String },
+    /// A file or variable that is not what the key takes; figment's message
+    /// names the key and where it came from.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value of the right type that paddock cannot run with.
+    #[error("configuration: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The sections, as they appear in `PADDOCK_<SECTION>__<KEY>`.
+const SECTIONS: [&str; 5] = ["store", "identity", "driver", "gateway", "reconciler"];
+/// The top-level keys.
+const TOP_LEVEL: [&str; 3] = ["listen", "data_dir", "public_url"];
+/// The flat names of earlier releases (after `PADDOCK_`, lower-cased) and
+/// the key each now is.
+const FLAT_NAMES: [(&str, &str); 25] = [
+    ("admin_email", "identity.admin_email"),
+    ("admin_password", "identity.admin_password"),
+    ("allow_signup", "identity.allow_signup"),
+    ("access_token_ttl_secs", "identity.access_token_ttl_secs"),
+    ("refresh_token_ttl_secs", "identity.refresh_token_ttl_secs"),
+    ("confirmation_ttl_secs", "identity.confirmation_ttl_secs"),
+    ("login_max_failures", "identity.login_max_failures"),
+    ("login_lockout_secs", "identity.login_lockout_secs"),
+    ("runtime_binary", "driver.runtime_binary"),
+    ("models_dir", "driver.models_dir"),
+    ("runtime_parallel", "driver.runtime_parallel"),
+    (
+        "keep_instances_on_shutdown",
+        "driver.keep_instances_on_shutdown",
+    ),
+    ("local_cpu_hour_usd", "driver.local_cpu_hour_usd"),
+    ("body_limit_bytes", "gateway.body_limit_bytes"),
+    ("client_timeout_secs", "gateway.client_timeout_secs"),
+    ("max_connections", "gateway.max_connections"),
+    ("queue_per_instance", "gateway.queue_per_instance"),
+    ("queue_timeout_secs", "gateway.queue_timeout_secs"),
+    ("reconcile_interval_ms", "reconciler.interval_ms"),
+    ("start_timeout_secs", "reconciler.start_timeout_secs"),
+    ("wake_timeout_secs", "reconciler.wake_timeout_secs"),
+    ("max_restarts", "reconciler.max_restarts"),
+    ("restart_backoff_secs", "reconciler.restart_backoff_secs"),
+    ("listen", "listen"),
+    ("data_dir", "data_dir"),
+];
+
+/// The configuration key an environment variable (after `PADDOCK_`, in any
+/// case) sets, and whether it is a flat name of an earlier release; `None`
+/// for variables that are not configuration (`PADDOCK_LOG`, the CLI's
+/// `PADDOCK_URL`, ...), which are left alone.
+fn env_key(var: &str) -> Option<(String, bool)> {
+    let var = var.to_ascii_lowercase();
+    if let Some((section, key)) = var.split_once("__") {
+        return SECTIONS
+            .contains(&section)
+            .then(|| (format!("{section}.{key}"), false));
+    }
+    if TOP_LEVEL.contains(&var.as_str()) {
+        return Some((var, false));
+    }
+    FLAT_NAMES
+        .iter()
+        .find(|(old, _)| *old == var)
+        .map(|(_, new)| ((*new).to_owned(), true))
+}
+
+/// `section.key` as its environment variable.
+fn env_name(key: &str) -> String {
+    let name = match key.split_once('.') {
+        Some((section, k)) => format!("{section}__{k}"),
+        None => key.to_owned(),
+    };
+    format!("PADDOCK_{}", name.to_ascii_uppercase())
 }
 
 impl Config {
     /// Defaults, then `file` (if given, it must exist; if not given,
-    /// `./paddock.toml` is read when present), then the environment.
+    /// `./paddock.toml` is read when present), then the environment; the
+    /// result is not validated yet (flags come next: see [`Config::validate`]).
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut config = match file {
-            Some(p) => Self::from_file(p)?,
-            None if Path::new("paddock.toml").exists() => {
-                Self::from_file(Path::new("paddock.toml"))?
+        let file = match file {
+            Some(p) => {
+                std::fs::metadata(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Some(p.to_owned())
             }
-            None => Config::default(),
+            None => Some(PathBuf::from("paddock.toml")).filter(|p| p.exists()),
         };
-        config.apply_env(|k| std::env::var(k).ok())?;
+        let mut figment = Figment::new();
+        if let Some(f) = &file {
+            figment = figment.merge(Toml::file_exact(f));
+        }
+        let env = Env::prefixed("PADDOCK_")
+            .filter_map(|k| env_key(k.as_str()).map(|(key, _)| key.into()))
+            .global();
+        let mut config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.deprecated_env = std::env::vars()
+            .filter_map(|(name, _)| {
+                let rest = name.strip_prefix("PADDOCK_")?;
+                let (key, old) = env_key(rest)?;
+                (old && key.contains('.')).then(|| (name.clone(), env_name(&key)))
+            })
+            .collect();
         Ok(config)
     }
 
-    fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
-    }
-
-    /// Applies `PADDOCK_<FIELD>` variables (upper-cased field names).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
-        where
-            T::Err: fmt::Display,
-        {
-            v.parse().map_err(|e: T::Err| ConfigError::Env {
-                name: name.to_owned(),
-                message: e.to_string(),
-            })
+    /// Refuses values paddock cannot run with, naming the key; called once
+    /// at start, after flags, so nothing downstream clamps or guesses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, message: &str) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid {
+                    key,
+                    message: message.to_owned(),
+                })
+            }
         }
-        macro_rules! env {
-            ($field:ident, $conv:expr) => {{
-                let name = concat!("PADDOCK_", stringify!($field)).to_uppercase();
-                if let Some(v) = get(&name) {
-                    #[allow(clippy::redundant_closure_call)]
-                    {
-                        self.$field = ($conv)(&name, v.as_str())?;
-                    }
-                }
-            }};
+        if let Some(url) = &self.public_url {
+            check(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "public_url",
+                "must start with http:// or https://",
+            )?;
         }
-        env!(listen, parse);
-        env!(data_dir, |_: &str, v: &str| Ok::<_, ConfigError>(
-            PathBuf::from(v)
-        ));
-        env!(public_url, |_: &str, v: &str| Ok::<_, ConfigError>(Some(
-            v.to_owned()
-        )));
-        env!(admin_email, |_: &str, v: &str| Ok::<_, ConfigError>(
-            v.to_owned()
-        ));
-        env!(admin_password, |_: &str, v: &str| Ok::<_, ConfigError>(
-            Some(Secret::new(v))
-        ));
-        env!(access_token_ttl_secs, parse);
-        env!(refresh_token_ttl_secs, parse);
-        env!(confirmation_ttl_secs, parse);
-        env!(login_max_failures, parse);
-        env!(login_lockout_secs, parse);
-        env!(body_limit_bytes, parse);
-        env!(client_timeout_secs, parse);
-        env!(max_connections, |name: &str, v: &str| parse(name, v)
-            .map(Some));
-        env!(queue_per_instance, parse);
-        env!(queue_timeout_secs, parse);
-        env!(local_cpu_hour_usd, parse);
-        env!(allow_signup, parse);
-        env!(runtime_binary, |_: &str, v: &str| Ok::<_, ConfigError>(
-            Some(PathBuf::from(v))
-        ));
-        env!(models_dir, |_: &str, v: &str| Ok::<_, ConfigError>(Some(
-            PathBuf::from(v)
-        )));
-        env!(runtime_parallel, parse);
-        env!(keep_instances_on_shutdown, parse);
-        env!(reconcile_interval_ms, parse);
-        env!(start_timeout_secs, parse);
-        env!(wake_timeout_secs, parse);
-        env!(max_restarts, parse);
-        env!(restart_backoff_secs, parse);
+        let id = &self.identity;
+        let email = id.admin_email.trim();
+        check(
+            email.len() >= 3 && email.contains('@') && !email.contains(char::is_whitespace),
+            "identity.admin_email",
+            "must be an email address like admin@example.com",
+        )?;
+        check(
+            id.access_token_ttl_secs >= 60,
+            "identity.access_token_ttl_secs",
+            "must be at least 60",
+        )?;
+        check(
+            id.refresh_token_ttl_secs >= id.access_token_ttl_secs,
+            "identity.refresh_token_ttl_secs",
+            "must be at least identity.access_token_ttl_secs",
+        )?;
+        check(
+            id.confirmation_ttl_secs >= 60,
+            "identity.confirmation_ttl_secs",
+            "must be at least 60",
+        )?;
+        check(
+            id.login_max_failures >= 1,
+            "identity.login_max_failures",
+            "must be at least 1",
+        )?;
+        let d = &self.driver;
+        check(
+            (1..=256).contains(&d.runtime_parallel),
+            "driver.runtime_parallel",
+            "must be 1 to 256",
+        )?;
+        check(
+            d.local_cpu_hour_usd.is_finite() && d.local_cpu_hour_usd >= 0.0,
+            "driver.local_cpu_hour_usd",
+            "must be a price of 0 or more",
+        )?;
+        let g = &self.gateway;
+        check(
+            g.body_limit_bytes >= 1024,
+            "gateway.body_limit_bytes",
+            "must be at least 1024",
+        )?;
+        check(
+            g.client_timeout_secs >= 1,
+            "gateway.client_timeout_secs",
+            "must be at least 1",
+        )?;
+        check(
+            g.max_connections != Some(0),
+            "gateway.max_connections",
+            "must be at least 1 (leave it out for the default)",
+        )?;
+        check(
+            u32::try_from(g.queue_per_instance).is_ok(),
+            "gateway.queue_per_instance",
+            "must be at most 4294967295",
+        )?;
+        let r = &self.reconciler;
+        check(
+            r.interval_ms >= 10,
+            "reconciler.interval_ms",
+            "must be at least 10",
+        )?;
+        check(
+            r.start_timeout_secs >= 1,
+            "reconciler.start_timeout_secs",
+            "must be at least 1",
+        )?;
+        check(
+            r.wake_timeout_secs >= 1,
+            "reconciler.wake_timeout_secs",
+            "must be at least 1",
+        )?;
+        check(
+            r.restart_backoff_secs <= 3600,
+            "reconciler.restart_backoff_secs",
+            "must be at most 3600",
+        )?;
         Ok(())
-    }
-
-    /// [`Config::client_timeout_secs`] as a duration (at least a second).
-    pub fn client_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.client_timeout_secs.max(1))
-    }
-
-    /// [`Config::queue_timeout_secs`] as a duration.
-    pub fn queue_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.queue_timeout_secs)
     }
 
     /// The model store instances load from.
     pub fn models_dir(&self) -> PathBuf {
-        self.models_dir
+        self.driver
+            .models_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.clone())
     }
@@ -293,42 +566,113 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use figment::Jail;
 
     #[test]
     fn env_overrides_and_secrets_are_masked() {
-        let mut c = Config::default();
-        c.apply_env(|k| match k {
-            "PADDOCK_LISTEN" => Some("127.0.0.1:9999".into()),
-            "PADDOCK_ADMIN_PASSWORD" => Some("Sup3r-secret!".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(c.listen.port(), 9999);
-        assert!(!c.keep_instances_on_shutdown);
-        c.apply_env(|k| (k == "PADDOCK_KEEP_INSTANCES_ON_SHUTDOWN").then(|| "true".into()))
-            .unwrap();
-        assert!(c.keep_instances_on_shutdown);
-        assert_eq!(c.admin_password.as_ref().unwrap().expose(), "Sup3r-secret!");
-        assert!(!format!("{c:?}").contains("Sup3r"));
-        assert!(!c.to_toml_masked().contains("Sup3r"));
-        assert!(c.to_toml_masked().contains("****"));
+        Jail::expect_with(|jail| {
+            jail.set_env("PADDOCK_LISTEN", "127.0.0.1:9999");
+            jail.set_env("PADDOCK_IDENTITY__ADMIN_PASSWORD", "12345678");
+            jail.set_env("PADDOCK_DRIVER__KEEP_INSTANCES_ON_SHUTDOWN", "true");
+            jail.set_env("PADDOCK_LOG", "debug");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.listen.port(), 9999);
+            assert!(c.driver.keep_instances_on_shutdown);
+            assert_eq!(
+                c.identity.admin_password.as_ref().unwrap().expose(),
+                "12345678"
+            );
+            assert!(!format!("{c:?}").contains("12345678"));
+            assert!(!c.to_toml_masked().contains("12345678"));
+            assert!(c.to_toml_masked().contains("****"));
+            assert!(c.deprecated_env.is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flat_names_still_work_with_a_warning() {
+        Jail::expect_with(|jail| {
+            jail.set_env("PADDOCK_ADMIN_PASSWORD", "Sup3r-secret!");
+            jail.set_env("PADDOCK_CLIENT_TIMEOUT_SECS", "7");
+            jail.set_env("PADDOCK_RECONCILE_INTERVAL_MS", "250");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(
+                c.identity.admin_password.as_ref().unwrap().expose(),
+                "Sup3r-secret!"
+            );
+            assert_eq!(c.gateway.client_timeout_secs, 7);
+            assert_eq!(c.reconciler.interval_ms, 250);
+            let mut names: Vec<_> = c.deprecated_env.iter().map(|(_, n)| n.as_str()).collect();
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                [
+                    "PADDOCK_GATEWAY__CLIENT_TIMEOUT_SECS",
+                    "PADDOCK_IDENTITY__ADMIN_PASSWORD",
+                    "PADDOCK_RECONCILER__INTERVAL_MS"
+                ]
+            );
+            Ok(())
+        });
     }
 
     #[test]
     fn bad_env_value_is_named() {
-        let mut c = Config::default();
-        let e = c
-            .apply_env(|k| (k == "PADDOCK_LISTEN").then(|| "nope".into()))
-            .unwrap_err();
-        assert!(e.to_string().contains("PADDOCK_LISTEN"));
+        Jail::expect_with(|jail| {
+            jail.set_env("PADDOCK_LISTEN", "nope");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("listen"), "{e}");
+            Ok(())
+        });
     }
 
     #[test]
-    fn toml_file_is_read() {
-        let c: Config =
-            toml::from_str("listen = \"127.0.0.1:1234\"\nallow_signup = false\n").unwrap();
-        assert_eq!(c.listen.port(), 1234);
-        assert!(!c.allow_signup);
-        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    fn toml_file_is_read_in_sections() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "listen = \"127.0.0.1:1234\"\n[identity]\nallow_signup = false\n[gateway]\nqueue_per_instance = 3\n",
+            )?;
+            let c = Config::load(Some(Path::new("p.toml"))).expect("loads");
+            assert_eq!(c.listen.port(), 1234);
+            assert!(!c.identity.allow_signup);
+            assert_eq!(c.gateway.queue_per_instance, 3);
+            jail.create_file("bad.toml", "nonsense = 1\n")?;
+            let e = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("nonsense"), "{e}");
+            jail.create_file("flat.toml", "allow_signup = false\n")?;
+            assert!(Config::load(Some(Path::new("flat.toml"))).is_err());
+            assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let mut c = Config::default();
+        c.validate().expect("defaults are valid");
+        c.reconciler.interval_ms = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("reconciler.interval_ms"), "{e}");
+        let mut c = Config::default();
+        c.driver.runtime_parallel = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("driver.runtime_parallel"));
+        let mut c = Config::default();
+        c.public_url = Some("paddock.example.com".into());
+        assert!(c.validate().unwrap_err().to_string().contains("public_url"));
+        let mut c = Config::default();
+        c.identity.admin_email = "nobody".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("identity.admin_email"));
     }
 }

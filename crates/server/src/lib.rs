@@ -60,25 +60,25 @@ pub struct Services {
 pub fn control_settings(config: &Config) -> Settings {
     Settings {
         public_url: config.public_url(),
-        allow_signup: config.allow_signup,
-        local_cpu_hour_usd: config.local_cpu_hour_usd,
-        runtime_parallel: config.runtime_parallel,
-        queue_per_instance: u32::try_from(config.queue_per_instance).unwrap_or(u32::MAX),
-        reconcile_interval_ms: config.reconcile_interval_ms,
-        start_timeout_secs: config.start_timeout_secs,
-        wake_timeout_secs: config.wake_timeout_secs,
-        max_restarts: config.max_restarts,
-        restart_backoff_secs: config.restart_backoff_secs,
+        allow_signup: config.identity.allow_signup,
+        local_cpu_hour_usd: config.driver.local_cpu_hour_usd,
+        runtime_parallel: config.driver.runtime_parallel,
+        queue_per_instance: u32::try_from(config.gateway.queue_per_instance).unwrap_or(u32::MAX),
+        reconcile_interval_ms: config.reconciler.interval_ms,
+        start_timeout_secs: config.reconciler.start_timeout_secs,
+        wake_timeout_secs: config.reconciler.wake_timeout_secs,
+        max_restarts: config.reconciler.max_restarts,
+        restart_backoff_secs: config.reconciler.restart_backoff_secs,
     }
 }
 
 /// The gateway's settings from the configuration.
 pub fn gateway_settings(config: &Config) -> GatewaySettings {
     GatewaySettings {
-        body_limit_bytes: config.body_limit_bytes,
-        client_timeout_secs: config.client_timeout_secs,
-        queue_per_instance: config.queue_per_instance,
-        queue_timeout_secs: config.queue_timeout_secs,
+        body_limit_bytes: config.gateway.body_limit_bytes,
+        client_timeout_secs: config.gateway.client_timeout_secs,
+        queue_per_instance: config.gateway.queue_per_instance,
+        queue_timeout_secs: config.gateway.queue_timeout_secs,
     }
 }
 
@@ -100,8 +100,8 @@ pub async fn build(config: Config, services: Services) -> Result<(AppState, Gate
     control.seed_catalog().await.map_err(bootstrap)?;
     let generated = control
         .ensure_admin(
-            &config.admin_email,
-            config.admin_password.as_ref().map(|p| p.expose()),
+            &config.identity.admin_email,
+            config.identity.admin_password.as_ref().map(|p| p.expose()),
         )
         .await
         .map_err(bootstrap)?;
@@ -109,8 +109,8 @@ pub async fn build(config: Config, services: Services) -> Result<(AppState, Gate
         // Printed once, to the terminal only (not the log): the operator
         // needs it to sign in, and must change it then.
         eprintln!(
-            "\n  paddock: created admin {} with temporary password: {password}\n  (it must be changed at first login; set PADDOCK_ADMIN_PASSWORD to choose it)\n",
-            config.admin_email
+            "\n  paddock: created admin {} with temporary password: {password}\n  (it must be changed at first login; set PADDOCK_IDENTITY__ADMIN_PASSWORD to choose it)\n",
+            config.identity.admin_email
         );
     }
     let gateway = Gateway::new(control.clone(), gateway_settings(&config), pool);
@@ -125,7 +125,7 @@ fn bootstrap(e: paddock_control::Error) -> ServerError {
 /// gateway's routes (those the fast path hands over), with per-route
 /// metrics.
 pub fn app(state: AppState, gateway: Gateway) -> Router {
-    let body_limit = state.config.body_limit_bytes;
+    let body_limit = state.config.gateway.body_limit_bytes;
     let control = state.control.clone();
     api::router()
         .merge(web::router())
@@ -156,7 +156,7 @@ pub async fn serve(
         // The bound address, not the configured one (which may say port 0).
         config.public_url = Some(format!("http://{addr}"));
     }
-    let max_connections = fastpath::connection_limit(config.max_connections);
+    let max_connections = fastpath::connection_limit(config.gateway.max_connections);
     let (state, gateway) = build(config, services).await?;
     let control = state.control.clone();
     tracing::info!(%addr, url = %control.settings.public_url, "paddock listening");

@@ -39,24 +39,25 @@ pub struct TestServer {
 /// A config for tests: loopback, a known admin, and a runtime binary that
 /// does not exist unless the test names the real one ([`with_runtime`]).
 pub fn test_config(data_dir: &Path) -> Config {
-    Config {
+    let mut c = Config {
         listen: "127.0.0.1:0".parse().expect("address"),
         data_dir: data_dir.to_owned(),
-        admin_email: ADMIN_EMAIL.into(),
-        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
-        runtime_binary: Some(PathBuf::from("/nonexistent/paddock")),
-        reconcile_interval_ms: 200,
-        restart_backoff_secs: 1,
         ..Config::default()
-    }
+    };
+    c.identity.admin_email = ADMIN_EMAIL.into();
+    c.identity.admin_password = Some(Secret::new(ADMIN_PASSWORD));
+    c.driver.runtime_binary = Some(PathBuf::from("/nonexistent/paddock"));
+    c.reconciler.interval_ms = 200;
+    c.reconciler.restart_backoff_secs = 1;
+    c
 }
 
 /// Points a config at the real `paddock` binary and the shared test model
 /// store, so deployed instances run the real model.
 pub fn with_runtime(mut config: Config, paddock_bin: &Path) -> Config {
-    config.runtime_binary = Some(paddock_bin.to_owned());
-    config.models_dir = Some(test_model_store(paddock_bin));
-    config.runtime_parallel = 4;
+    config.driver.runtime_binary = Some(paddock_bin.to_owned());
+    config.driver.models_dir = Some(test_model_store(paddock_bin));
+    config.driver.runtime_parallel = 4;
     config
 }
 
@@ -119,14 +120,15 @@ impl TestServer {
             .expect("open store");
         let driver = Arc::new(ProcessDriver::new(ProcessDriverConfig {
             runtime_binary: config
+                .driver
                 .runtime_binary
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/nonexistent/paddock")),
             root: data_dir.to_owned(),
             models_dir: config.models_dir(),
-            parallel: config.runtime_parallel,
+            parallel: config.driver.runtime_parallel,
             extra_args: Vec::new(),
-            keep_on_shutdown: config.keep_instances_on_shutdown,
+            keep_on_shutdown: config.driver.keep_instances_on_shutdown,
         }));
         let mailer = Arc::new(MemoryMailer::default());
         let clock = Clock::system();
@@ -141,11 +143,11 @@ impl TestServer {
             clock.clone(),
             &key,
             BuiltinSettings {
-                access_ttl_secs: config.access_token_ttl_secs,
-                refresh_ttl_secs: config.refresh_token_ttl_secs,
-                confirmation_ttl_secs: config.confirmation_ttl_secs,
-                login_max_failures: config.login_max_failures,
-                login_lockout_secs: config.login_lockout_secs,
+                access_ttl_secs: config.identity.access_token_ttl_secs,
+                refresh_ttl_secs: config.identity.refresh_token_ttl_secs,
+                confirmation_ttl_secs: config.identity.confirmation_ttl_secs,
+                login_max_failures: config.identity.login_max_failures,
+                login_lockout_secs: config.identity.login_lockout_secs,
             },
         ));
         let services = Services {

@@ -713,7 +713,7 @@ async fn slow_and_idle_client_connections_are_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.client_timeout_secs = 1;
+    config.gateway.client_timeout_secs = 1;
     let s = TestServer::start_in(dir.path(), config).await;
     let addr = s.url.trim_start_matches("http://").to_owned();
 

@@ -464,7 +464,7 @@ async fn a_password_change_never_undoes_a_disable() {
 async fn a_generated_first_admin_must_change_its_password() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.admin_password = None;
+    config.identity.admin_password = None;
     let s = TestServer::start_in(dir.path(), config).await;
     // The generated password is printed to the terminal, not to us; what we
     // can check is that the admin exists and is flagged for a change.

@@ -37,9 +37,9 @@ async fn fake(tweak: impl FnOnce(&mut Config)) -> Fake {
     let dir = tempfile::tempdir().unwrap();
     let models = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.runtime_binary =
+    config.driver.runtime_binary =
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_runtime.py"));
-    config.models_dir = Some(models.path().to_owned());
+    config.driver.models_dir = Some(models.path().to_owned());
     tweak(&mut config);
     let s = TestServer::start_in(dir.path(), config).await;
     let token = s.user_token("ana@example.com").await;
@@ -191,7 +191,7 @@ fn assert_error_json(status: u16, v: &Value, want: u16, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_request_body_is_400_and_only_size_is_413() {
-    let f = fake(|c| c.body_limit_bytes = 1024).await;
+    let f = fake(|c| c.gateway.body_limit_bytes = 1024).await;
     let head = format!(
         "POST /api/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
         f.key
@@ -218,7 +218,7 @@ async fn a_broken_request_body_is_400_and_only_size_is_413() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_requests_are_cut_off_and_bad_keys_answered_before_the_body() {
-    let f = fake(|c| c.client_timeout_secs = 1).await;
+    let f = fake(|c| c.gateway.client_timeout_secs = 1).await;
     // A login whose body trickles in, a byte at a time, never whole: 408
     // once the request has taken the client timeout, then closed.
     let mut c = TcpStream::connect(&f.addr).await.unwrap();
@@ -270,7 +270,7 @@ async fn slow_requests_are_cut_off_and_bad_keys_answered_before_the_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_let_go() {
-    let f = fake(|c| c.client_timeout_secs = 1).await;
+    let f = fake(|c| c.gateway.client_timeout_secs = 1).await;
     let mut c = TcpStream::connect(&f.addr).await.unwrap();
     c.write_all(&f.generate("endless")).await.unwrap();
     // Never read: the socket buffers fill, the gateway's writes stall,
@@ -294,7 +294,7 @@ async fn a_client_that_stops_reading_is_let_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_wait_for_a_free_one() {
-    let mut f = fake(|c| c.max_connections = Some(3)).await;
+    let mut f = fake(|c| c.gateway.max_connections = Some(3)).await;
     // The set-up's client keeps its connections: let them go first.
     f.s.client = reqwest::Client::new();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -396,9 +396,9 @@ async fn usage_records_name_the_route_not_the_raw_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_waits_for_free_sequences_in_a_bounded_queue() {
     let f = fake(|c| {
-        c.runtime_parallel = 2;
-        c.queue_per_instance = 3;
-        c.queue_timeout_secs = 4;
+        c.driver.runtime_parallel = 2;
+        c.gateway.queue_per_instance = 3;
+        c.gateway.queue_timeout_secs = 4;
     })
     .await;
     // Two run, three wait their turn (the last for 2 s), the sixth finds

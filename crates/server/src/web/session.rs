@@ -82,7 +82,7 @@ impl Cookies {
             &csrf,
             "/",
             "Strict",
-            state.config.refresh_token_ttl_secs,
+            state.config.identity.refresh_token_ttl_secs,
         );
         (c, csrf)
     }
@@ -95,7 +95,7 @@ impl Cookies {
             &tokens.access_token,
             "/",
             "Lax",
-            state.config.refresh_token_ttl_secs,
+            state.config.identity.refresh_token_ttl_secs,
         );
         self.set(
             state,
@@ -103,7 +103,7 @@ impl Cookies {
             &tokens.refresh_token,
             REFRESH_PATH,
             "Strict",
-            state.config.refresh_token_ttl_secs,
+            state.config.identity.refresh_token_ttl_secs,
         );
     }
 
@@ -147,7 +147,7 @@ fn csrf_or_new(parts: &Parts, state: &AppState, cookies: &mut Cookies) -> String
                 &t,
                 "/",
                 "Strict",
-                state.config.refresh_token_ttl_secs,
+                state.config.identity.refresh_token_ttl_secs,
             );
             t
         }
