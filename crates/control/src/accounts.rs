@@ -6,7 +6,7 @@
 //! exactly which step to take next.
 
 use crate::{Control, Error, Result};
-use paddock_core::identity::{IdentityError, LoginOutcome, Tokens};
+use paddock_core::identity::{IdentityError, LoginOutcome, PasswordAccounts, Tokens};
 use paddock_core::user::{Principal, Role};
 use paddock_core::{ApiKeyId, Timestamp, UserId};
 use serde::Serialize;
@@ -23,6 +23,15 @@ pub struct Me {
 }
 
 impl Control {
+    /// The identity's password flows, or why there are none.
+    pub fn passwords(&self) -> Result<&dyn PasswordAccounts, IdentityError> {
+        self.identity.passwords().ok_or_else(|| {
+            IdentityError::Unsupported(
+                "this server signs users in through its identity provider; there are no paddock passwords to use here".into(),
+            )
+        })
+    }
+
     /// Creates an unconfirmed account; a confirmation code is sent.
     pub async fn signup(&self, email: &str, password: &str, confirm: &str) -> Result<UserId> {
         if !self.settings.allow_signup {
@@ -33,22 +42,22 @@ impl Control {
         if password != confirm {
             return Err(Error::invalid("confirmPassword: does not match password"));
         }
-        Ok(self.identity.signup(email, password).await?)
+        Ok(self.passwords()?.signup(email, password).await?)
     }
 
     /// Confirms an account with the code that was sent.
     pub async fn confirm(&self, email: &str, code: &str) -> Result<(), IdentityError> {
-        self.identity.confirm(email, code).await
+        self.passwords()?.confirm(email, code).await
     }
 
     /// Sends a new confirmation code (the old one stops working).
     pub async fn resend_code(&self, email: &str) -> Result<(), IdentityError> {
-        self.identity.resend_code(email).await
+        self.passwords()?.resend_code(email).await
     }
 
     /// Checks a password: tokens, or the NEW_PASSWORD_REQUIRED challenge.
     pub async fn login(&self, email: &str, password: &str) -> Result<LoginOutcome, IdentityError> {
-        self.identity.login(email, password).await
+        self.passwords()?.login(email, password).await
     }
 
     /// Answers NEW_PASSWORD_REQUIRED.
@@ -58,7 +67,7 @@ impl Control {
         session: &str,
         new_password: &str,
     ) -> Result<Tokens, IdentityError> {
-        self.identity
+        self.passwords()?
             .complete_new_password(email, session, new_password)
             .await
     }
@@ -70,7 +79,7 @@ impl Control {
         old_password: &str,
         new_password: &str,
     ) -> Result<(), IdentityError> {
-        self.identity
+        self.passwords()?
             .change_password(&caller.user_id, old_password, new_password)
             .await
     }

@@ -74,7 +74,9 @@ impl From<IdentityError> for Error {
             IdentityError::InvalidCredentials | IdentityError::InvalidToken => {
                 Error::Unauthenticated(msg)
             }
-            IdentityError::NotConfirmed | IdentityError::Disabled => Error::Forbidden(msg),
+            IdentityError::NotConfirmed
+            | IdentityError::Disabled
+            | IdentityError::Unsupported(_) => Error::Forbidden(msg),
             IdentityError::AlreadyExists => Error::Conflict(msg),
             IdentityError::CodeMismatch | IdentityError::Expired(_) => Error::Invalid(msg),
             IdentityError::Throttled { retry_after_secs } => Error::Throttled {

@@ -217,7 +217,7 @@ impl Control {
             None => (paddock_core::secret::generated_password(), true),
         };
         match self
-            .identity
+            .passwords()?
             .admin_create_user(email, &password, Role::Admin, generated)
             .await
         {

@@ -92,7 +92,7 @@ impl AdminOps<'_> {
         };
         let user = self
             .control
-            .identity
+            .passwords()?
             .admin_create_user(&req.email, &password, role, true)
             .await?;
         tracing::info!(user = %user.user_id, role = role.as_str(), by = %self.admin.user_id, "user created by admin");

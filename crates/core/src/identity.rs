@@ -1,10 +1,15 @@
 //! The [`Identity`] trait: who may sign in and how sessions are issued.
 //!
-//! Two implementations are planned: built-in accounts (in the server crate,
-//! users in the [`crate::store::Store`], argon2id passwords, our own signed
-//! JWTs) and Amazon Cognito (RS256 tokens checked against its JWKS). API
-//! keys are not an identity concern: they live in the store and work the
-//! same whichever identity is used.
+//! What every identity does is [`Identity`]: check an access token, rotate
+//! and revoke refresh tokens. What only an identity that keeps passwords
+//! does (sign up, confirm, log in, change passwords, admin-created users)
+//! is [`PasswordAccounts`], reached through [`Identity::passwords`], so an
+//! identity that signs users in elsewhere (OIDC: a redirect and a code
+//! exchange) fits without pretending to have passwords. Implementations:
+//! built-in accounts (`crates/identity/builtin`: argon2id passwords, our
+//! own signed JWTs) and, next, Amazon Cognito (RS256 tokens checked against
+//! its JWKS). API keys are not an identity concern: they live in the store
+//! and work the same whichever identity is used.
 
 use crate::user::{Principal, Role, User};
 use crate::UserId;
@@ -66,13 +71,30 @@ pub enum IdentityError {
     Throttled { retry_after_secs: u64 },
     #[error("the token is invalid or expired; log in again")]
     InvalidToken,
+    /// The identity has no such flow (password sign-in on an identity
+    /// that signs users in elsewhere); the message says where to go.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-/// Accounts and sessions.
+/// Sessions: what every identity does.
 #[async_trait]
 pub trait Identity: Send + Sync + std::fmt::Debug {
+    /// Checks an access token.
+    async fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError>;
+    /// Rotates a refresh token.
+    async fn refresh(&self, refresh_token: &str) -> Result<Tokens, IdentityError>;
+    /// Revokes a refresh token's family.
+    async fn logout(&self, refresh_token: &str) -> Result<(), IdentityError>;
+    /// The password flows, when this identity keeps passwords.
+    fn passwords(&self) -> Option<&dyn PasswordAccounts>;
+}
+
+/// Accounts with passwords: what only an identity that keeps them does.
+#[async_trait]
+pub trait PasswordAccounts: Send + Sync {
     /// Creates an unconfirmed account and sends a confirmation code.
     async fn signup(&self, email: &str, password: &str) -> Result<UserId, IdentityError>;
     /// Confirms an account with the code that was sent.
@@ -95,10 +117,6 @@ pub trait Identity: Send + Sync + std::fmt::Debug {
         old_password: &str,
         new_password: &str,
     ) -> Result<(), IdentityError>;
-    /// Rotates a refresh token.
-    async fn refresh(&self, refresh_token: &str) -> Result<Tokens, IdentityError>;
-    /// Revokes a refresh token's family.
-    async fn logout(&self, refresh_token: &str) -> Result<(), IdentityError>;
     /// An admin creates a confirmed user with a temporary password that
     /// must be changed at first login (when `must_change` is set).
     async fn admin_create_user(
@@ -108,6 +126,4 @@ pub trait Identity: Send + Sync + std::fmt::Debug {
         role: Role,
         must_change: bool,
     ) -> Result<User, IdentityError>;
-    /// Checks an access token.
-    async fn authenticate(&self, access_token: &str) -> Result<Principal, IdentityError>;
 }

@@ -622,7 +622,8 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("PADDOCK_LISTEN", "nope");
             let e = Config::load(None).unwrap_err().to_string();
-            assert!(e.contains("listen"), "{e}");
+            assert!(e.to_lowercase().contains("listen"), "{e}");
+            assert!(e.contains("PADDOCK_"), "{e}");
             Ok(())
         });
     }

@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -898,4 +898,190 @@ async fn full_flow_with_a_running_model() {
 
     b.close().await;
     srv.shutdown().await;
+}
+
+/// Logs `email` in through the login form; returns the cookie header of
+/// the session and its CSRF token.
+async fn web_session(srv: &TestServer, http: &reqwest::Client, email: &str) -> (String, String) {
+    let resp = http
+        .get(format!("{}/ui/login", srv.url))
+        .send()
+        .await
+        .unwrap();
+    let csrf = cookie_value(&set_cookies(&resp), "paddock_csrf");
+    let r = http
+        .post(format!("{}/ui/login", srv.url))
+        .header("cookie", format!("paddock_csrf={csrf}"))
+        .form(&[("email", email), ("password", PASSWORD), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {email}");
+    let cookies = set_cookies(&r);
+    let session = cookie_value(&cookies, "paddock_session");
+    let csrf = cookie_value(&cookies, "paddock_csrf");
+    (
+        format!("paddock_session={session}; paddock_csrf={csrf}"),
+        csrf,
+    )
+}
+
+/// A plain user reaches no admin operation, neither through the JSON API
+/// nor through the web pages, and nothing an admin owns changes: both
+/// doors get the admin operations only from `Control::as_admin`.
+#[tokio::test]
+async fn a_plain_user_reaches_no_admin_operation_through_either_door() {
+    let srv = TestServer::start().await;
+    let admin = srv.admin_token().await;
+    let user = srv.user_token("plain@example.com").await;
+    let admin_instance = srv.deploy_gemma(&admin, 0.0).await;
+    let (_, users) = srv.get("/api/users", &admin).await;
+    let admin_id = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == ADMIN_EMAIL)
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forbidden = |st: StatusCode, what: &str| assert_eq!(st, StatusCode::FORBIDDEN, "{what}");
+
+    // The JSON API.
+    let (st, _) = srv.get("/api/users", &user).await;
+    forbidden(st, "GET /api/users");
+    let (st, _) = srv
+        .post(
+            "/api/users",
+            Some(&user),
+            json!({"email": "mallory@example.com"}),
+        )
+        .await;
+    forbidden(st, "POST /api/users");
+    let (st, _) = srv
+        .call(
+            Method::PATCH,
+            &format!("/api/users/{admin_id}"),
+            Some(&user),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    forbidden(st, "PATCH /api/users/{id}");
+    let (st, _) = srv
+        .post(
+            "/api/models",
+            Some(&user),
+            json!({"model_id": "evil:1b", "model_name": "Evil", "model_family": "x", "model_size_gb": 1.0,
+                   "cpu_requirements": {"vcpu": 1, "memory_mb": 2048},
+                   "gpu_requirements": {"gpu_memory_mb": 2048, "gpu_type": "any"},
+                   "description": "", "supported_tasks": ["chat"], "is_active": true}),
+        )
+        .await;
+    forbidden(st, "POST /api/models");
+    let (st, _) = srv
+        .call(
+            Method::PATCH,
+            "/api/models/gemma3:270m",
+            Some(&user),
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    forbidden(st, "PATCH /api/models/{id}");
+    let (st, v) = srv.get("/api/instances?all=true", &user).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        v["instances"],
+        json!([]),
+        "all=true shows a user only their own"
+    );
+    let (st, _) = srv
+        .get(&format!("/api/instances/{admin_instance}"), &user)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, v) = srv.get("/api/usage?all=true", &user).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["totals"]["requests"], 0);
+
+    // The web pages, with the user's session cookie and CSRF token.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (jar, csrf) = web_session(&srv, &http, "plain@example.com").await;
+    for page in [
+        "/ui/admin/users",
+        "/ui/admin/models",
+        "/ui/admin/models/new",
+        "/ui/admin/models/gemma3:270m",
+        "/ui/admin/instances",
+    ] {
+        let r = http
+            .get(format!("{}{page}", srv.url))
+            .header("cookie", &jar)
+            .send()
+            .await
+            .unwrap();
+        forbidden(r.status(), page);
+    }
+    let posts: [(String, Vec<(&str, &str)>); 5] = [
+        (
+            "/ui/admin/users".into(),
+            vec![("email", "mallory@example.com"), ("role", "admin")],
+        ),
+        (
+            format!("/ui/admin/users/{admin_id}"),
+            vec![("disabled", "true")],
+        ),
+        (
+            "/ui/admin/models/new".into(),
+            vec![("model_id", "evil:1b"), ("model_name", "Evil")],
+        ),
+        (
+            "/ui/admin/models/gemma3:270m".into(),
+            vec![("model_name", "Renamed")],
+        ),
+        (
+            "/ui/admin/models/gemma3:270m/active".into(),
+            vec![("active", "false")],
+        ),
+    ];
+    for (path, fields) in &posts {
+        let mut form = fields.clone();
+        form.push(("csrf", &csrf));
+        let r = http
+            .post(format!("{}{path}", srv.url))
+            .header("cookie", &jar)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        forbidden(r.status(), path);
+    }
+    let r = http
+        .get(format!("{}/ui/instances?all=true", srv.url))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(!r.text().await.unwrap().contains(&admin_instance));
+    let r = http
+        .get(format!("{}/ui/instances/{admin_instance}", srv.url))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Nothing changed: no new user, the admin still enabled, no new model,
+    // the catalog's model untouched.
+    let (_, users) = srv.get("/api/users", &admin).await;
+    let users = users["users"].as_array().unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(users.iter().all(|u| u["disabled"] == false));
+    let (st, _) = srv.get("/api/models/evil:1b", &admin).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, m) = srv.get("/api/models/gemma3:270m", &admin).await;
+    assert_eq!(m["is_active"], true);
+    assert_ne!(m["model_name"], "Renamed");
 }

@@ -7,7 +7,7 @@
 //! take part in (an emulator that accepts any confirmation code, a remote
 //! clock) is skipped by its harness saying so, never by a loosened check.
 
-use crate::identity::{Identity, IdentityError, LoginOutcome, Tokens};
+use crate::identity::{Identity, IdentityError, LoginOutcome, PasswordAccounts, Tokens};
 use crate::user::Role;
 use crate::UserId;
 use async_trait::async_trait;
@@ -33,6 +33,11 @@ pub trait IdentityHarness: Send + Sync {
 const PASSWORD: &str = "Str0ng-pass!";
 const NEW_PASSWORD: &str = "An0ther-pass!";
 
+/// The identity's password flows, which the suite checks.
+fn pw(id: &dyn Identity) -> &dyn PasswordAccounts {
+    id.passwords().expect("the identity keeps passwords")
+}
+
 fn tokens(outcome: LoginOutcome) -> Tokens {
     match outcome {
         LoginOutcome::Tokens(t) => t,
@@ -47,35 +52,35 @@ pub async fn signup_confirm_login(h: &dyn IdentityHarness) {
     let email = "ana@example.com";
     assert!(
         matches!(
-            id.signup(email, "short").await,
+            pw(id).signup(email, "short").await,
             Err(IdentityError::InvalidInput { .. })
         ),
         "a weak password is refused"
     );
-    let user = id.signup(email, PASSWORD).await.expect("sign up");
+    let user = pw(id).signup(email, PASSWORD).await.expect("sign up");
     assert_eq!(
-        id.login(email, PASSWORD).await,
+        pw(id).login(email, PASSWORD).await,
         Err(IdentityError::NotConfirmed)
     );
     if h.checks_codes() {
         let code = h.code_for(email).await;
         let wrong = if code == "000000" { "111111" } else { "000000" };
         assert_eq!(
-            id.confirm(email, wrong).await,
+            pw(id).confirm(email, wrong).await,
             Err(IdentityError::CodeMismatch)
         );
     }
     let code = h.code_for(email).await;
-    id.confirm(email, &code).await.expect("confirm");
+    pw(id).confirm(email, &code).await.expect("confirm");
     assert_eq!(
-        id.signup(email, PASSWORD).await,
+        pw(id).signup(email, PASSWORD).await,
         Err(IdentityError::AlreadyExists)
     );
     assert_eq!(
-        id.login(email, "Wr0ng-password!").await,
+        pw(id).login(email, "Wr0ng-password!").await,
         Err(IdentityError::InvalidCredentials)
     );
-    let t = tokens(id.login(email, PASSWORD).await.expect("log in"));
+    let t = tokens(pw(id).login(email, PASSWORD).await.expect("log in"));
     let p = id
         .authenticate(&t.access_token)
         .await
@@ -92,10 +97,10 @@ pub async fn signup_confirm_login(h: &dyn IdentityHarness) {
 /// Signs up and confirms `email`, returning its id and first tokens.
 async fn confirmed(h: &dyn IdentityHarness, email: &str) -> (UserId, Tokens) {
     let id = h.identity();
-    let user = id.signup(email, PASSWORD).await.expect("sign up");
+    let user = pw(id).signup(email, PASSWORD).await.expect("sign up");
     let code = h.code_for(email).await;
-    id.confirm(email, &code).await.expect("confirm");
-    let t = tokens(id.login(email, PASSWORD).await.expect("log in"));
+    pw(id).confirm(email, &code).await.expect("confirm");
+    let t = tokens(pw(id).login(email, PASSWORD).await.expect("log in"));
     (user, t)
 }
 
@@ -120,7 +125,12 @@ pub async fn refresh_rotation_reuse_and_logout(h: &dyn IdentityHarness) {
         "reuse revokes the rotated token too"
     );
     // Logout ends a fresh session's refresh token.
-    let third = tokens(id.login("ben@example.com", PASSWORD).await.expect("log in"));
+    let third = tokens(
+        pw(id)
+            .login("ben@example.com", PASSWORD)
+            .await
+            .expect("log in"),
+    );
     id.logout(&third.refresh_token).await.expect("log out");
     assert_eq!(
         id.refresh(&third.refresh_token).await,
@@ -134,33 +144,38 @@ pub async fn new_passwords(h: &dyn IdentityHarness) {
     let id = h.identity();
     let (user, _) = confirmed(h, "cleo@example.com").await;
     assert!(matches!(
-        id.change_password(&user, "Wr0ng-password!", NEW_PASSWORD)
+        pw(id)
+            .change_password(&user, "Wr0ng-password!", NEW_PASSWORD)
             .await,
         Err(IdentityError::InvalidInput { .. })
     ));
-    id.change_password(&user, PASSWORD, NEW_PASSWORD)
+    pw(id)
+        .change_password(&user, PASSWORD, NEW_PASSWORD)
         .await
         .expect("change password");
     assert_eq!(
-        id.login("cleo@example.com", PASSWORD).await,
+        pw(id).login("cleo@example.com", PASSWORD).await,
         Err(IdentityError::InvalidCredentials)
     );
     tokens(
-        id.login("cleo@example.com", NEW_PASSWORD)
+        pw(id)
+            .login("cleo@example.com", NEW_PASSWORD)
             .await
             .expect("log in"),
     );
 
-    let created = id
+    let created = pw(id)
         .admin_create_user("dan@example.com", PASSWORD, Role::User, true)
         .await
         .expect("admin creates a user");
-    let LoginOutcome::NewPasswordRequired { session } =
-        id.login("dan@example.com", PASSWORD).await.expect("log in")
+    let LoginOutcome::NewPasswordRequired { session } = pw(id)
+        .login("dan@example.com", PASSWORD)
+        .await
+        .expect("log in")
     else {
         panic!("a temporary password must be changed at first login");
     };
-    let t = id
+    let t = pw(id)
         .complete_new_password("dan@example.com", &session, NEW_PASSWORD)
         .await
         .expect("choose a new password");
@@ -170,7 +185,8 @@ pub async fn new_passwords(h: &dyn IdentityHarness) {
         .expect("authenticate");
     assert_eq!(p.user_id, created.user_id);
     tokens(
-        id.login("dan@example.com", NEW_PASSWORD)
+        pw(id)
+            .login("dan@example.com", NEW_PASSWORD)
             .await
             .expect("log in with the new password"),
     );
@@ -181,12 +197,13 @@ pub async fn disabled_users_are_locked_out(h: &dyn IdentityHarness) {
     let id = h.identity();
     let (user, t) = confirmed(h, "eve@example.com").await;
     h.set_disabled(&user, true).await;
-    assert!(id.login("eve@example.com", PASSWORD).await.is_err());
+    assert!(pw(id).login("eve@example.com", PASSWORD).await.is_err());
     assert!(id.authenticate(&t.access_token).await.is_err());
     assert!(id.refresh(&t.refresh_token).await.is_err());
     h.set_disabled(&user, false).await;
     tokens(
-        id.login("eve@example.com", PASSWORD)
+        pw(id)
+            .login("eve@example.com", PASSWORD)
             .await
             .expect("enabled again"),
     );

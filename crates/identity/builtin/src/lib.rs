@@ -14,7 +14,7 @@ use crate::throttle::LoginThrottle;
 use async_trait::async_trait;
 use chrono::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use paddock_core::identity::{Identity, IdentityError, LoginOutcome, Tokens};
+use paddock_core::identity::{Identity, IdentityError, LoginOutcome, PasswordAccounts, Tokens};
 use paddock_core::secret::{confirmation_code, random_token, sha256_hex};
 use paddock_core::store::{Store, StoreError};
 use paddock_core::user::{ConfirmationCode, Principal, RefreshToken, Role, User};
@@ -245,7 +245,7 @@ impl BuiltinIdentity {
 }
 
 #[async_trait]
-impl Identity for BuiltinIdentity {
+impl PasswordAccounts for BuiltinIdentity {
     async fn admin_create_user(
         &self,
         email: &str,
@@ -508,6 +508,13 @@ impl Identity for BuiltinIdentity {
             .revoke_user_refresh_tokens(user_id, self.clock.now())
             .await
             .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Identity for BuiltinIdentity {
+    fn passwords(&self) -> Option<&dyn PasswordAccounts> {
+        Some(self)
     }
 
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, IdentityError> {
