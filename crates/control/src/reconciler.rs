@@ -81,9 +81,7 @@ fn ctx_for(spec: &ComputeSpec) -> u32 {
 
 /// The driver handle stored in an instance record.
 pub fn handle_of(i: &Instance) -> Option<Handle> {
-    i.handle
-        .as_ref()
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
+    i.handle.clone()
 }
 
 /// The handles of the instances that hold compute, for the driver.
@@ -285,7 +283,7 @@ async fn launch(state: &Control, mut i: Instance, reason: &str) -> Result<Instan
     };
     match state.driver.launch(&spec).await {
         Ok(h) => {
-            i.handle = serde_json::to_value(&h).ok();
+            i.handle = Some(h);
             i.upstream_url = None;
             save(state, i, InstanceState::Starting, reason).await
         }

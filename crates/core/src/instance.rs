@@ -15,6 +15,7 @@
 //! reconciler decides when to move.
 
 use crate::compute::ComputeSpec;
+use crate::driver::Handle;
 use crate::{InstanceId, ModelId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -146,7 +147,7 @@ pub struct Instance {
     /// Seconds without requests before the instance sleeps; 0 never sleeps.
     pub idle_timeout_secs: u64,
     /// The driver's handle (opaque to everything but the driver), once launched.
-    pub handle: Option<serde_json::Value>,
+    pub handle: Option<Handle>,
     /// Where the model server answers, once known: an `http://` URL on
     /// loopback or a private network, or `unix:/path` for a local socket.
     pub upstream_url: Option<String>,

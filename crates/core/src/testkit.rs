@@ -379,11 +379,15 @@ pub async fn instances_versioned_updates_and_history(s: &dyn Store) {
     let t = i
         .transition(InstanceState::Starting, "launching", Utc::now())
         .unwrap();
-    i.handle = Some(serde_json::json!({"pid": 42}));
+    let handle = crate::driver::Handle {
+        driver: "process".into(),
+        data: serde_json::json!({"pid": 42}),
+    };
+    i.handle = Some(handle.clone());
     let stored = s.update_instance(&i, Some(&t)).await.unwrap();
     assert_eq!(stored.version, i.version + 1);
     assert_eq!(stored.status, InstanceState::Starting);
-    assert_eq!(stored.handle, Some(serde_json::json!({"pid": 42})));
+    assert_eq!(stored.handle, Some(handle));
 
     // Writing from the old version is refused.
     assert!(matches!(

@@ -145,7 +145,10 @@ async fn updates_report_missing_instances_and_roundtrip_every_field() {
     let t = i
         .transition(InstanceState::Starting, "launching", Utc::now())
         .unwrap();
-    i.handle = Some(serde_json::json!({"container": "abc", "port": 41234, "ratio": 0.1}));
+    i.handle = Some(paddock_core::driver::Handle {
+        driver: "docker".into(),
+        data: serde_json::json!({"container": "abc", "port": 41234, "ratio": 0.1}),
+    });
     i.upstream_url = Some("http://127.0.0.1:41234".into());
     i.restart_count = 3;
     i.billed_secs = 12_345;
