@@ -3,7 +3,7 @@
 //! counter (`control::InstanceBus::generation`), which every instance
 //! write bumps; a new counter value means a fresh read.
 
-use crate::routes::Route;
+use crate::route::Route;
 use paddock_core::UserId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -21,12 +21,13 @@
 
 use crate::client_io::{limit_body, ClientIo, RequestClock};
 use crate::error::ApiError;
+use crate::route::Route;
 use crate::routes::{
     choose, instance_usage_route, model_from_body, runs_model, sequence, upstream_failed,
-    user_routes, Meter, Route, BY_MODEL_ROUTES, PER_INSTANCE_ROUTE,
+    user_routes, Meter, BY_MODEL_ROUTES, PER_INSTANCE_ROUTE,
 };
+use crate::state::Gateway;
 use crate::upstream::{Stream, Upstream};
-use crate::Gateway;
 use axum::Router;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::Incoming;

@@ -12,8 +12,9 @@
 
 use crate::auth::Auth;
 use crate::error::ApiError;
-use crate::upstream::{Lease, Upstream};
-use crate::Gateway;
+use crate::route::Route;
+use crate::state::Gateway;
+use crate::upstream::Lease;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -120,40 +121,6 @@ fn same_model(deployed: &ModelId, asked: &ModelId) -> bool {
     deployed == asked
         || (!asked.as_str().contains(':')
             && deployed.as_str() == format!("{}:latest", asked.as_str()))
-}
-
-/// What the gateway needs of an instance to route to it.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub instance_id: InstanceId,
-    pub model_id: ModelId,
-    pub status: InstanceState,
-    pub desired: DesiredState,
-    pub upstream: Option<Upstream>,
-}
-
-impl Route {
-    /// Whether requests can be forwarded to it now (RUNNING, with an
-    /// endpoint), without a wake.
-    pub(crate) fn is_ready(&self) -> bool {
-        self.status == InstanceState::Running && self.upstream.is_some()
-    }
-}
-
-impl From<&Instance> for Route {
-    fn from(i: &Instance) -> Self {
-        Route {
-            instance_id: i.instance_id.clone(),
-            model_id: i.model_id.clone(),
-            status: i.status,
-            desired: i.desired,
-            upstream: i.upstream_url.as_deref().and_then(|url| {
-                Upstream::parse(url)
-                    .inspect_err(|e| tracing::warn!(instance = %i.instance_id, error = %e, "unusable endpoint"))
-                    .ok()
-            }),
-        }
-    }
 }
 
 /// The caller's instances as routes, from the cache while no instance has

@@ -564,6 +564,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -665,8 +667,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("driver.runtime_parallel"));
-        let mut c = Config::default();
-        c.public_url = Some("paddock.example.com".into());
+        let c = Config {
+            public_url: Some("paddock.example.com".into()),
+            ..Config::default()
+        };
         assert!(c.validate().unwrap_err().to_string().contains("public_url"));
         let mut c = Config::default();
         c.identity.admin_email = "nobody".into();

@@ -16,9 +16,6 @@ pub mod state;
 pub mod testkit;
 pub mod web;
 
-/// The HTTP error type and the JSON extractor, shared with the gateway.
-pub use paddock_gateway::error;
-
 use crate::config::Config;
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;

@@ -28,9 +28,9 @@ pub async fn track(State(control): State<Control>, req: Request, next: Next) -> 
 
 /// `GET /metrics`.
 pub async fn render(State(state): State<AppState>) -> Response {
-    let text = paddock_control::metrics::render(&state.control).await;
+    let text = paddock_control::exposition::render(&state.control).await;
     (
-        [(CONTENT_TYPE, paddock_control::metrics::CONTENT_TYPE)],
+        [(CONTENT_TYPE, paddock_control::exposition::CONTENT_TYPE)],
         text,
     )
         .into_response()

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{nanos, now_rfc3339, parse, streaming, ApiError, AppState, OllamaOptions, Run};
+use super::shared::{nanos, now_rfc3339, parse, streaming, ApiError, AppState, OllamaOptions, Run};
 use crate::engine::{Completion, Event, FinishReason};
 use crate::template::{self, Turn};
 

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse, streaming, ApiError, AppState, GenOptions, Run, StopField};
+use super::shared::{parse, streaming, ApiError, AppState, GenOptions, Run, StopField};
 use crate::engine::{Completion, Event, FinishReason, Sampling};
 use crate::template::{self, Turn};
 
@@ -190,7 +190,7 @@ impl Params {
                 _ => return bad("response_format.type must be text, json_object or json_schema"),
             },
         };
-        s.grammar = super::format_grammar(format.as_ref())?;
+        s.grammar = super::shared::format_grammar(format.as_ref())?;
         Ok((
             GenOptions {
                 sampling: s,

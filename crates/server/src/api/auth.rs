@@ -1,13 +1,13 @@
 //! `/api/auth/*`: sign-up, confirmation, login, refresh, logout and password
 //! changes, with the original system's paths and field names.
 
-use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use paddock_core::identity::{LoginOutcome, Tokens};
 use paddock_gateway::auth::Auth;
+use paddock_gateway::error::{ApiError, Json};
 use serde::Deserialize;
 use serde_json::json;
 

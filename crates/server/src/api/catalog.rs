@@ -3,13 +3,13 @@
 //! reads the active catalog; admins see inactive models too and add, edit
 //! and deactivate entries.
 
-use super::{admin, admin_or_self};
-use crate::error::{ApiError, Json};
+use super::permit::{admin, admin_or_self};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use paddock_control::catalog::{ComputeView, ModelView};
 use paddock_gateway::auth::Auth;
+use paddock_gateway::error::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

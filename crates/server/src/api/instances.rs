@@ -1,14 +1,14 @@
 //! `/api/models/deploy`, `/api/models/stop` and `/api/instances/...`: thin
 //! adapters over [`paddock_control::instances`].
 
-use super::admin_or_self;
-use crate::error::{ApiError, Json};
+use super::permit::admin_or_self;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use paddock_control::instances::{DeployRequest, InstanceView};
 use paddock_core::InstanceId;
 use paddock_gateway::auth::Auth;
+use paddock_gateway::error::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 
 /// `{instances: [...]}`.

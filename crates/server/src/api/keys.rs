@@ -1,12 +1,12 @@
 //! `/api/keys`: API keys, the credential programs use; thin adapters over
 //! [`paddock_control::keys`]. The secret is returned once at creation.
 
-use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use paddock_control::keys::{CreateKey, KeyView, NewKey};
 use paddock_gateway::auth::Auth;
+use paddock_gateway::error::{ApiError, Json};
 use serde::Serialize;
 
 /// `{keys: [...]}`.

@@ -1,7 +1,7 @@
 //! Operations: `/healthz` (the process answers), `/readyz` (the store
 //! answers), and `/api/openapi.json` generated from the route table.
 
-use super::RouteDoc;
+use super::doc::RouteDoc;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -1,12 +1,12 @@
 //! `GET /api/usage`: tokens and cost per day and model; a thin adapter
 //! over [`paddock_control::usage`].
 
-use super::admin_or_self;
-use crate::error::{ApiError, Json};
+use super::permit::admin_or_self;
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use paddock_control::usage::UsageSummary;
 use paddock_gateway::auth::Auth;
+use paddock_gateway::error::{ApiError, Json};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

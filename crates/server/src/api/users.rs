@@ -2,13 +2,13 @@
 //! promote/demote users; thin adapters over [`paddock_control::users`],
 //! reached only through [`paddock_control::Control::as_admin`].
 
-use super::admin;
-use crate::error::{ApiError, Json};
+use super::permit::admin;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use paddock_control::users::{CreateUser, CreatedUser, UpdateUser, UserView};
 use paddock_gateway::auth::Auth;
+use paddock_gateway::error::{ApiError, Json};
 use serde::Serialize;
 
 /// `{users: [...]}`.

@@ -9,7 +9,6 @@ use super::layout::{banner_error, banner_ok, csrf_field, field, FormErrors};
 use super::session::{
     csrf_rejected, redirect, safe_next, urlencode, Cookies, Visitor, REFRESH_COOKIE,
 };
-use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,6 +17,7 @@ use axum::Form;
 use maud::{html, Markup};
 use paddock_core::identity::{IdentityError, LoginOutcome};
 use paddock_gateway::auth::{cookie, csrf_matches, CSRF_HEADER};
+use paddock_gateway::error::ApiError;
 use serde::Deserialize;
 
 /// `GET /`: the instances page when signed in, else the login page.

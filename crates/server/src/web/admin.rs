@@ -9,7 +9,6 @@ use super::layout::{
     banner_error, banner_ok, copyable, csrf_field, field, page_header, time_value as ts, FormErrors,
 };
 use super::session::{csrf_rejected, redirect, Session};
-use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,6 +17,7 @@ use axum::Form;
 use maud::{html, Markup};
 use paddock_control::users::{CreateUser, UpdateUser};
 use paddock_core::catalog::Model;
+use paddock_gateway::error::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

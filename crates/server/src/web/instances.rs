@@ -83,7 +83,7 @@ async fn load(
     state: &AppState,
     s: &Session,
     all: bool,
-) -> Result<(Vec<Value>, Option<HashMap<UserId, String>>), crate::error::ApiError> {
+) -> Result<(Vec<Value>, Option<HashMap<UserId, String>>), paddock_gateway::error::ApiError> {
     let c = &state.control;
     let admin = if all { c.as_admin(&s.principal) } else { None };
     let (mut list, owners): (Vec<Instance>, _) = match admin {

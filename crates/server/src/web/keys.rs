@@ -191,7 +191,7 @@ pub(crate) async fn create(
             r
         }
         Err(e) => {
-            let e = crate::error::ApiError::from(e);
+            let e = paddock_gateway::error::ApiError::from(e);
             let status = e.status();
             let errors = FormErrors::from_message(&e.to_string(), &[("name", "name")]);
             let mut r = render(&s, &state, None, &errors, "").await;

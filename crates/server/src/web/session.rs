@@ -305,7 +305,7 @@ impl Session {
     }
 
     /// An error page for an [`ApiError`], with its status.
-    pub fn error(&self, e: crate::error::ApiError) -> Response {
+    pub fn error(&self, e: paddock_gateway::error::ApiError) -> Response {
         let status = e.status();
         let title = match status {
             StatusCode::NOT_FOUND => "Not found",
