@@ -12,11 +12,13 @@ use paddock_core::{ApiKeyId, Timestamp, UserId};
 use serde::Serialize;
 
 /// The caller as they see themselves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Me {
     pub user_id: UserId,
     pub email: String,
     pub role: Role,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// The key the request was made with, if it was an API key.
     pub via_api_key: Option<ApiKeyId>,

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// A catalog model as users see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelView {
     #[serde(flatten)]
@@ -31,6 +32,7 @@ impl From<Model> for ModelView {
 }
 
 /// One CPU size with its prices.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct CpuSizeView {
     /// CPU units (1024 = 1 vCPU).
@@ -45,6 +47,7 @@ pub struct CpuSizeView {
 }
 
 /// The Fargate price table and its sizes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct FargateView {
     pub vcpu_hour_usd: f64,
@@ -53,6 +56,7 @@ pub struct FargateView {
 }
 
 /// Every size a model can be deployed on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct ComputeView {
     pub prices_as_of: String,

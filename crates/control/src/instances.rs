@@ -22,6 +22,7 @@ pub const MAX_LOG_LINES: usize = 5000;
 
 /// What a deploy asks for, with the original system's field names. Numbers
 /// may come as JSON numbers or strings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
@@ -38,6 +39,7 @@ pub struct DeployRequest {
 }
 
 /// A Fargate-style CPU size: CPU units (1024 = 1 vCPU) or vCPUs, and MiB.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FargateResources {
@@ -46,6 +48,7 @@ pub struct FargateResources {
 }
 
 /// An instance as users see it, with the original system's field names.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceView {
     pub instance_id: InstanceId,
@@ -59,8 +62,11 @@ pub struct InstanceView {
     pub status: InstanceState,
     pub desired_status: DesiredState,
     pub status_reason: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_active_at: Timestamp,
     pub endpoint_url: String,
     pub idle_timeout_minutes: f64,
@@ -77,6 +83,7 @@ pub struct InstanceView {
 }
 
 /// A CPU size in task-definition units.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct CpuSize {
     pub cpu: u32,

@@ -17,31 +17,39 @@ pub const MAX_KEYS_PER_USER: usize = 200;
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
 
 /// What a new key is to be.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     /// Catalog model ids the key may use; absent for every model.
     pub allowed_models: Option<Vec<String>>,
 }
 
 /// A key as its owner sees it (never the secret, except once at creation).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
     pub key_id: ApiKeyId,
     pub name: String,
     pub prefix: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_used_at: Option<Timestamp>,
     pub allowed_models: Option<Vec<ModelId>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub revoked_at: Option<Timestamp>,
     /// `active`, `expired` or `revoked`.
     pub status: &'static str,
 }
 
 /// A key just made: its view, and the secret, shown this once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct NewKey {
     #[serde(flatten)]

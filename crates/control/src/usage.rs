@@ -12,8 +12,10 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One day and model.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct UsageRow {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub day: NaiveDate,
     pub model: String,
     pub requests: u64,
@@ -27,9 +29,12 @@ pub struct UsageRow {
 }
 
 /// Everything `GET /api/usage` answers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct UsageSummary {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub from: NaiveDate,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Date))]
     pub to: NaiveDate,
     pub by_day: Vec<UsageRow>,
     pub by_model: Vec<UsageRow>,

@@ -9,6 +9,7 @@ use paddock_core::{Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A user as admins see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
     pub user_id: UserId,
@@ -17,7 +18,9 @@ pub struct UserView {
     pub confirmed: bool,
     pub disabled: bool,
     pub must_change_password: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
@@ -37,6 +40,7 @@ impl From<&User> for UserView {
 }
 
 /// A user to create.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
@@ -49,6 +53,7 @@ pub struct CreateUser {
 }
 
 /// A user just created, with the generated temporary password if there is one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct CreatedUser {
     #[serde(flatten)]
@@ -58,6 +63,7 @@ pub struct CreatedUser {
 }
 
 /// What to change of a user.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {

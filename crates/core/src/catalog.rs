@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a model needs on CPU compute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CpuRequirements {
     /// vCPUs recommended for usable speed (a smaller size is allowed).
     pub vcpu: f64,
@@ -19,6 +20,7 @@ pub struct CpuRequirements {
 
 /// What a model needs on GPU compute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuRequirements {
     /// GPU memory the model needs, in MiB, summed over the instance's GPUs.
     pub gpu_memory_mb: u32,
@@ -28,6 +30,7 @@ pub struct GpuRequirements {
 
 /// One catalog entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Model {
     /// The Ollama tag, e.g. `llama3.1:8b`; the key of the catalog.
     pub model_id: ModelId,
@@ -46,6 +49,7 @@ pub struct Model {
     pub is_active: bool,
     /// When the entry was last changed (absent in the shipped file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub updated_at: Option<Timestamp>,
     /// Optimistic-concurrency version: every store write bumps it, and
     /// [`Store::update_model`](crate::store::Store::update_model) writes

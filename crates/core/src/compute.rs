@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// What an instance runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ComputeSpec {
     /// CPU compute (a Fargate task on AWS, a local process by default).
@@ -105,6 +106,7 @@ pub struct Fargate {
 
 /// One EC2 GPU instance type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuInstanceType {
     pub instance_type: String,
     pub vcpu: u32,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// Tokens returned by a successful login or refresh.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,

@@ -22,6 +22,7 @@ use std::fmt;
 
 /// Where an instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum InstanceState {
     /// Recorded, not launched yet (or not again: paddock stopped and
@@ -109,6 +110,7 @@ impl fmt::Display for InstanceState {
 
 /// What the user asked for; the reconciler makes the observed state follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DesiredState {
     Running,
@@ -246,12 +248,14 @@ impl Instance {
 
 /// One step of an instance's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     pub instance_id: InstanceId,
     /// None for the record's creation.
     pub from: Option<InstanceState>,
     pub to: InstanceState,
     pub reason: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
 }
 

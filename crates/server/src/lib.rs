@@ -126,7 +126,6 @@ pub fn app(state: AppState, gateway: Gateway) -> Router {
     let control = state.control.clone();
     api::router()
         .merge(web::router())
-        .route("/metrics", axum::routing::get(metrics::render))
         .with_state(state)
         .merge(paddock_gateway::routes::router().with_state(gateway))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -27,6 +27,8 @@ pub async fn track(State(control): State<Control>, req: Request, next: Next) -> 
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn render(State(state): State<AppState>) -> Response {
     let text = paddock_control::exposition::render(&state.control).await;
     (

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// `{models: [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelList {
     pub models: Vec<ModelView>,
 }
@@ -26,6 +26,8 @@ pub(crate) struct ListQuery {
     all: bool,
 }
 
+#[utoipa::path(get, path = "/api/models", summary = "The model catalog (admins: ?all=true includes inactive models)", tag = "catalog", params(("all" = Option<bool>, Query, description = "Admins: include inactive models")),
+    responses((status = 200, description = "The model catalog (admins: ?all=true includes inactive models)", body = ModelList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -39,6 +41,8 @@ pub(crate) async fn list(
     Ok(Json(ModelList { models }))
 }
 
+#[utoipa::path(get, path = "/api/models/{model_id}", summary = "One catalog model", tag = "catalog", params(("model_id" = String, Path, example = "gemma3:270m")),
+    responses((status = 200, description = "One catalog model", body = ModelView)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -48,6 +52,8 @@ pub(crate) async fn get(
 }
 
 /// Admin: adds a model (409 if its id exists).
+#[utoipa::path(post, path = "/api/models", summary = "Admin: add a model to the catalog", tag = "catalog", request_body = paddock_core::catalog::Model,
+    responses((status = 201, description = "Admin: add a model to the catalog", body = ModelView)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -58,6 +64,9 @@ pub(crate) async fn create(
 }
 
 /// Admin: changes some fields of a model (`is_active: false` deactivates it).
+#[utoipa::path(patch, path = "/api/models/{model_id}", summary = "Admin: edit or deactivate a model", tag = "catalog", params(("model_id" = String, Path, example = "gemma3:270m")),
+    request_body(content = Object, description = "the fields of the model to change", example = json!({"is_active": false})),
+    responses((status = 200, description = "Admin: edit or deactivate a model", body = ModelView)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -69,6 +78,8 @@ pub(crate) async fn update(
     ))
 }
 
+#[utoipa::path(get, path = "/api/compute", summary = "CPU (Fargate) and GPU sizes with prices", tag = "catalog",
+    responses((status = 200, description = "CPU (Fargate) and GPU sizes with prices", body = ComputeView)))]
 pub(crate) async fn compute(State(state): State<AppState>, Auth(_): Auth) -> Json<ComputeView> {
     Json(state.control.compute_sizes())
 }

@@ -1,310 +1,66 @@
-//! The table the OpenAPI document is built from: every management and
-//! operations route once, with its summary, tag, auth and an example body.
+//! The OpenAPI document: generated from the handlers' `#[utoipa::path]`
+//! annotations and the typed inputs and views they take and answer, and
+//! registered with the router in one step ([`super::router`]), so a route
+//! is served exactly when it is documented.
 
-/// One documented route.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteDoc {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub summary: &'static str,
-    pub tag: &'static str,
-    /// Whether it needs `Authorization: Bearer`.
-    pub auth: bool,
-    /// An example JSON body.
-    pub body: Option<&'static str>,
-    /// The success status.
-    pub ok: u16,
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Every error: `{error: {code, message}}`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct Error {
+    error: ErrorDetail,
 }
 
-const fn r(
-    method: &'static str,
-    path: &'static str,
-    tag: &'static str,
-    auth: bool,
-    ok: u16,
-    summary: &'static str,
-    body: Option<&'static str>,
-) -> RouteDoc {
-    RouteDoc {
-        method,
-        path,
-        summary,
-        tag,
-        auth,
-        body,
-        ok,
+/// The code is stable; the message says what to change.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    #[schema(example = "validation_failed")]
+    code: String,
+    message: String,
+}
+
+/// The document's frame: title, security scheme, the error schema. The
+/// paths are added by the router as it registers them.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "paddock",
+        description = "Run Ollama-compatible LLM instances on your own compute. Management API, Ollama and OpenAI gateway."
+    ),
+    components(schemas(Error, ErrorDetail)),
+    modifiers(&Bearer),
+    security(("bearer" = [])),
+    tags(
+        (name = "auth", description = "Accounts and sessions"),
+        (name = "catalog", description = "Models and compute sizes"),
+        (name = "instances", description = "Deployed models"),
+        (name = "keys", description = "API keys"),
+        (name = "usage", description = "Tokens and cost"),
+        (name = "admin", description = "Users (administrators only)"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "an access token from /api/auth/login or an API key (pdk_...)",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
-
-/// Every management and operations route.
-pub const ROUTES: &[RouteDoc] = &[
-    r(
-        "POST",
-        "/api/auth/signup",
-        "auth",
-        false,
-        201,
-        "Create an account; a confirmation code is sent",
-        Some(
-            r#"{"email":"ana@example.com","password":"Str0ng-pass!","confirmPassword":"Str0ng-pass!"}"#,
-        ),
-    ),
-    r(
-        "POST",
-        "/api/auth/confirm",
-        "auth",
-        false,
-        200,
-        "Confirm an account with the 6-digit code",
-        Some(r#"{"email":"ana@example.com","code":"123456"}"#),
-    ),
-    r(
-        "POST",
-        "/api/auth/resend-code",
-        "auth",
-        false,
-        200,
-        "Send a new confirmation code",
-        Some(r#"{"email":"ana@example.com"}"#),
-    ),
-    r(
-        "POST",
-        "/api/auth/login",
-        "auth",
-        false,
-        200,
-        "Log in: tokens, or a NEW_PASSWORD_REQUIRED challenge",
-        Some(r#"{"email":"ana@example.com","password":"Str0ng-pass!"}"#),
-    ),
-    r(
-        "POST",
-        "/api/auth/refresh",
-        "auth",
-        false,
-        200,
-        "Rotate a refresh token for new tokens",
-        Some(r#"{"refresh_token":"..."}"#),
-    ),
-    r(
-        "POST",
-        "/api/auth/logout",
-        "auth",
-        false,
-        204,
-        "Revoke a refresh token and its family",
-        Some(r#"{"refresh_token":"..."}"#),
-    ),
-    r(
-        "POST",
-        "/api/auth/new-password",
-        "auth",
-        false,
-        200,
-        "Answer NEW_PASSWORD_REQUIRED, or change your password when signed in",
-        Some(r#"{"email":"ana@example.com","session":"...","new_password":"N3w-pass!"}"#),
-    ),
-    r("GET", "/api/auth/me", "auth", true, 200, "Who am I", None),
-    r(
-        "GET",
-        "/api/models",
-        "catalog",
-        true,
-        200,
-        "The model catalog (admins: ?all=true includes inactive models)",
-        None,
-    ),
-    r(
-        "POST",
-        "/api/models",
-        "catalog",
-        true,
-        201,
-        "Admin: add a model to the catalog",
-        Some(
-            r#"{"model_id":"tinyllama:1.1b","model_name":"TinyLlama 1.1B","model_family":"llama","model_size_gb":0.6,"cpu_requirements":{"vcpu":1,"memory_mb":2048},"gpu_requirements":{"gpu_memory_mb":2048,"gpu_type":"any"},"description":"","supported_tasks":["chat"],"is_active":true}"#,
-        ),
-    ),
-    r(
-        "GET",
-        "/api/models/{model_id}",
-        "catalog",
-        true,
-        200,
-        "One catalog model",
-        None,
-    ),
-    r(
-        "PATCH",
-        "/api/models/{model_id}",
-        "catalog",
-        true,
-        200,
-        "Admin: edit or deactivate a model",
-        Some(r#"{"is_active":false}"#),
-    ),
-    r(
-        "GET",
-        "/api/compute",
-        "catalog",
-        true,
-        200,
-        "CPU (Fargate) and GPU sizes with prices",
-        None,
-    ),
-    r(
-        "POST",
-        "/api/models/deploy",
-        "instances",
-        true,
-        202,
-        "Deploy a model on a CPU or GPU size",
-        Some(
-            r#"{"model_name":"gemma3:270m","fargate_resources":{"cpu":1024,"memory":2048},"idle_timeout_minutes":15}"#,
-        ),
-    ),
-    r(
-        "POST",
-        "/api/models/stop",
-        "instances",
-        true,
-        202,
-        "Stop an instance",
-        Some(r#"{"instance_id":"i-0123456789abcdef"}"#),
-    ),
-    r(
-        "GET",
-        "/api/instances",
-        "instances",
-        true,
-        200,
-        "Your instances (admins: ?all=true for everyone's)",
-        None,
-    ),
-    r(
-        "GET",
-        "/api/instances/{instance_id}",
-        "instances",
-        true,
-        200,
-        "One instance with its state history",
-        None,
-    ),
-    r(
-        "DELETE",
-        "/api/instances/{instance_id}",
-        "instances",
-        true,
-        204,
-        "Delete a stopped instance",
-        None,
-    ),
-    r(
-        "POST",
-        "/api/instances/{instance_id}/stop",
-        "instances",
-        true,
-        202,
-        "Stop an instance",
-        None,
-    ),
-    r(
-        "GET",
-        "/api/instances/{instance_id}/logs",
-        "instances",
-        true,
-        200,
-        "The instance's model-server log (?lines=200)",
-        None,
-    ),
-    r(
-        "GET",
-        "/api/usage",
-        "usage",
-        true,
-        200,
-        "Tokens and cost per day and model (?days=30; admins: ?all=true)",
-        None,
-    ),
-    r(
-        "GET",
-        "/metrics",
-        "operations",
-        false,
-        200,
-        "Prometheus metrics",
-        None,
-    ),
-    r(
-        "POST",
-        "/api/keys",
-        "keys",
-        true,
-        201,
-        "Create an API key (the secret is shown once)",
-        Some(r#"{"name":"laptop","allowed_models":["gemma3:270m"]}"#),
-    ),
-    r("GET", "/api/keys", "keys", true, 200, "Your API keys", None),
-    r(
-        "DELETE",
-        "/api/keys/{key_id}",
-        "keys",
-        true,
-        200,
-        "Revoke an API key",
-        None,
-    ),
-    r(
-        "GET",
-        "/api/users",
-        "admin",
-        true,
-        200,
-        "Admin: list users",
-        None,
-    ),
-    r(
-        "POST",
-        "/api/users",
-        "admin",
-        true,
-        201,
-        "Admin: create a user (must set a new password at first login)",
-        Some(r#"{"email":"bo@example.com","role":"user"}"#),
-    ),
-    r(
-        "PATCH",
-        "/api/users/{user_id}",
-        "admin",
-        true,
-        200,
-        "Admin: disable/enable, promote/demote",
-        Some(r#"{"disabled":true}"#),
-    ),
-    r(
-        "GET",
-        "/healthz",
-        "operations",
-        false,
-        200,
-        "The process is up",
-        None,
-    ),
-    r(
-        "GET",
-        "/readyz",
-        "operations",
-        false,
-        200,
-        "The store answers",
-        None,
-    ),
-    r(
-        "GET",
-        "/api/openapi.json",
-        "operations",
-        false,
-        200,
-        "This document",
-        None,
-    ),
-];

@@ -12,18 +12,21 @@ use paddock_gateway::error::{ApiError, Json};
 use serde::{Deserialize, Serialize};
 
 /// `{instances: [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceList {
     pub instances: Vec<InstanceView>,
 }
 
 /// `{instance_id, lines}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InstanceLogs {
     pub instance_id: InstanceId,
     pub lines: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/models/deploy", summary = "Deploy a model on a CPU or GPU size", tag = "instances",
+    request_body(content = DeployRequest, example = json!({"model_name": "gemma3:270m", "fargate_resources": {"cpu": 1024, "memory": 2048}, "idle_timeout_minutes": 15})),
+    responses((status = 202, description = "Deploy a model on a CPU or GPU size", body = InstanceView)))]
 pub(crate) async fn deploy(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -40,6 +43,8 @@ pub(crate) struct ListQuery {
     all: bool,
 }
 
+#[utoipa::path(get, path = "/api/instances", summary = "Your instances (admins: ?all=true for everyone's)", tag = "instances", params(("all" = Option<bool>, Query, description = "Admins: everyone's instances")),
+    responses((status = 200, description = "Your instances (admins: ?all=true for everyone's)", body = InstanceList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -55,6 +60,8 @@ pub(crate) async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/api/instances/{instance_id}", summary = "One instance with its state history", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 200, description = "One instance with its state history", body = InstanceView)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -63,12 +70,14 @@ pub(crate) async fn get(
     Ok(Json(state.control.instance_detail(&p, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct StopRequest {
     instance_id: String,
 }
 
 /// `POST /api/models/stop {instance_id}` (the original path).
+#[utoipa::path(post, path = "/api/models/stop", summary = "Stop an instance", tag = "instances", request_body = StopRequest,
+    responses((status = 202, description = "Stop an instance", body = InstanceView)))]
 pub(crate) async fn stop_by_body(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -79,6 +88,8 @@ pub(crate) async fn stop_by_body(
 }
 
 /// `POST /api/instances/{id}/stop`.
+#[utoipa::path(post, path = "/api/instances/{instance_id}/stop", summary = "Stop an instance", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 202, description = "Stop an instance", body = InstanceView)))]
 pub(crate) async fn stop_by_path(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -88,6 +99,8 @@ pub(crate) async fn stop_by_path(
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
+#[utoipa::path(delete, path = "/api/instances/{instance_id}", summary = "Delete a stopped instance", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 204, description = "Delete a stopped instance")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -103,6 +116,8 @@ pub(crate) struct LogsQuery {
 }
 
 /// `GET /api/instances/{id}/logs?lines=200`: the model server's output.
+#[utoipa::path(get, path = "/api/instances/{instance_id}/logs", summary = "The instance's model-server log", tag = "instances", params(("instance_id" = String, Path), ("lines" = Option<usize>, Query, description = "Lines from the end (default 200, at most 5000)")),
+    responses((status = 200, description = "The instance's model-server log", body = InstanceLogs)))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     Auth(p): Auth,

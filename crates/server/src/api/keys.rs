@@ -10,11 +10,14 @@ use paddock_gateway::error::{ApiError, Json};
 use serde::Serialize;
 
 /// `{keys: [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
+#[utoipa::path(post, path = "/api/keys", summary = "Create an API key (the secret is shown once)", tag = "keys",
+    request_body(content = CreateKey, example = json!({"name": "laptop", "allowed_models": ["gemma3:270m"]})),
+    responses((status = 201, description = "Create an API key (the secret is shown once)", body = NewKey)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -26,6 +29,8 @@ pub(crate) async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/api/keys", summary = "Your API keys", tag = "keys",
+    responses((status = 200, description = "Your API keys", body = KeyList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -35,6 +40,8 @@ pub(crate) async fn list(
     }))
 }
 
+#[utoipa::path(delete, path = "/api/keys/{key_id}", summary = "Revoke an API key", tag = "keys", params(("key_id" = String, Path)),
+    responses((status = 200, description = "Revoke an API key", body = KeyView)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Auth(p): Auth,

@@ -1,8 +1,8 @@
 //! The management API: routes, and the table they are documented from.
 //!
-//! Owns the router for `/api/*` management routes and operations routes.
-//! Each route appears once in [`doc::ROUTES`] (for the OpenAPI document) and
-//! once in [`router`]; a test checks that every documented route is served.
+//! Owns the router for `/api/*` management routes and operations routes,
+//! and their OpenAPI document ([`doc`]): each route is registered once, with
+//! its documentation.
 
 pub mod auth;
 pub mod catalog;
@@ -14,53 +14,66 @@ pub mod permit;
 pub mod usage;
 pub mod users;
 
-pub use doc::{RouteDoc, ROUTES};
-
 use crate::state::AppState;
-use axum::routing::{get, post};
+
 use axum::Router;
 use paddock_gateway::error::ApiError;
+use std::sync::OnceLock;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The management and operations routes.
+/// The management and operations routes, each registered with its
+/// documentation: the router and the OpenAPI document come from the same
+/// list, so neither can have a route the other lacks.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/signup", post(auth::signup))
-        .route("/api/auth/confirm", post(auth::confirm))
-        .route("/api/auth/resend-code", post(auth::resend))
-        .route("/api/auth/login", post(auth::login))
-        .route("/api/auth/refresh", post(auth::refresh))
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/auth/new-password", post(auth::new_password))
-        .route("/api/auth/me", get(auth::me))
-        .route("/api/models", get(catalog::list).post(catalog::create))
-        .route(
-            "/api/models/{model_id}",
-            get(catalog::get).patch(catalog::update),
-        )
-        .route("/api/compute", get(catalog::compute))
-        .route("/api/models/deploy", post(instances::deploy))
-        .route("/api/models/stop", post(instances::stop_by_body))
-        .route("/api/instances", get(instances::list))
-        .route(
-            "/api/instances/{instance_id}",
-            get(instances::get).delete(instances::delete),
-        )
-        .route(
-            "/api/instances/{instance_id}/stop",
-            post(instances::stop_by_path),
-        )
-        .route("/api/instances/{instance_id}/logs", get(instances::logs))
-        .route("/api/usage", get(usage::usage))
-        .route("/api/keys", post(keys::create).get(keys::list))
-        .route("/api/keys/{key_id}", axum::routing::delete(keys::revoke))
-        .route("/api/users", get(users::list).post(users::create))
-        .route("/api/users/{user_id}", axum::routing::patch(users::update))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route(
-            "/api/openapi.json",
-            get(|| async { axum::Json(ops::openapi(doc::ROUTES)) }),
-        )
+    routes().split_for_parts().0
+}
+
+/// The OpenAPI document of [`router`], `GET /api/openapi.json` included.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::confirm))
+        .routes(routes!(auth::resend))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::new_password))
+        .routes(routes!(auth::me))
+        .routes(routes!(catalog::list, catalog::create))
+        .routes(routes!(catalog::get, catalog::update))
+        .routes(routes!(catalog::compute))
+        .routes(routes!(instances::deploy))
+        .routes(routes!(instances::stop_by_body))
+        .routes(routes!(instances::list))
+        .routes(routes!(instances::get, instances::delete))
+        .routes(routes!(instances::stop_by_path))
+        .routes(routes!(instances::logs))
+        .routes(routes!(usage::usage))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::update))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(crate::metrics::render))
+        .routes(routes!(openapi_json))
+}
+
+/// `GET /api/openapi.json`: the document, built once.
+#[utoipa::path(get, path = "/api/openapi.json", summary = "This document", tag = "operations", security(()),
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+async fn openapi_json() -> axum::Json<serde_json::Value> {
+    static DOC: OnceLock<serde_json::Value> = OnceLock::new();
+    axum::Json(
+        DOC.get_or_init(|| serde_json::to_value(openapi()).unwrap_or_default())
+            .clone(),
+    )
 }
 
 /// The answer for paths no route serves.

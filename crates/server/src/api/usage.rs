@@ -19,6 +19,8 @@ pub(crate) struct UsageParams {
 }
 
 /// `GET /api/usage?days=30[&all=true]`.
+#[utoipa::path(get, path = "/api/usage", summary = "Tokens and cost per day and model", tag = "usage", params(("days" = Option<u32>, Query, description = "Days back from today, 1 to 366 (default 30)"), ("all" = Option<bool>, Query, description = "Admins: everyone's usage")),
+    responses((status = 200, description = "Tokens and cost per day and model", body = UsageSummary)))]
 pub(crate) async fn usage(
     State(state): State<AppState>,
     Auth(p): Auth,

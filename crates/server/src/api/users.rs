@@ -12,11 +12,13 @@ use paddock_gateway::error::{ApiError, Json};
 use serde::Serialize;
 
 /// `{users: [...]}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserList {
     pub users: Vec<UserView>,
 }
 
+#[utoipa::path(get, path = "/api/users", summary = "Admin: list users", tag = "admin",
+    responses((status = 200, description = "Admin: list users", body = UserList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -26,6 +28,9 @@ pub(crate) async fn list(
     }))
 }
 
+#[utoipa::path(post, path = "/api/users", summary = "Admin: create a user (must set a new password at first login)", tag = "admin",
+    request_body(content = CreateUser, example = json!({"email": "bo@example.com", "role": "user"})),
+    responses((status = 201, description = "Admin: create a user (must set a new password at first login)", body = CreatedUser)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -35,6 +40,9 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(patch, path = "/api/users/{user_id}", summary = "Admin: disable/enable, promote/demote", tag = "admin", params(("user_id" = String, Path)),
+    request_body(content = UpdateUser, example = json!({"disabled": true})),
+    responses((status = 200, description = "Admin: disable/enable, promote/demote", body = UserView)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Auth(p): Auth,
