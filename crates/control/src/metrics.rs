@@ -1,73 +1,134 @@
-//! The server's counters: requests and latency per route (counted by the
-//! HTTP layer through [`Metrics::observe`]), tokens through the gateway,
-//! wakes, failures, restarts and queue refusals. They live in memory;
-//! [`crate::exposition`] renders them.
+//! The server's counters, kept in `prometheus-client` metrics: requests
+//! and latency per route (counted by the HTTP layer through
+//! [`Metrics::observe`]), tokens through the gateway, wakes, failures,
+//! restarts and queue refusals. [`crate::exposition`] renders them.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-pub(crate) const BUCKETS: [f64; 14] = [
+/// Upper bounds of the latency buckets, seconds.
+pub const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Histogram {
-    pub(crate) counts: [u64; BUCKETS.len()],
-    pub(crate) sum: f64,
-    pub(crate) count: u64,
+/// One kind of request: method, route template and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
 }
 
-/// Requests of one route: counts by method and status, and latency.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct RouteStats {
-    pub(crate) counts: Vec<(String, u16, u64)>,
-    pub(crate) latency: Histogram,
+/// A route template.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
 }
 
-/// The server's counters.
-#[derive(Debug, Default)]
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The server's counters; cloning shares them.
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    pub(crate) routes: Mutex<HashMap<String, RouteStats>>,
-    pub prompt_tokens: AtomicU64,
-    pub completion_tokens: AtomicU64,
-    pub wakes: AtomicU64,
-    pub failures: AtomicU64,
-    pub restarts: AtomicU64,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
+    pub wakes: Counter,
+    pub failures: Counter,
+    pub restarts: Counter,
     /// Gateway requests refused for want of a model server sequence.
-    pub queue_rejected: AtomicU64,
+    pub queue_rejected: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            prompt_tokens: Counter::default(),
+            completion_tokens: Counter::default(),
+            wakes: Counter::default(),
+            failures: Counter::default(),
+            restarts: Counter::default(),
+            queue_rejected: Counter::default(),
+        }
+    }
 }
 
 impl Metrics {
-    /// Counts one request; allocates only the first time a route, method
-    /// and status are seen.
+    /// Counts one request and its latency to the response head.
     pub fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let stats = match routes.get_mut(route) {
-            Some(stats) => stats,
-            None => routes.entry(route.to_owned()).or_default(),
-        };
-        match stats
-            .counts
-            .iter_mut()
-            .find(|(m, s, _)| *s == status && m == method)
-        {
-            Some((_, _, n)) => *n += 1,
-            None => stats.counts.push((method.to_owned(), status, 1)),
-        }
-        let h = &mut stats.latency;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += secs;
-        h.count += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+            })
+            .observe(secs);
     }
 
     pub fn add_tokens(&self, prompt: u64, completion: u64) {
-        self.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
-        self.completion_tokens
-            .fetch_add(completion, Ordering::Relaxed);
+        self.prompt_tokens.inc_by(prompt);
+        self.completion_tokens.inc_by(completion);
+    }
+
+    /// Registers every counter (shared, not copied) with `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "paddock_http_requests",
+            "HTTP requests by method, route and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "paddock_http_request_duration_seconds",
+            "Time to the response head, by route",
+            self.latency.clone(),
+        );
+        let counters = [
+            (
+                "paddock_gateway_prompt_tokens",
+                "Prompt tokens metered by the gateway",
+                &self.prompt_tokens,
+            ),
+            (
+                "paddock_gateway_completion_tokens",
+                "Completion tokens metered by the gateway",
+                &self.completion_tokens,
+            ),
+            (
+                "paddock_instance_wakes",
+                "Sleeping instances woken by a request",
+                &self.wakes,
+            ),
+            (
+                "paddock_instance_failures",
+                "Instances that failed to start or died",
+                &self.failures,
+            ),
+            (
+                "paddock_instance_restarts",
+                "Failed instances restarted",
+                &self.restarts,
+            ),
+            (
+                "paddock_gateway_queue_rejected",
+                "Gateway requests answered 503 because no model server sequence came free (queue full or wait too long)",
+                &self.queue_rejected,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
     }
 }

@@ -20,7 +20,6 @@ use paddock_core::driver::{Handle, LaunchSpec, Observed};
 use paddock_core::instance::{DesiredState, Instance, InstanceState};
 use paddock_core::store::StoreError;
 use paddock_core::InstanceId;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Context length per sequence from an instance's memory size.
@@ -218,7 +217,7 @@ async fn save(
         }
     };
     if to == InstanceState::Failed {
-        state.metrics.failures.fetch_add(1, Ordering::Relaxed);
+        state.metrics.failures.inc();
         tracing::warn!(instance = %i.instance_id, %reason, "instance failed");
     } else {
         tracing::info!(instance = %i.instance_id, from = %t.from.map(|s| s.as_str()).unwrap_or("-"), to = %to, "instance transition");
@@ -399,7 +398,7 @@ pub async fn step(state: &Control, mut i: Instance) -> Result<Option<Instance>, 
                 }
                 release(state, &mut i).await;
                 i.restart_count += 1;
-                state.metrics.restarts.fetch_add(1, Ordering::Relaxed);
+                state.metrics.restarts.inc();
                 let reason = format!("restart {} of {max}", i.restart_count);
                 launch(state, i, &reason).await?
             }
@@ -429,7 +428,7 @@ pub async fn wake_instance(state: &Control, id: &InstanceId) -> Result<Instance,
                 match launch(state, i, "woken by a request").await {
                     Ok(_) => {
                         state.reconciler.announce();
-                        state.metrics.wakes.fetch_add(1, Ordering::Relaxed);
+                        state.metrics.wakes.inc();
                         state.activity.touch(id);
                         tracing::info!(instance = %id, "waking");
                         state.reconciler.wake();

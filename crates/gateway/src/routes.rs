@@ -374,11 +374,7 @@ pub(crate) fn runs_model(route: &str) -> bool {
 
 /// The 503 for a request that got no sequence of `instance`.
 pub(crate) fn busy(state: &Gateway, instance: &InstanceId, why: Busy) -> ApiError {
-    state
-        .control
-        .metrics
-        .queue_rejected
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.control.metrics.queue_rejected.inc();
     let message = match why {
         Busy::Full => format!(
             "instance {instance} is busy: {} requests are already waiting for it; retry shortly or deploy another instance of the model",

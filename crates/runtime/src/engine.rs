@@ -245,18 +245,18 @@ impl Engine {
     /// Queues a job; refuses when `queue_depth` jobs are already waiting
     /// for a free sequence.
     pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        let waiting = self.metrics.queued.fetch_add(1, Relaxed);
+        let waiting = self.metrics.queued.inc();
         // Jobs in flight beyond the free slots wait; the scheduler admits
         // them in arrival order.
-        let free = (self.parallel as u64).saturating_sub(self.metrics.active.load(Relaxed));
+        let free = (self.parallel as u64).saturating_sub(self.metrics.active.get());
         if waiting >= self.queue_depth as u64 + free {
-            self.metrics.queued.fetch_sub(1, Relaxed);
-            self.metrics.rejected.fetch_add(1, Relaxed);
+            self.metrics.queued.dec();
+            self.metrics.rejected.inc();
             return Err(SubmitError::QueueFull(self.queue_depth));
         }
-        self.metrics.requests.fetch_add(1, Relaxed);
+        self.metrics.requests.inc();
         self.jobs.send(job).map_err(|_| {
-            self.metrics.queued.fetch_sub(1, Relaxed);
+            self.metrics.queued.dec();
             SubmitError::Stopped
         })
     }
@@ -433,7 +433,7 @@ impl<'m> Scheduler<'m> {
         self.waiting.retain(|job| {
             let alive = !job.events.is_closed();
             if !alive {
-                metrics.queued.fetch_sub(1, Relaxed);
+                metrics.queued.dec();
             }
             alive
         });
@@ -444,7 +444,7 @@ impl<'m> Scheduler<'m> {
             let Some(job) = self.waiting.pop_front() else {
                 break;
             };
-            self.metrics.queued.fetch_sub(1, Relaxed);
+            self.metrics.queued.dec();
             let sampler = match build_sampler(self.model, &job.sampling) {
                 Ok(mut s) => {
                     // Penalties look back over the prompt too, as in Ollama
@@ -460,7 +460,7 @@ impl<'m> Scheduler<'m> {
                     continue;
                 }
             };
-            self.metrics.active.fetch_add(1, Relaxed);
+            self.metrics.active.inc();
             let now = Instant::now();
             let prefilter = prefilter_size(&job.sampling, self.model.n_vocab());
             self.slots[i] = Some(Slot {
@@ -563,7 +563,7 @@ impl<'m> Scheduler<'m> {
                 slot.first_token = Some(now);
                 self.metrics
                     .prompt_tokens
-                    .fetch_add(slot.job.prompt.len() as u64, Relaxed);
+                    .inc_by(slot.job.prompt.len() as u64);
                 self.metrics
                     .observe_ttft(now.duration_since(slot.job.received).as_secs_f64());
             }
@@ -575,7 +575,7 @@ impl<'m> Scheduler<'m> {
             slot.generated += 1;
             slot.last_token_at = now;
             slot.last = token;
-            self.metrics.generated_tokens.fetch_add(1, Relaxed);
+            self.metrics.generated_tokens.inc();
             slot.piece.clear();
             vocab.token_to_piece_into(token, &mut slot.piece, false, None);
             let stopped = push_text(slot);
@@ -635,7 +635,7 @@ impl<'m> Scheduler<'m> {
         if let Err(e) = self.ctx.clear_kv_cache_seq(Some(seq), None, None) {
             tracing::warn!(error = %e, seq, "clearing a sequence's KV cache failed");
         }
-        self.metrics.active.fetch_sub(1, Relaxed);
+        self.metrics.active.dec();
         Some(slot)
     }
 }

@@ -1,106 +1,101 @@
-//! Runtime counters and gauges, rendered in the Prometheus text format on
-//! `GET /metrics`. The batch scheduler and the HTTP handlers update them.
+//! Runtime counters and gauges, kept in `prometheus-client` metrics and
+//! rendered in the OpenMetrics text format on `GET /metrics`. The batch
+//! scheduler and the HTTP handlers update them; every update is one atomic
+//! operation.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::borrow::Cow;
+use std::sync::atomic::AtomicU64;
 
 /// Upper bounds, in seconds, of the time-to-first-token histogram buckets.
 const TTFT_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// Process-wide runtime metrics; all updates are lock-free.
-#[derive(Debug, Default)]
+/// The content type of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Process-wide runtime metrics.
+#[derive(Debug)]
 pub(crate) struct Metrics {
-    pub requests: AtomicU64,
-    pub rejected: AtomicU64,
-    pub prompt_tokens: AtomicU64,
-    pub generated_tokens: AtomicU64,
-    pub active: AtomicU64,
-    pub queued: AtomicU64,
-    ttft_buckets: [AtomicU64; TTFT_BUCKETS.len()],
-    ttft_count: AtomicU64,
-    ttft_sum_micros: AtomicU64,
+    pub requests: Counter,
+    pub rejected: Counter,
+    pub prompt_tokens: Counter,
+    pub generated_tokens: Counter,
+    pub active: Gauge<u64, AtomicU64>,
+    pub queued: Gauge<u64, AtomicU64>,
+    ttft: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Counter::default(),
+            rejected: Counter::default(),
+            prompt_tokens: Counter::default(),
+            generated_tokens: Counter::default(),
+            active: Gauge::default(),
+            queued: Gauge::default(),
+            ttft: Histogram::new(TTFT_BUCKETS),
+        }
+    }
 }
 
 impl Metrics {
     /// Records one request's time from arrival to its first generated token.
     pub fn observe_ttft(&self, seconds: f64) {
-        for (bucket, bound) in self.ttft_buckets.iter().zip(TTFT_BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        self.ttft_count.fetch_add(1, Relaxed);
-        // Whole microseconds are plenty for a latency histogram.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        self.ttft_sum_micros
-            .fetch_add((seconds * 1e6) as u64, Relaxed);
+        self.ttft.observe(seconds);
     }
 
-    /// The metrics in the Prometheus text exposition format.
+    /// The metrics in the OpenMetrics text format, each labelled with the
+    /// model served.
     pub fn render(&self, model: &str) -> String {
-        let mut out = String::with_capacity(2048);
-        let label = format!("model=\"{}\"", model.replace('"', "'"));
+        let mut r = Registry::with_labels(
+            [(Cow::Borrowed("model"), Cow::Owned(model.to_owned()))].into_iter(),
+        );
         let counters = [
             (
-                "paddock_runtime_requests_total",
-                "Generation requests accepted.",
+                "paddock_runtime_requests",
+                "Generation requests accepted",
                 &self.requests,
             ),
             (
-                "paddock_runtime_rejected_total",
-                "Requests refused with 503 because the queue was full.",
+                "paddock_runtime_rejected",
+                "Requests refused with 503 because the queue was full",
                 &self.rejected,
             ),
             (
-                "paddock_runtime_prompt_tokens_total",
-                "Prompt tokens evaluated.",
+                "paddock_runtime_prompt_tokens",
+                "Prompt tokens evaluated",
                 &self.prompt_tokens,
             ),
             (
-                "paddock_runtime_generated_tokens_total",
-                "Tokens generated.",
+                "paddock_runtime_generated_tokens",
+                "Tokens generated",
                 &self.generated_tokens,
             ),
         ];
-        for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{label}}} {}",
-                value.load(Relaxed)
-            );
+        for (name, help, c) in counters {
+            r.register(name, help, c.clone());
         }
-        let gauges = [
-            (
-                "paddock_runtime_active_sequences",
-                "Sequences decoding now.",
-                &self.active,
-            ),
-            (
-                "paddock_runtime_queued_sequences",
-                "Requests waiting for a free sequence.",
-                &self.queued,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{label}}} {}",
-                value.load(Relaxed)
-            );
-        }
-        let name = "paddock_runtime_time_to_first_token_seconds";
-        let _ = writeln!(out, "# HELP {name} Time from request arrival to the first generated token.\n# TYPE {name} histogram");
-        for (bucket, bound) in self.ttft_buckets.iter().zip(TTFT_BUCKETS) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{label},le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
-        }
-        let count = self.ttft_count.load(Relaxed);
-        #[allow(clippy::cast_precision_loss)]
-        let sum = self.ttft_sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {count}\n{name}_sum{{{label}}} {sum}\n{name}_count{{{label}}} {count}");
+        r.register(
+            "paddock_runtime_active_sequences",
+            "Sequences decoding now",
+            self.active.clone(),
+        );
+        r.register(
+            "paddock_runtime_queued_sequences",
+            "Requests waiting for a free sequence",
+            self.queued.clone(),
+        );
+        r.register(
+            "paddock_runtime_time_to_first_token_seconds",
+            "Time from request arrival to the first generated token",
+            self.ttft.clone(),
+        );
+        let mut out = String::with_capacity(2048);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         out
     }
 }

@@ -134,7 +134,7 @@ async fn embed(State(state): State<AppState>, body: Bytes) -> Result<Json<Value>
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.engine.metrics.render(state.model_name()),
     )
 }
