@@ -17,14 +17,16 @@ use std::sync::Arc;
 pub async fn services(config: &Config) -> Result<Services> {
     let clock = Clock::system();
     std::fs::create_dir_all(&config.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite = Arc::new(
         paddock_store_sqlite::SqliteStore::open(&config.data_dir.join("paddock.db")).await?,
     );
+    let store: Arc<dyn Store> = sqlite.clone();
     let key = paddock_identity_builtin::signing_key::load_or_create_key(
         &config.data_dir.join("secrets").join("jwt.key"),
     )?;
     let identity: Arc<dyn Identity> = Arc::new(BuiltinIdentity::new(
         store.clone(),
+        sqlite.clone(),
         Arc::new(LogMailer),
         clock.clone(),
         &key,

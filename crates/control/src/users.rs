@@ -151,9 +151,7 @@ impl AdminOps<'_> {
             }
         };
         if req.disabled == Some(true) {
-            c.store
-                .revoke_user_refresh_tokens(&user.user_id, now)
-                .await?;
+            c.identity.end_sessions(&user.user_id).await?;
         }
         c.keys.clear_keys();
         tracing::info!(user = %user.user_id, role = user.role.as_str(), disabled = user.disabled, "user updated by admin");

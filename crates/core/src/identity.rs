@@ -89,6 +89,9 @@ pub trait Identity: Send + Sync + std::fmt::Debug {
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, IdentityError>;
     /// Revokes a refresh token's family.
     async fn logout(&self, refresh_token: &str) -> Result<(), IdentityError>;
+    /// Ends every session of a user (an admin disabled them): their
+    /// refresh tokens stop working.
+    async fn end_sessions(&self, user: &UserId) -> Result<(), IdentityError>;
     /// The password flows, when this identity keeps passwords.
     fn passwords(&self) -> Option<&dyn PasswordAccounts>;
 }

@@ -1,7 +1,9 @@
 //! The [`Store`] trait: where paddock's records live.
 //!
 //! SQLite is the embedded default; DynamoDB serves AWS deployments. Both run
-//! the same conformance suite (`testkit::store_conformance`). The trait is
+//! the same conformance suite (`testkit::store_conformance`). What only the
+//! built-in identity keeps (confirmation codes, refresh tokens) is the
+//! separate [`CredentialStore`]. The trait is
 //! shaped so that each method is one item-level operation or one
 //! transaction, which both backends can do atomically; anything that would
 //! need a join or a scan-with-aggregation is done by callers.
@@ -80,31 +82,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All users, oldest first.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
 
-    // ---- confirmation codes ----
-    /// Stores the pending code for an email, replacing any earlier one.
-    async fn put_confirmation(&self, code: &ConfirmationCode) -> StoreResult<()>;
-    async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>>;
-    /// Adds one to the attempts of the pending code for an email, in one
-    /// atomic step, and returns the code as it then stands (its attempts
-    /// counting this one); `None` if no code is pending. Of concurrent
-    /// attempts each sees a different count.
-    async fn count_confirmation_attempt(
-        &self,
-        email: &str,
-    ) -> StoreResult<Option<ConfirmationCode>>;
-    async fn delete_confirmation(&self, email: &str) -> StoreResult<()>;
-
-    // ---- refresh tokens ----
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
-    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
-    /// Marks a token used if (and only if) it was unused and not revoked;
-    /// returns whether this call was the one that consumed it.
-    async fn consume_refresh_token(&self, token_hash: &str, at: Timestamp) -> StoreResult<bool>;
-    /// Revokes every token of a family (logout, reuse detected).
-    async fn revoke_refresh_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()>;
-    /// Revokes every token of a user (password change, disable).
-    async fn revoke_user_refresh_tokens(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
-
     // ---- catalog ----
     /// Inserts a model unless one with its id exists; returns whether it was inserted.
     async fn insert_model_if_absent(&self, model: &Model) -> StoreResult<bool>;
@@ -169,4 +146,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         user_id: Option<&UserId>,
         since: chrono::NaiveDate,
     ) -> StoreResult<Vec<UsageDay>>;
+}
+
+/// The records only an identity that keeps its own accounts needs
+/// (the built-in one): pending confirmation codes and refresh tokens. A
+/// store for a deployment whose identity keeps them itself (Cognito) need
+/// not implement it. Runs its own conformance kit
+/// (`credential_store_conformance_tests!`).
+#[async_trait]
+pub trait CredentialStore: Send + Sync + std::fmt::Debug {
+    // ---- confirmation codes ----
+    /// Stores the pending code for an email, replacing any earlier one.
+    async fn put_confirmation(&self, code: &ConfirmationCode) -> StoreResult<()>;
+    async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>>;
+    /// Adds one to the attempts of the pending code for an email, in one
+    /// atomic step, and returns the code as it then stands (its attempts
+    /// counting this one); `None` if no code is pending. Of concurrent
+    /// attempts each sees a different count.
+    async fn count_confirmation_attempt(
+        &self,
+        email: &str,
+    ) -> StoreResult<Option<ConfirmationCode>>;
+    async fn delete_confirmation(&self, email: &str) -> StoreResult<()>;
+
+    // ---- refresh tokens ----
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+    /// Marks a token used if (and only if) it was unused and not revoked;
+    /// returns whether this call was the one that consumed it.
+    async fn consume_refresh_token(&self, token_hash: &str, at: Timestamp) -> StoreResult<bool>;
+    /// Revokes every token of a family (logout, reuse detected).
+    async fn revoke_refresh_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()>;
+    /// Revokes every token of a user (password change, disable).
+    async fn revoke_user_refresh_tokens(&self, user: &UserId, at: Timestamp) -> StoreResult<()>;
 }

@@ -9,7 +9,7 @@
 use crate::catalog::default_catalog;
 use crate::compute::ComputeSpec;
 use crate::instance::{Instance, InstanceState, Transition};
-use crate::store::{Store, StoreError, UsageQuery};
+use crate::store::{CredentialStore, Store, StoreError, UsageQuery};
 use crate::user::{ApiKey, ConfirmationCode, RefreshToken, Role, UsageRecord, User};
 use crate::{ApiKeyId, InstanceId, ModelId, UserId};
 use chrono::{Duration, Utc};
@@ -23,9 +23,6 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@each $make;
             users_roundtrip_and_unique_email,
             user_updates_are_compare_and_swap,
-            confirmation_codes,
-            confirmation_attempts_count_atomically,
-            refresh_tokens_rotate_once,
             catalog_insert_if_absent_keeps_edits,
             catalog_updates_are_compare_and_swap,
             instances_versioned_updates_and_history,
@@ -44,6 +41,18 @@ macro_rules! store_conformance_tests {
                 $crate::testkit::$name(&store).await;
             }
         )*
+    };
+}
+
+/// Expands to the credential store conformance tests for a backend that
+/// keeps the built-in identity's records.
+#[macro_export]
+macro_rules! credential_store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@each $make;
+            confirmation_codes,
+            confirmation_attempts_count_atomically,
+            refresh_tokens_rotate_once);
     };
 }
 
@@ -184,7 +193,7 @@ pub async fn user_updates_are_compare_and_swap(s: &dyn Store) {
     );
 }
 
-pub async fn confirmation_codes(s: &dyn Store) {
+pub async fn confirmation_codes(s: &dyn CredentialStore) {
     let c = ConfirmationCode {
         email: "a@example.com".into(),
         code_hash: "h1".into(),
@@ -206,7 +215,7 @@ pub async fn confirmation_codes(s: &dyn Store) {
 
 /// Every attempt at a code is counted, also when many arrive at once, so
 /// that the limit on guesses holds.
-pub async fn confirmation_attempts_count_atomically(s: &dyn Store) {
+pub async fn confirmation_attempts_count_atomically(s: &dyn CredentialStore) {
     assert!(s
         .count_confirmation_attempt("none@example.com")
         .await
@@ -266,7 +275,7 @@ pub async fn confirmation_attempts_count_atomically(s: &dyn Store) {
     );
 }
 
-pub async fn refresh_tokens_rotate_once(s: &dyn Store) {
+pub async fn refresh_tokens_rotate_once(s: &dyn CredentialStore) {
     let u = UserId::generate();
     let now = Utc::now();
     let t = RefreshToken {

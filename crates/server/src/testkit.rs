@@ -139,6 +139,7 @@ impl TestServer {
         .expect("signing key");
         let identity = Arc::new(BuiltinIdentity::new(
             store.clone(),
+            store.clone(),
             mailer.clone(),
             clock.clone(),
             &key,

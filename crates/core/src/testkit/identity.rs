@@ -201,12 +201,16 @@ pub async fn disabled_users_are_locked_out(h: &dyn IdentityHarness) {
     assert!(id.authenticate(&t.access_token).await.is_err());
     assert!(id.refresh(&t.refresh_token).await.is_err());
     h.set_disabled(&user, false).await;
-    tokens(
+    let t = tokens(
         pw(id)
             .login("eve@example.com", PASSWORD)
             .await
             .expect("enabled again"),
     );
+    // Ending a user's sessions (what an admin's disable does) ends their
+    // refresh tokens, even once they are enabled again.
+    id.end_sessions(&user).await.expect("end sessions");
+    assert!(id.refresh(&t.refresh_token).await.is_err());
 }
 
 /// Access tokens expire.

@@ -16,7 +16,7 @@ use chrono::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use paddock_core::identity::{Identity, IdentityError, LoginOutcome, PasswordAccounts, Tokens};
 use paddock_core::secret::{confirmation_code, random_token, sha256_hex};
-use paddock_core::store::{Store, StoreError};
+use paddock_core::store::{CredentialStore, Store, StoreError};
 use paddock_core::user::{ConfirmationCode, Principal, RefreshToken, Role, User};
 use paddock_core::Clock;
 use paddock_core::UserId;
@@ -56,6 +56,8 @@ struct Claims {
 /// Accounts kept by paddock itself.
 pub struct BuiltinIdentity {
     store: Arc<dyn Store>,
+    /// Confirmation codes and refresh tokens: records no other identity keeps.
+    credentials: Arc<dyn CredentialStore>,
     mailer: Arc<dyn Mailer>,
     clock: Clock,
     settings: BuiltinSettings,
@@ -112,6 +114,7 @@ async fn verify_blocking(password: String, phc: String) -> bool {
 impl BuiltinIdentity {
     pub fn new(
         store: Arc<dyn Store>,
+        credentials: Arc<dyn CredentialStore>,
         mailer: Arc<dyn Mailer>,
         clock: Clock,
         signing_key: &[u8],
@@ -124,6 +127,7 @@ impl BuiltinIdentity {
                 clock.clone(),
             ),
             store,
+            credentials,
             mailer,
             clock,
             settings,
@@ -169,7 +173,7 @@ impl BuiltinIdentity {
         let access = self.sign(user, TOKEN_ACCESS, self.settings.access_ttl_secs as i64)?;
         let refresh = random_token(32);
         let now = self.clock.now();
-        self.store
+        self.credentials
             .insert_refresh_token(&RefreshToken {
                 token_hash: sha256_hex(&refresh),
                 user_id: user.user_id.clone(),
@@ -191,7 +195,7 @@ impl BuiltinIdentity {
 
     async fn send_code(&self, email: &str) -> Result<(), IdentityError> {
         let code = confirmation_code();
-        self.store
+        self.credentials
             .put_confirmation(&ConfirmationCode {
                 email: email.to_owned(),
                 code_hash: sha256_hex(&format!("{email}:{code}")),
@@ -347,7 +351,7 @@ impl PasswordAccounts for BuiltinIdentity {
         // Each try is counted before it is checked, in one store step, so
         // that guesses sent at once cannot try more codes than the limit.
         let Some(pending) = self
-            .store
+            .credentials
             .count_confirmation_attempt(&email)
             .await
             .map_err(backend)?
@@ -365,7 +369,7 @@ impl PasswordAccounts for BuiltinIdentity {
             Ok(())
         })
         .await?;
-        self.store
+        self.credentials
             .delete_confirmation(&email)
             .await
             .map_err(backend)?;
@@ -504,7 +508,7 @@ impl PasswordAccounts for BuiltinIdentity {
             Ok(())
         })
         .await?;
-        self.store
+        self.credentials
             .revoke_user_refresh_tokens(user_id, self.clock.now())
             .await
             .map_err(backend)
@@ -517,24 +521,36 @@ impl Identity for BuiltinIdentity {
         Some(self)
     }
 
+    async fn end_sessions(&self, user: &UserId) -> Result<(), IdentityError> {
+        self.credentials
+            .revoke_user_refresh_tokens(user, self.clock.now())
+            .await
+            .map_err(backend)
+    }
+
     async fn refresh(&self, refresh_token: &str) -> Result<Tokens, IdentityError> {
         let hash = sha256_hex(refresh_token);
         let now = self.clock.now();
-        let Some(stored) = self.store.get_refresh_token(&hash).await.map_err(backend)? else {
+        let Some(stored) = self
+            .credentials
+            .get_refresh_token(&hash)
+            .await
+            .map_err(backend)?
+        else {
             return Err(IdentityError::InvalidToken);
         };
         if stored.revoked_at.is_some() || stored.expires_at <= now {
             return Err(IdentityError::InvalidToken);
         }
         if !self
-            .store
+            .credentials
             .consume_refresh_token(&hash, now)
             .await
             .map_err(backend)?
         {
             // A token presented twice: someone else holds a copy. End the family.
             tracing::warn!(user = %stored.user_id, "refresh token reuse detected; revoking its family");
-            self.store
+            self.credentials
                 .revoke_refresh_family(&stored.family_id, now)
                 .await
                 .map_err(backend)?;
@@ -546,8 +562,13 @@ impl Identity for BuiltinIdentity {
 
     async fn logout(&self, refresh_token: &str) -> Result<(), IdentityError> {
         let hash = sha256_hex(refresh_token);
-        if let Some(stored) = self.store.get_refresh_token(&hash).await.map_err(backend)? {
-            self.store
+        if let Some(stored) = self
+            .credentials
+            .get_refresh_token(&hash)
+            .await
+            .map_err(backend)?
+        {
+            self.credentials
                 .revoke_refresh_family(&stored.family_id, self.clock.now())
                 .await
                 .map_err(backend)?;

@@ -33,6 +33,7 @@ async fn builtin() -> Builtin {
     let clock = Clock::default();
     let identity = BuiltinIdentity::new(
         store.clone(),
+        store.clone(),
         mailer.clone(),
         clock.clone(),
         b"a signing key for the identity conformance tests, 64 bytes long!",

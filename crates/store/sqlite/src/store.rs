@@ -12,7 +12,7 @@ use crate::SqliteStore;
 use async_trait::async_trait;
 use paddock_core::catalog::Model;
 use paddock_core::instance::{Instance, Transition};
-use paddock_core::store::{Store, StoreError, StoreResult, UsageDay, UsageQuery};
+use paddock_core::store::{CredentialStore, Store, StoreError, StoreResult, UsageDay, UsageQuery};
 use paddock_core::user::{ApiKey, ConfirmationCode, RefreshToken, UsageRecord, User};
 use paddock_core::{ApiKeyId, InstanceId, ModelId, Timestamp, UserId};
 use sqlx::sqlite::SqliteRow;
@@ -205,131 +205,7 @@ impl Store for SqliteStore {
         decode_all(rows, codec::user)
     }
 
-    // ---- confirmation codes ----
-
-    async fn put_confirmation(&self, c: &ConfirmationCode) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO confirmation_codes (email, code_hash, expires_at, attempts) \
-             VALUES (?, ?, ?, ?) \
-             ON CONFLICT (email) DO UPDATE SET email = excluded.email, \
-             code_hash = excluded.code_hash, expires_at = excluded.expires_at, \
-             attempts = excluded.attempts",
-        )
-        .bind(&c.email)
-        .bind(&c.code_hash)
-        .bind(ts(&c.expires_at))
-        .bind(i64::from(c.attempts))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>> {
-        self.fetch_one_by(
-            "SELECT * FROM confirmation_codes WHERE email = ?",
-            email,
-            codec::confirmation,
-        )
-        .await
-    }
-
-    async fn count_confirmation_attempt(
-        &self,
-        email: &str,
-    ) -> StoreResult<Option<ConfirmationCode>> {
-        sqlx::query(
-            "UPDATE confirmation_codes SET attempts = attempts + 1 WHERE email = ? RETURNING *",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
-        .as_ref()
-        .map(codec::confirmation)
-        .transpose()
-    }
-
-    async fn delete_confirmation(&self, email: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM confirmation_codes WHERE email = ?")
-            .bind(email)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    // ---- refresh tokens ----
-
-    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, \
-             expires_at, used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.token_hash)
-        .bind(t.user_id.as_str())
-        .bind(&t.family_id)
-        .bind(ts(&t.created_at))
-        .bind(ts(&t.expires_at))
-        .bind(opt_ts(&t.used_at))
-        .bind(opt_ts(&t.revoked_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| conflict_or_backend(e, |_| "refresh token".to_owned()))?;
-        Ok(())
-    }
-
-    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
-        self.fetch_one_by(
-            "SELECT * FROM refresh_tokens WHERE token_hash = ?",
-            token_hash,
-            codec::refresh_token,
-        )
-        .await
-    }
-
-    async fn consume_refresh_token(&self, token_hash: &str, at: Timestamp) -> StoreResult<bool> {
-        // One conditional write: of two concurrent rotations exactly one
-        // changes the row. Expiry is the caller's check.
-        let done = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = ? \
-             WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(ts(&at))
-        .bind(token_hash)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn revoke_refresh_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()> {
-        // The first revocation time is kept.
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
-        )
-        .bind(ts(&at))
-        .bind(family_id)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn revoke_user_refresh_tokens(&self, user: &UserId, at: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-        )
-        .bind(ts(&at))
-        .bind(user.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
     // ---- catalog ----
-
     async fn insert_model_if_absent(&self, m: &Model) -> StoreResult<bool> {
         let done = bind_model_fields(
             sqlx::query(
@@ -771,4 +647,130 @@ fn bind_model_fields<'q>(
         .bind(m.is_active)
         .bind(opt_ts(&m.updated_at))
         .bind(m.model_id.as_str()))
+}
+
+#[async_trait]
+impl CredentialStore for SqliteStore {
+    // ---- confirmation codes ----
+
+    async fn put_confirmation(&self, c: &ConfirmationCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO confirmation_codes (email, code_hash, expires_at, attempts) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT (email) DO UPDATE SET email = excluded.email, \
+             code_hash = excluded.code_hash, expires_at = excluded.expires_at, \
+             attempts = excluded.attempts",
+        )
+        .bind(&c.email)
+        .bind(&c.code_hash)
+        .bind(ts(&c.expires_at))
+        .bind(i64::from(c.attempts))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_confirmation(&self, email: &str) -> StoreResult<Option<ConfirmationCode>> {
+        self.fetch_one_by(
+            "SELECT * FROM confirmation_codes WHERE email = ?",
+            email,
+            codec::confirmation,
+        )
+        .await
+    }
+
+    async fn count_confirmation_attempt(
+        &self,
+        email: &str,
+    ) -> StoreResult<Option<ConfirmationCode>> {
+        sqlx::query(
+            "UPDATE confirmation_codes SET attempts = attempts + 1 WHERE email = ? RETURNING *",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(codec::confirmation)
+        .transpose()
+    }
+
+    async fn delete_confirmation(&self, email: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM confirmation_codes WHERE email = ?")
+            .bind(email)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    // ---- refresh tokens ----
+
+    async fn insert_refresh_token(&self, t: &RefreshToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family_id, created_at, \
+             expires_at, used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.token_hash)
+        .bind(t.user_id.as_str())
+        .bind(&t.family_id)
+        .bind(ts(&t.created_at))
+        .bind(ts(&t.expires_at))
+        .bind(opt_ts(&t.used_at))
+        .bind(opt_ts(&t.revoked_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or_backend(e, |_| "refresh token".to_owned()))?;
+        Ok(())
+    }
+
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        self.fetch_one_by(
+            "SELECT * FROM refresh_tokens WHERE token_hash = ?",
+            token_hash,
+            codec::refresh_token,
+        )
+        .await
+    }
+
+    async fn consume_refresh_token(&self, token_hash: &str, at: Timestamp) -> StoreResult<bool> {
+        // One conditional write: of two concurrent rotations exactly one
+        // changes the row. Expiry is the caller's check.
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ? \
+             WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_refresh_family(&self, family_id: &str, at: Timestamp) -> StoreResult<()> {
+        // The first revocation time is kept.
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(family_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revoke_user_refresh_tokens(&self, user: &UserId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(&at))
+        .bind(user.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
 }

@@ -29,6 +29,7 @@ async fn fresh_store() -> SqliteStore {
 }
 
 paddock_core::store_conformance_tests!(fresh_store().await);
+paddock_core::credential_store_conformance_tests!(fresh_store().await);
 
 fn pending_instance() -> (Instance, Transition) {
     let now = Utc::now();
