@@ -6,6 +6,7 @@ use crate::instances::round6;
 use crate::{AdminOps, Control, Error, Result, STALE_RETRIES};
 use paddock_core::catalog::Model;
 use paddock_core::compute::{ComputeSpec, GpuInstanceType};
+use paddock_core::instance::Instance;
 use paddock_core::store::StoreError;
 use paddock_core::user::Principal;
 use paddock_core::ModelId;
@@ -93,6 +94,12 @@ impl Control {
                 "model {id:?} is not in the catalog; GET /api/models lists what can be deployed"
             ))),
         }
+    }
+
+    /// The catalog entry an instance was deployed from, even if it has
+    /// been deactivated since (`None` if it was removed).
+    pub async fn deployed_model(&self, i: &Instance) -> Result<Option<Model>> {
+        Ok(self.store.get_model(&i.model_id).await?)
     }
 
     /// The CPU and GPU sizes, with prices.

@@ -147,6 +147,11 @@ impl Control {
         }))
     }
 
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
     /// The operations on everyone's records, for an admin; `None` for
     /// anyone else. The only way to reach them.
     pub fn as_admin<'a>(&'a self, caller: &'a Principal) -> Option<AdminOps<'a>> {

@@ -690,13 +690,7 @@ async fn deployed(
 }
 
 async fn model_entry(state: &Gateway, i: &Instance) -> Value {
-    let m = state
-        .control
-        .store
-        .get_model(&i.model_id)
-        .await
-        .ok()
-        .flatten();
+    let m = state.control.deployed_model(i).await.ok().flatten();
     let size = m.as_ref().map_or(0, |m| (m.model_size_gb * 1e9) as u64);
     let family = m.as_ref().map_or(String::new(), |m| m.model_family.clone());
     json!({

@@ -32,7 +32,7 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, description = "The store answers", body = Health),
               (status = 503, description = "The store does not answer", body = Health)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.control.store.ping().await {
+    match state.control.ready().await {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {
