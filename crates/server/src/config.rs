@@ -30,8 +30,9 @@
 //! (`PADDOCK_GATEWAY__CLIENT_TIMEOUT_SECS=30`), or `PADDOCK_<KEY>` for the
 //! top-level keys (`PADDOCK_LISTEN`, `PADDOCK_DATA_DIR`,
 //! `PADDOCK_PUBLIC_URL`). The flat names of earlier releases
-//! (`PADDOCK_ADMIN_PASSWORD`, `PADDOCK_CLIENT_TIMEOUT_SECS`, ...) still
-//! work for this release, each with a warning naming its new name
+//! (`PADDOCK_ADMIN_PASSWORD`, `PADDOCK_CLIENT_TIMEOUT_SECS`, ...; in a
+//! file, `allow_signup = false` outside any section) still work for this
+//! release, each with a warning naming its new name
 //! ([`Config::deprecated_env`]).
 //!
 //! Owns [`Config`] and [`Secret`]. Secrets never show in `Debug` output or
@@ -109,8 +110,9 @@ pub struct Config {
     pub driver: DriverConfig,
     pub gateway: GatewayConfig,
     pub reconciler: ReconcilerConfig,
-    /// The flat environment variables of earlier releases that were used,
-    /// each with its new name, for a warning at start.
+    /// The flat names of earlier releases that were used (environment
+    /// variables, or keys of the file), each with its new name, for a
+    /// warning at start.
     #[serde(skip)]
     pub deprecated_env: Vec<(String, String)>,
 }
@@ -393,6 +395,32 @@ fn env_key(var: &str) -> Option<(String, bool)> {
         .map(|(_, new)| ((*new).to_owned(), true))
 }
 
+/// A TOML file with the flat keys of the previous release moved into
+/// their sections (`allow_signup = false` becomes `[identity]
+/// allow_signup = false`), and the keys moved, each with its new name.
+/// A key set both ways keeps its sectioned value.
+fn sectioned_toml(text: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let mut moved = Vec::new();
+    for (old, new) in FLAT_NAMES {
+        let Some((section, key)) = new.split_once('.') else {
+            continue;
+        };
+        let Some(value) = table.remove(old) else {
+            continue;
+        };
+        let entry = table
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            t.entry(key.to_owned()).or_insert(value);
+        }
+        moved.push((old.to_owned(), new.to_owned()));
+    }
+    let text = toml::to_string(&table).map_err(|e| e.to_string())?;
+    Ok((text, moved))
+}
+
 /// `section.key` as its environment variable.
 fn env_name(key: &str) -> String {
     let name = match key.split_once('.') {
@@ -418,8 +446,20 @@ impl Config {
             None => Some(PathBuf::from("paddock.toml")).filter(|p| p.exists()),
         };
         let mut figment = Figment::new();
+        let mut deprecated = Vec::new();
         if let Some(f) = &file {
-            figment = figment.merge(Toml::file_exact(f));
+            let text = std::fs::read_to_string(f).map_err(|source| ConfigError::Read {
+                path: f.clone(),
+                source,
+            })?;
+            let (text, moved) = sectioned_toml(&text)
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", f.display())))?;
+            deprecated.extend(
+                moved
+                    .into_iter()
+                    .map(|(old, new)| (format!("{old} in {}", f.display()), new)),
+            );
+            figment = figment.merge(Toml::string(&text));
         }
         let env = Env::prefixed("PADDOCK_")
             .filter_map(|k| env_key(k.as_str()).map(|(key, _)| key.into()))
@@ -428,13 +468,12 @@ impl Config {
             .merge(env)
             .extract()
             .map_err(|e| ConfigError::Parse(e.to_string()))?;
-        config.deprecated_env = std::env::vars()
-            .filter_map(|(name, _)| {
-                let rest = name.strip_prefix("PADDOCK_")?;
-                let (key, old) = env_key(rest)?;
-                (old && key.contains('.')).then(|| (name.clone(), env_name(&key)))
-            })
-            .collect();
+        deprecated.extend(std::env::vars().filter_map(|(name, _)| {
+            let rest = name.strip_prefix("PADDOCK_")?;
+            let (key, old) = env_key(rest)?;
+            (old && key.contains('.')).then(|| (name.clone(), env_name(&key)))
+        }));
+        config.deprecated_env = deprecated;
         Ok(config)
     }
 
@@ -646,8 +685,16 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("nonsense"), "{e}");
-            jail.create_file("flat.toml", "allow_signup = false\n")?;
-            assert!(Config::load(Some(Path::new("flat.toml"))).is_err());
+            // The previous release's flat file still loads, with warnings.
+            jail.create_file(
+                "flat.toml",
+                "allow_signup = false\nreconcile_interval_ms = 300\n",
+            )?;
+            let c = Config::load(Some(Path::new("flat.toml"))).expect("flat file");
+            assert!(!c.identity.allow_signup);
+            assert_eq!(c.reconciler.interval_ms, 300);
+            let news: Vec<_> = c.deprecated_env.iter().map(|(_, n)| n.as_str()).collect();
+            assert!(news.contains(&"identity.allow_signup"), "{news:?}");
             assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
             Ok(())
         });
