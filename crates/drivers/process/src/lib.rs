@@ -197,10 +197,26 @@ impl ProcessDriver {
     }
 
     /// Ends every runtime this driver launched, all at once, and reaps its
-    /// own children.
+    /// own children. Its own children are ended by pid as well as found by
+    /// the scan: one caught in the middle of `exec` has no readable
+    /// environment for that instant, and the scan alone would miss it.
     pub async fn stop_all(&self) {
-        let ending: Vec<_> = self
-            .scan()
+        let children: Vec<(InstanceId, Child)> = self
+            .children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(id, (_, child))| (id, child))
+            .collect();
+        let mut pids: Vec<(InstanceId, i32)> = self.scan();
+        for (id, child) in &children {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                if !pids.iter().any(|(_, p)| *p == pid) {
+                    pids.push((id.clone(), pid));
+                }
+            }
+        }
+        let ending: Vec<_> = pids
             .into_iter()
             .map(|(id, pid)| {
                 tracing::info!(instance = %id, pid, "ending runtime");
@@ -210,14 +226,7 @@ impl ProcessDriver {
         for end in ending {
             let _ = end.await;
         }
-        let children: Vec<Child> = self
-            .children
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, (_, child))| child)
-            .collect();
-        for mut child in children {
+        for (_, mut child) in children {
             let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
         }
     }
@@ -575,7 +584,11 @@ mod tests {
     fn sleeper_driver(root: &Path, keep_on_shutdown: bool) -> ProcessDriver {
         use std::os::unix::fs::PermissionsExt;
         let script = root.join("fake-runtime");
-        std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        // Written once per root: a second driver on the same root must not
+        // rewrite the script under a shell that is still reading it.
+        if !script.exists() {
+            std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        }
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         ProcessDriver::new(ProcessDriverConfig {
             runtime_binary: script,
@@ -604,6 +617,20 @@ mod tests {
         matches!(driver.status(h).await.unwrap(), Observed::Alive { .. })
     }
 
+    /// Whether `driver` sees the runtime alive within 5 s. Just after a
+    /// launch (the fake runtime is a shell that execs `sleep`), the process
+    /// can be between two execs, when its environment, by which a driver
+    /// that did not launch it knows it, cannot be read for an instant.
+    async fn comes_alive(driver: &ProcessDriver, h: &Handle) -> bool {
+        for _ in 0..100 {
+            if alive(driver, h).await {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     // One test for both settings: a test that writes and runs a script while
     // another forks can fail with "text file busy".
     #[tokio::test]
@@ -617,7 +644,7 @@ mod tests {
         let driver = sleeper_driver(&root, false);
         let known = driver.launch(&launch_spec("i-known")).await.unwrap();
         let stray = driver.launch(&launch_spec("i-stray")).await.unwrap();
-        assert!(alive(&driver, &known).await && alive(&driver, &stray).await);
+        assert!(comes_alive(&driver, &known).await && comes_alive(&driver, &stray).await);
         let ended = driver
             .shutdown(&[(InstanceId::new("i-known"), known.clone())])
             .await
@@ -639,7 +666,7 @@ mod tests {
         let known = [(InstanceId::new("i-kept"), h.clone())];
         assert!(driver.shutdown(&known).await.unwrap().is_empty());
         let next = sleeper_driver(&root, true);
-        assert!(alive(&next, &h).await);
+        assert!(comes_alive(&next, &h).await);
         assert_eq!(
             next.adopt(&known).await.unwrap(),
             vec![InstanceId::new("i-kept")]
