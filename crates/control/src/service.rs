@@ -49,23 +49,6 @@ pub struct Settings {
     pub restart_backoff_secs: u64,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            public_url: "http://127.0.0.1:8080".into(),
-            allow_signup: true,
-            local_cpu_hour_usd: 0.0,
-            runtime_parallel: 4,
-            queue_per_instance: 512,
-            reconcile_interval_ms: 1000,
-            start_timeout_secs: 120,
-            wake_timeout_secs: 120,
-            max_restarts: 3,
-            restart_backoff_secs: 2,
-        }
-    }
-}
-
 /// Asks a model server whether it is healthy. The gateway's connection
 /// pool implements it (the reconciler's probes then share its keep-alive
 /// connections); control only knows that a probe answers yes or no.

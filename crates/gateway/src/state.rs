@@ -21,17 +21,6 @@ pub struct GatewaySettings {
     pub queue_timeout_secs: u64,
 }
 
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        GatewaySettings {
-            body_limit_bytes: 2 * 1024 * 1024,
-            client_timeout_secs: 60,
-            queue_per_instance: 512,
-            queue_timeout_secs: 60,
-        }
-    }
-}
-
 impl GatewaySettings {
     /// [`GatewaySettings::client_timeout_secs`] as a duration (at least a second).
     pub fn client_timeout(&self) -> Duration {

@@ -690,6 +690,11 @@ async fn openapi_documents_every_route_and_every_documented_route_is_served() {
         for (method, op) in item.as_object().unwrap() {
             operations += 1;
             assert!(op["summary"].is_string(), "{method} {path}");
+            assert_eq!(
+                op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Error",
+                "{method} {path}"
+            );
             // Served: the router does not answer "no such route" or 405.
             let served = path
                 .replace("{model_id}", "gemma3:270m")

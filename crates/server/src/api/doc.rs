@@ -4,6 +4,7 @@
 //! is served exactly when it is documented.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 /// Every error: `{error: {code, message}}`.
@@ -62,5 +63,38 @@ impl Modify for Bearer {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every operation can answer bad input or a refusal with [`Error`].
+/// Applied to the finished document, once the router has added the paths.
+pub(crate) struct Errors;
+
+impl Modify for Errors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let error = ResponseBuilder::new()
+            .description("bad input or not allowed")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Error")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("4XX".into())
+                    .or_insert_with(|| error.clone().into());
+            }
+        }
     }
 }

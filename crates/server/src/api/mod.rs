@@ -32,7 +32,9 @@ pub fn router() -> Router<AppState> {
 
 /// The OpenAPI document of [`router`], `GET /api/openapi.json` included.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut doc = routes().split_for_parts().1;
+    utoipa::Modify::modify(&doc::Errors, &mut doc);
+    doc
 }
 
 fn routes() -> OpenApiRouter<AppState> {
