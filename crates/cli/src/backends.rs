@@ -2,14 +2,14 @@
 //! the store, the identity and the compute driver. A new backend is a new
 //! crate beside its siblings and one arm here.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::Identity;
 use paddock_core::store::Store;
 use paddock_core::Clock;
 use paddock_identity_builtin::mailer::LogMailer;
 use paddock_identity_builtin::{BuiltinIdentity, BuiltinSettings};
-use paddock_server::config::Config;
+use paddock_server::config::{Config, DockerReach, DriverKind};
 use paddock_server::Services;
 use std::sync::Arc;
 
@@ -38,23 +38,52 @@ pub async fn services(config: &Config) -> Result<Services> {
             login_lockout_secs: config.identity.login_lockout_secs,
         },
     ));
-    let driver: Arc<dyn ComputeDriver> = Arc::new(paddock_driver_process::ProcessDriver::new(
-        paddock_driver_process::ProcessDriverConfig {
-            runtime_binary: match &config.driver.runtime_binary {
-                Some(b) => b.clone(),
-                None => std::env::current_exe()?,
+    let driver: Arc<dyn ComputeDriver> = match config.driver.kind {
+        DriverKind::Process => Arc::new(paddock_driver_process::ProcessDriver::new(
+            paddock_driver_process::ProcessDriverConfig {
+                runtime_binary: match &config.driver.runtime_binary {
+                    Some(b) => b.clone(),
+                    None => std::env::current_exe()?,
+                },
+                root: config.data_dir.clone(),
+                models_dir: config.models_dir(),
+                parallel: config.driver.runtime_parallel,
+                extra_args: Vec::new(),
+                keep_on_shutdown: config.driver.keep_instances_on_shutdown,
             },
-            root: config.data_dir.clone(),
-            models_dir: config.models_dir(),
-            parallel: config.driver.runtime_parallel,
-            extra_args: Vec::new(),
-            keep_on_shutdown: config.driver.keep_instances_on_shutdown,
-        },
-    ));
+        )),
+        DriverKind::Docker => Arc::new(
+            paddock_driver_docker::DockerDriver::connect(docker_config(config)?)
+                .await
+                .context("the docker driver")?,
+        ),
+    };
     Ok(Services {
         store,
         identity,
         driver,
         clock,
+    })
+}
+
+/// The Docker driver's settings from `[driver]`.
+pub fn docker_config(config: &Config) -> Result<paddock_driver_docker::DockerDriverConfig> {
+    use paddock_driver_docker::Reach;
+    Ok(paddock_driver_docker::DockerDriverConfig {
+        root: std::path::absolute(&config.data_dir)?,
+        models_dir: std::path::absolute(config.models_dir())?,
+        image: config
+            .driver
+            .image
+            .clone()
+            .unwrap_or_else(paddock_driver_docker::default_image),
+        model_images: config.driver.model_images,
+        parallel: config.driver.runtime_parallel,
+        reach: match config.driver.docker_reach {
+            DockerReach::Auto => Reach::Auto,
+            DockerReach::Socket => Reach::Socket,
+            DockerReach::Port => Reach::Port,
+        },
+        keep_on_shutdown: config.driver.keep_instances_on_shutdown,
     })
 }

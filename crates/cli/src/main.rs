@@ -5,6 +5,7 @@
 mod backends;
 mod client;
 mod commands;
+mod image;
 mod table;
 
 use anyhow::Result;
@@ -95,6 +96,14 @@ enum Command {
     },
     /// CPU and GPU sizes with prices.
     Compute,
+    /// Container images: `paddock image build [--model NAME]`.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCmd,
+    },
+    /// Exit 0 when the runtime on $PADDOCK_RUNTIME_SOCKET (or a port)
+    /// answers /api/version: the images' HEALTHCHECK.
+    Healthcheck(image::HealthcheckArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +114,9 @@ struct ServeArgs {
     /// Data directory (database, secrets, models) [default: ~/.local/share/paddock].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Where instances run: process or docker [default: `[driver] kind`, else process].
+    #[arg(long)]
+    driver: Option<paddock_server::config::DriverKind>,
     /// A TOML config file [default: ./paddock.toml when present].
     #[arg(long)]
     config: Option<PathBuf>,
@@ -131,6 +143,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
+    }
+    if let Some(kind) = args.driver {
+        config.driver.kind = kind;
     }
     config.validate()?;
     if args.print_config {
@@ -215,5 +230,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys { command } => commands::keys(&mut client(), &out, command).await,
         Command::Users { command } => commands::users(&mut client(), &out, command).await,
         Command::Compute => commands::compute(&mut client(), &out).await,
+        Command::Image { command } => image::run(command),
+        Command::Healthcheck(args) => image::healthcheck(args).await,
     }
 }

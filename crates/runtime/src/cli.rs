@@ -14,7 +14,7 @@ use crate::{default_data_dir, default_threads, RuntimeConfig, RuntimeError};
 pub struct RuntimeArgs {
     /// The model: a .gguf path, a store name (gemma3:270m), a name in the
     /// Ollama models directory, or a registry name to pull.
-    #[arg(long)]
+    #[arg(long, env = "PADDOCK_MODEL")]
     pub model: String,
     /// Address to listen on; keep it on loopback or a private network.
     #[arg(long, default_value = "127.0.0.1", env = "PADDOCK_RUNTIME_HOST")]
@@ -23,8 +23,9 @@ pub struct RuntimeArgs {
     #[arg(long, default_value_t = 11434, env = "PADDOCK_RUNTIME_PORT")]
     pub port: u16,
     /// Listen on this unix socket instead of host:port (made with mode
-    /// 0600, so only this user can connect; the process driver's choice).
-    #[arg(long)]
+    /// 0600, so only this user can connect; the process and Docker
+    /// drivers' choice).
+    #[arg(long, env = "PADDOCK_RUNTIME_SOCKET")]
     pub socket: Option<PathBuf>,
     /// CPU threads for decoding [default: physical cores].
     #[arg(long)]
@@ -58,7 +59,11 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn open(&self) -> Result<ModelStore, RuntimeError> {
+    /// Opens the store these arguments name.
+    ///
+    /// # Errors
+    /// When its directories cannot be made.
+    pub fn open(&self) -> Result<ModelStore, RuntimeError> {
         Ok(ModelStore::open(&self.data_dir)?
             .with_ollama_dir(self.ollama_models_dir.clone())
             .with_registry(self.registry.clone()))

@@ -458,6 +458,48 @@ impl ModelStore {
         self.resolve(&parsed.display())
     }
 
+    /// Copies `reference` (from the store or the Ollama directory) into
+    /// the store of `dest` (a data directory): its manifest and every blob
+    /// the manifest names (weights, template, parameters), so the copy
+    /// resolves and serves exactly as the original. Blobs are hard-linked
+    /// where they can be, else copied. What `paddock image build --model`
+    /// puts in a model image.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the model is not local, or when it is
+    /// a bare `.gguf` path (which has no manifest); others for I/O.
+    pub fn export(&self, reference: &str, dest: &Path) -> Result<ResolvedModel, StoreError> {
+        let name = ModelName::parse(reference)?;
+        let (root, manifest_path) = [&self.root, &self.ollama_dir]
+            .into_iter()
+            .map(|root| (root, name.manifest_in(root)))
+            .find(|(_, m)| m.is_file())
+            .ok_or_else(|| self.not_found(reference))?;
+        let bytes = std::fs::read(&manifest_path).map_err(io_err(&manifest_path))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::BadManifest {
+                path: manifest_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let target = ModelStore::open(dest)?;
+        for layer in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let from = Self::blob_path(root, &layer.digest);
+            let to = Self::blob_path(&target.root, &layer.digest);
+            if to.is_file() {
+                continue;
+            }
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(io_err(&from))?;
+            }
+        }
+        let out = name.manifest_in(&target.root);
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        std::fs::write(&out, &bytes).map_err(io_err(&out))?;
+        target.resolve(&name.display())
+    }
+
     fn write_manifest(&self, name: &ModelName, manifest: &Manifest) -> Result<(), StoreError> {
         let path = name.manifest_in(&self.root);
         if let Some(dir) = path.parent() {
@@ -797,5 +839,26 @@ mod tests {
         );
         assert!(ModelName::parse("../etc:passwd").is_err());
         assert!(ModelName::parse("a/b/c/d").is_err());
+    }
+
+    #[test]
+    fn an_exported_model_resolves_the_same_in_its_new_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let gguf = dir.path().join("tiny.gguf");
+        std::fs::write(&gguf, b"GGUF and some weights").unwrap();
+        let store = ModelStore::open(&dir.path().join("src")).unwrap();
+        let original = store.import(&gguf, "me/tiny:q4").unwrap();
+        let copy = store.export("me/tiny:q4", &dir.path().join("dst")).unwrap();
+        assert_eq!(copy.name, "me/tiny:q4");
+        assert_eq!(copy.digest, original.digest);
+        assert_eq!(copy.size, original.size);
+        assert!(copy.path.starts_with(dir.path().join("dst").join("models")));
+        assert_eq!(std::fs::read(&copy.path).unwrap(), b"GGUF and some weights");
+        // Exporting again is a no-op, and a model that is not there is named.
+        store.export("me/tiny:q4", &dir.path().join("dst")).unwrap();
+        assert!(matches!(
+            store.export("me/absent:q4", &dir.path().join("dst")),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 }

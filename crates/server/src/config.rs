@@ -16,7 +16,7 @@
 //! admin_email = "admin@example.com"
 //!
 //! [driver]
-//! kind = "process"
+//! kind = "process"           # or "docker"
 //! runtime_parallel = 4
 //!
 //! [gateway]
@@ -206,6 +206,28 @@ pub struct DriverConfig {
     /// Price per vCPU-hour charged for CPU instances this driver runs
     /// (0 by default: your own hardware). GPU sizes use their list price.
     pub local_cpu_hour_usd: f64,
+    /// The paddock image the Docker driver runs [default:
+    /// `paddock:<version>`, what `paddock image build` makes].
+    pub image: Option<String>,
+    /// Whether the Docker driver runs a model's image
+    /// (`paddock-model:<model>-<tag>`, weights baked in) when the engine
+    /// has one, instead of the paddock image with the store mounted.
+    pub model_images: bool,
+    /// How the gateway reaches a Docker container's model server.
+    pub docker_reach: DockerReach,
+}
+
+/// How the gateway reaches a container's model server (`[driver] docker_reach`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerReach {
+    /// A unix socket for a local engine, a published port for a remote one.
+    #[default]
+    Auto,
+    /// A unix socket in the bind-mounted instance directory.
+    Socket,
+    /// A published port (on 127.0.0.1 for a local engine).
+    Port,
 }
 
 /// The compute drivers.
@@ -215,6 +237,19 @@ pub enum DriverKind {
     /// Each instance a `paddock runtime` child process of this server.
     #[default]
     Process,
+    /// Each instance a container on a Docker Engine (`DOCKER_HOST`).
+    Docker,
+}
+
+impl std::str::FromStr for DriverKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(DriverKind::Process),
+            "docker" => Ok(DriverKind::Docker),
+            _ => Err(format!("unknown driver {s:?}: choose process or docker")),
+        }
+    }
 }
 
 impl Default for DriverConfig {
@@ -226,6 +261,9 @@ impl Default for DriverConfig {
             runtime_parallel: 4,
             keep_instances_on_shutdown: false,
             local_cpu_hour_usd: 0.0,
+            image: None,
+            model_images: true,
+            docker_reach: DockerReach::Auto,
         }
     }
 }
@@ -535,6 +573,13 @@ impl Config {
             "driver.local_cpu_hour_usd",
             "must be a price of 0 or more",
         )?;
+        if let Some(image) = &d.image {
+            check(
+                !image.trim().is_empty() && !image.contains(char::is_whitespace),
+                "driver.image",
+                "must be an image reference like paddock:0.1.0",
+            )?;
+        }
         let g = &self.gateway;
         check(
             g.body_limit_bytes >= 1024,

@@ -394,6 +394,8 @@ impl ComputeDriver for ProcessDriver {
             .env(ENV_INSTANCE, spec.instance_id.as_str())
             .env(ENV_ROOT, &self.config.root)
             .env_remove("PADDOCK_ADMIN_PASSWORD")
+            .env_remove("PADDOCK_RUNTIME_SOCKET")
+            .env_remove("PADDOCK_MODEL")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::from(log))
             .stderr(std::process::Stdio::from(stderr))
