@@ -210,9 +210,7 @@ fn docker() -> Command {
 }
 
 fn check(mut cmd: Command, what: &str) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {what}"))?;
+    let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }
@@ -280,7 +278,10 @@ fn ensure_base_image(mirror: &str) -> Result<()> {
             .arg(&dir)
             .arg(mirror)
             .stdout(Stdio::null());
-        check(cmd, "debootstrap (install it with `apt-get install debootstrap`)")?;
+        check(
+            cmd,
+            "debootstrap (install it with `apt-get install debootstrap`)",
+        )?;
         let mut trim = sudo("sh");
         trim.arg("-c").arg(
             "cd \"$1\" && rm -rf var/cache/apt/archives/*.deb var/lib/apt/lists/* \
@@ -311,10 +312,7 @@ fn ensure_base_image(mirror: &str) -> Result<()> {
     if !root {
         // debootstrap's files are root's; the temporary directory's own
         // cleanup cannot remove them.
-        let _ = Command::new("sudo")
-            .args(["rm", "-rf"])
-            .arg(&dir)
-            .status();
+        let _ = Command::new("sudo").args(["rm", "-rf"]).arg(&dir).status();
     }
     result?;
     eprintln!("made {BASE_IMAGE} ({})", image_size(BASE_IMAGE)?);

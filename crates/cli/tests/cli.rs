@@ -171,3 +171,33 @@ async fn a_user_drives_paddock_from_the_cli() {
     .await
     .unwrap();
 }
+
+#[test]
+fn serve_takes_the_driver_from_a_flag_and_names_the_choices_of_a_wrong_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--driver",
+            "docker",
+            "--print-config",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(config["driver"]["kind"].as_str(), Some("docker"), "{text}");
+    assert_eq!(config["driver"]["docker_reach"].as_str(), Some("auto"));
+    assert_eq!(config["driver"]["model_images"].as_bool(), Some(true));
+
+    let out = Command::new(bin())
+        .args(["serve", "--driver", "kubernetes", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("choose process or docker"), "{err}");
+}

@@ -117,7 +117,10 @@ async fn over_socket(socket: &Path, method: &str, path: &str, body: &str) -> (u1
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut r = rest;
         while let Some((size, tail)) = r.split_once("\r\n") {
@@ -145,9 +148,14 @@ async fn the_images_build_offline_and_a_model_image_serves_on_its_socket() {
     // The paddock image: the binary, a non-root user, the runtime's port,
     // a health check and OCI labels.
     let paddock = paddock_driver_docker::default_image();
-    let config: Value =
-        serde_json::from_str(&docker(&["image", "inspect", "-f", "{{json .Config}}", &paddock]))
-            .unwrap();
+    let config: Value = serde_json::from_str(&docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config}}",
+        &paddock,
+    ]))
+    .unwrap();
     assert_eq!(config["User"], "paddock");
     assert!(config["ExposedPorts"]["11434/tcp"].is_object(), "{config}");
     assert_eq!(
@@ -302,8 +310,10 @@ async fn a_container_over_its_memory_limit_is_reported_out_of_memory() {
     let driver = DockerDriver::connect(driver_config(dir.path(), Reach::Auto, true))
         .await
         .unwrap();
-    // The runtime's compute buffers alone need more than this.
-    let h = driver.launch(&spec("i-small", 256)).await.unwrap();
+    // The weights and a long context's cache need more than this.
+    let mut small = spec("i-small", 128);
+    small.ctx = 16384;
+    let h = driver.launch(&small).await.unwrap();
     let mut reason = None;
     for _ in 0..600 {
         if let Observed::Exited { reason: r } = driver.status(&h).await.unwrap() {
@@ -314,7 +324,7 @@ async fn a_container_over_its_memory_limit_is_reported_out_of_memory() {
     }
     let reason = reason.expect("the container was not killed");
     assert!(
-        reason.starts_with("out of memory at 256 MiB: choose a larger size"),
+        reason.starts_with("out of memory at 128 MiB: choose a larger size"),
         "{reason}"
     );
     driver.stop(&h).await.unwrap();
@@ -356,6 +366,24 @@ async fn deploy_chat_and_stop_through_paddock_serve_on_docker() {
         .as_str()
         .unwrap()
         .to_owned();
+    // This engine has no NVIDIA runtime: a GPU size is refused at once.
+    let resp = serve
+        .client
+        .post(format!("{}/api/models/deploy", serve.url))
+        .bearer_auth(&token)
+        .json(&json!({"model_name": "gemma3:270m", "instance_type": "g4dn.xlarge"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("docker driver, which has no GPU"),
+        "{v}"
+    );
     let id = serve.deploy_gemma(&token).await;
     let v = serve.wait_status(&token, &id, "RUNNING").await;
     assert_eq!(v["restart_count"], 0, "{v}");

@@ -6,13 +6,13 @@
 mod support;
 
 use nix::sys::signal::Signal;
-use support::{bin, history, Serve};
 use paddock_server::testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
+use support::{bin, history, Serve};
 
 /// Pids of runtimes under a data dir.
 fn runtime_pids(root: &Path) -> Vec<i32> {

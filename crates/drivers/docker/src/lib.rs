@@ -330,7 +330,11 @@ impl DockerDriver {
             .docker
             .stop_container(
                 container,
-                Some(StopContainerOptionsBuilder::new().t(STOP_GRACE_SECS).build()),
+                Some(
+                    StopContainerOptionsBuilder::new()
+                        .t(STOP_GRACE_SECS)
+                        .build(),
+                ),
             )
             .await;
         let lines = self.container_logs(container, 0).await;
@@ -376,17 +380,18 @@ impl DockerDriver {
     async fn create_and_start(&self, spec: &LaunchSpec) -> Result<Handle, DriverError> {
         let id = &spec.instance_id;
         let for_model = model_image(spec.model_id.as_str());
-        let (image, mount_store) =
-            if self.config.model_images && self.image_exists(&for_model).await? {
-                (for_model, false)
-            } else if self.image_exists(&self.config.image).await? {
-                (self.config.image.clone(), true)
-            } else {
-                return Err(DriverError::LaunchFailed(format!(
+        let (image, mount_store) = if self.config.model_images
+            && self.image_exists(&for_model).await?
+        {
+            (for_model, false)
+        } else if self.image_exists(&self.config.image).await? {
+            (self.config.image.clone(), true)
+        } else {
+            return Err(DriverError::LaunchFailed(format!(
                     "the Docker engine has neither {for_model} nor {}; build them with `paddock image build` (and `--model {}`)",
                     self.config.image, spec.model_id
                 )));
-            };
+        };
         if mount_store && self.remote {
             return Err(DriverError::LaunchFailed(format!(
                 "the Docker engine is remote, so the model store cannot be mounted; build {} there with `paddock image build --model {}`",
@@ -473,7 +478,10 @@ impl DockerDriver {
             (LABEL_INSTANCE.to_owned(), id.as_str().to_owned()),
             (LABEL_ROOT.to_owned(), self.root_id.clone()),
             (LABEL_ENDPOINT.to_owned(), endpoint_label),
-            ("paddock.model".to_owned(), spec.model_id.as_str().to_owned()),
+            (
+                "paddock.model".to_owned(),
+                spec.model_id.as_str().to_owned(),
+            ),
         ]);
         let cmd = vec![
             "runtime".to_owned(),
@@ -688,7 +696,10 @@ fn exit_reason(c: &ContainerInspectResponse, last: &[String]) -> String {
         format!("out of memory at {mib} MiB: choose a larger size")
     } else {
         let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-        match state.and_then(|s| s.error.as_deref()).filter(|e| !e.is_empty()) {
+        match state
+            .and_then(|s| s.error.as_deref())
+            .filter(|e| !e.is_empty())
+        {
             Some(err) => format!("the container failed: {err}"),
             None => format!("the model server exited (exit code {code})"),
         }
@@ -828,7 +839,10 @@ mod tests {
             model_image("library/qwen2.5:0.5b"),
             "paddock-model:qwen2.5-0.5b"
         );
-        assert_eq!(model_image("me/My Model:Q4"), "paddock-model:me-my-model-q4");
+        assert_eq!(
+            model_image("me/My Model:Q4"),
+            "paddock-model:me-my-model-q4"
+        );
     }
 
     #[test]
