@@ -218,6 +218,7 @@ fn check(mut cmd: Command, what: &str) -> Result<()> {
 }
 
 fn docker_build(ctx: &Path, tag: &str, build_args: &[(&str, String)]) -> Result<()> {
+    let before = image_id(tag);
     let mut cmd = docker();
     cmd.args(["build", "--quiet", "-t", tag]);
     for (k, v) in build_args {
@@ -225,7 +226,28 @@ fn docker_build(ctx: &Path, tag: &str, build_args: &[(&str, String)]) -> Result<
     }
     cmd.arg(ctx).stdout(Stdio::null());
     eprintln!("building {tag}");
-    check(cmd, &format!("docker build of {tag}"))
+    check(cmd, &format!("docker build of {tag}"))?;
+    // A rebuild leaves the previous image untagged; remove it unless a
+    // container or another tag still uses it.
+    if let Some(old) = before.filter(|old| Some(old) != image_id(tag).as_ref()) {
+        let _ = docker()
+            .args(["rmi", &old])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    Ok(())
+}
+
+/// The id of the image `tag` names, if there is one.
+fn image_id(tag: &str) -> Option<String> {
+    let out = docker()
+        .args(["image", "inspect", "-f", "{{.Id}}", tag])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !id.is_empty()).then_some(id)
 }
 
 fn image_exists(image: &str) -> Result<bool> {
