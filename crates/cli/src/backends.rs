@@ -5,11 +5,11 @@
 use anyhow::{Context, Result};
 use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::Identity;
-use paddock_core::store::Store;
+use paddock_core::store::{CredentialStore, Store};
 use paddock_core::Clock;
 use paddock_identity_builtin::mailer::LogMailer;
 use paddock_identity_builtin::{BuiltinIdentity, BuiltinSettings};
-use paddock_server::config::{Config, DockerReach, DriverKind};
+use paddock_server::config::{Config, DockerReach, DriverKind, StoreKind};
 use paddock_server::Services;
 use std::sync::Arc;
 
@@ -17,16 +17,38 @@ use std::sync::Arc;
 pub async fn services(config: &Config) -> Result<Services> {
     let clock = Clock::system();
     std::fs::create_dir_all(&config.data_dir)?;
-    let sqlite = Arc::new(
-        paddock_store_sqlite::SqliteStore::open(&config.data_dir.join("paddock.db")).await?,
-    );
-    let store: Arc<dyn Store> = sqlite.clone();
+    let (store, credentials): (Arc<dyn Store>, Arc<dyn CredentialStore>) = match config.store.kind {
+        StoreKind::Sqlite => {
+            let sqlite = Arc::new(
+                paddock_store_sqlite::SqliteStore::open(&config.data_dir.join("paddock.db"))
+                    .await?,
+            );
+            (sqlite.clone(), sqlite)
+        }
+        StoreKind::Dynamodb => {
+            // Region, credentials and AWS_ENDPOINT_URL from the standard chain.
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let dynamo = Arc::new(
+                paddock_store_dynamodb::DynamoStore::open(
+                    &sdk,
+                    paddock_store_dynamodb::DynamoSettings {
+                        table_prefix: config.store.table_prefix.clone(),
+                        create_tables: config.store.create_tables,
+                        usage_retention_days: config.store.usage_retention_days,
+                    },
+                )
+                .await
+                .context("the DynamoDB store")?,
+            );
+            (dynamo.clone(), dynamo)
+        }
+    };
     let key = paddock_identity_builtin::signing_key::load_or_create_key(
         &config.data_dir.join("secrets").join("jwt.key"),
     )?;
     let identity: Arc<dyn Identity> = Arc::new(BuiltinIdentity::new(
         store.clone(),
-        sqlite.clone(),
+        credentials,
         Arc::new(LogMailer),
         clock.clone(),
         &key,

@@ -15,6 +15,7 @@ use crate::{ApiKeyId, InstanceId, ModelId, UserId};
 use chrono::{Duration, Utc};
 
 pub mod identity;
+pub mod moto;
 
 /// Expands to the store conformance tests for a backend.
 #[macro_export]

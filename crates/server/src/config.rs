@@ -118,10 +118,29 @@ pub struct Config {
 }
 
 /// `[store]`: where records live.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub kind: StoreKind,
+    /// DynamoDB: the prefix of every table's name (`paddock-users` ...).
+    pub table_prefix: String,
+    /// DynamoDB: create missing tables at start (development, tests);
+    /// otherwise they must exist (the CloudFormation template makes them).
+    pub create_tables: bool,
+    /// DynamoDB: days raw usage records are kept (their TTL); the day
+    /// totals are kept.
+    pub usage_retention_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Sqlite,
+            table_prefix: "paddock-".into(),
+            create_tables: false,
+            usage_retention_days: 90,
+        }
+    }
 }
 
 /// The store backends.
@@ -131,6 +150,9 @@ pub enum StoreKind {
     /// One SQLite file, `<data_dir>/paddock.db`.
     #[default]
     Sqlite,
+    /// Amazon DynamoDB (region and credentials from the standard AWS
+    /// chain; `AWS_ENDPOINT_URL` for an emulator): no state on this disk.
+    Dynamodb,
 }
 
 /// `[identity]`: who may sign in, and how sessions are issued.
@@ -560,6 +582,22 @@ impl Config {
         check(
             id.login_max_failures >= 1,
             "identity.login_max_failures",
+            "must be at least 1",
+        )?;
+        let st = &self.store;
+        check(
+            !st.table_prefix.is_empty()
+                && st.table_prefix.len() <= 200
+                && st
+                    .table_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)),
+            "store.table_prefix",
+            "must be 1 to 200 of the characters a DynamoDB table name allows (a-z A-Z 0-9 _ - .)",
+        )?;
+        check(
+            st.usage_retention_days >= 1,
+            "store.usage_retention_days",
             "must be at least 1",
         )?;
         let d = &self.driver;
