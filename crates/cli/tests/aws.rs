@@ -1,0 +1,163 @@
+//! `paddock serve` on the AWS backends, against an AWS emulator (moto) on
+//! 127.0.0.1, with dummy credentials: nothing reaches AWS.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use paddock_core::testkit::moto::Moto;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::Serve;
+
+/// The environment that points `paddock serve` at the emulator's DynamoDB,
+/// on tables of this test's own.
+fn dynamodb_env(prefix: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PADDOCK_STORE__KIND", "dynamodb".into()),
+        ("PADDOCK_STORE__CREATE_TABLES", "true".into()),
+        ("PADDOCK_STORE__TABLE_PREFIX", prefix.into()),
+        ("AWS_ENDPOINT_URL", Moto::shared().endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+async fn serve(dir: &std::path::Path, env: &[(&'static str, String)]) -> Serve {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Serve::start(dir, &env).await
+}
+
+/// The confirmation code the log mailer wrote for `email`.
+fn mailed_code(dir: &std::path::Path, email: &str) -> String {
+    let needle = format!("confirmation code for {email}: ");
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(line) = text.lines().rev().find(|l| l.contains(&needle)) {
+            let code = line.split(&needle).nth(1).unwrap();
+            return code.split_whitespace().next().unwrap().to_owned();
+        }
+    }
+    panic!("no code was mailed to {email}");
+}
+
+/// The API flow of the built-in setup, with every record in DynamoDB: sign
+/// up, confirm, log in, the catalog, deploy, chat through the gateway with
+/// an API key, usage, stop; then a restart finds it all again, and nothing
+/// was kept in a database file on this disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_flow_on_dynamodb() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("e2e{:08x}-", rand::random::<u32>());
+    let env = dynamodb_env(&prefix);
+    let mut serve = serve(dir.path(), &env).await;
+
+    let email = "ana@example.com";
+    let password = "Correct-horse-9";
+    serve
+        .call(
+            Method::POST,
+            "/api/auth/signup",
+            None,
+            Some(json!({"email": email, "password": password, "confirmPassword": password})),
+        )
+        .await;
+    let code = mailed_code(dir.path(), email);
+    serve
+        .call(
+            Method::POST,
+            "/api/auth/confirm",
+            None,
+            Some(json!({"email": email, "code": code})),
+        )
+        .await;
+    let login = serve
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+
+    let catalog = serve
+        .call(Method::GET, "/api/models", Some(&token), None)
+        .await;
+    assert!(catalog.to_string().contains("gemma3:270m"), "{catalog}");
+    let id = serve.deploy_gemma(&token).await;
+    serve.wait_status(&token, &id, "RUNNING").await;
+    let key = serve
+        .call(
+            Method::POST,
+            "/api/keys",
+            Some(&token),
+            Some(json!({"name": "aws"})),
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = serve
+        .call(
+            Method::POST,
+            "/api/generate",
+            Some(&key),
+            Some(json!({"model": "gemma3:270m", "prompt": "The sky is", "stream": false, "options": {"num_predict": 3}})),
+        )
+        .await;
+    assert_eq!(v["done"], true, "{v}");
+    let mut usage = Value::Null;
+    for _ in 0..100 {
+        usage = serve
+            .call(Method::GET, "/api/usage?days=1", Some(&token), None)
+            .await;
+        if usage["totals"]["requests"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(usage["totals"]["requests"], 1, "{usage}");
+    serve
+        .call(
+            Method::POST,
+            "/api/models/stop",
+            Some(&token),
+            Some(json!({"instance_id": id})),
+        )
+        .await;
+    serve.wait_status(&token, &id, "STOPPED").await;
+    assert!(
+        !dir.path().join("paddock.db").exists(),
+        "a SQLite file was made"
+    );
+
+    // Another start on the same tables knows the user, the instance, its
+    // history and the usage.
+    let exit = serve.stop(Signal::SIGTERM).await;
+    assert!(exit.success(), "{exit}");
+    let serve = self::serve(dir.path(), &env).await;
+    let v = serve
+        .call(
+            Method::GET,
+            &format!("/api/instances/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(v["status"], "STOPPED", "{v}");
+    let states: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"PENDING"), "{states:?}");
+    assert_eq!(states.last(), Some(&"STOPPED"), "{states:?}");
+    let usage = serve
+        .call(Method::GET, "/api/usage?days=1", Some(&token), None)
+        .await;
+    assert_eq!(usage["totals"]["requests"], 1, "{usage}");
+}
