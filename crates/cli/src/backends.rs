@@ -9,7 +9,7 @@ use paddock_core::store::{CredentialStore, Store};
 use paddock_core::Clock;
 use paddock_identity_builtin::mailer::LogMailer;
 use paddock_identity_builtin::{BuiltinIdentity, BuiltinSettings};
-use paddock_server::config::{Config, DockerReach, DriverKind, StoreKind};
+use paddock_server::config::{Config, DockerReach, DriverKind, IdentityKind, StoreKind};
 use paddock_server::Services;
 use std::sync::Arc;
 
@@ -26,11 +26,9 @@ pub async fn services(config: &Config) -> Result<Services> {
             (sqlite.clone(), sqlite)
         }
         StoreKind::Dynamodb => {
-            // Region, credentials and AWS_ENDPOINT_URL from the standard chain.
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let dynamo = Arc::new(
                 paddock_store_dynamodb::DynamoStore::open(
-                    &sdk,
+                    &aws_sdk().await,
                     paddock_store_dynamodb::DynamoSettings {
                         table_prefix: config.store.table_prefix.clone(),
                         create_tables: config.store.create_tables,
@@ -43,23 +41,44 @@ pub async fn services(config: &Config) -> Result<Services> {
             (dynamo.clone(), dynamo)
         }
     };
-    let key = paddock_identity_builtin::signing_key::load_or_create_key(
-        &config.data_dir.join("secrets").join("jwt.key"),
-    )?;
-    let identity: Arc<dyn Identity> = Arc::new(BuiltinIdentity::new(
-        store.clone(),
-        credentials,
-        Arc::new(LogMailer),
-        clock.clone(),
-        &key,
-        BuiltinSettings {
-            access_ttl_secs: config.identity.access_token_ttl_secs,
-            refresh_ttl_secs: config.identity.refresh_token_ttl_secs,
-            confirmation_ttl_secs: config.identity.confirmation_ttl_secs,
-            login_max_failures: config.identity.login_max_failures,
-            login_lockout_secs: config.identity.login_lockout_secs,
-        },
-    ));
+    let identity: Arc<dyn Identity> = match config.identity.kind {
+        IdentityKind::Builtin => {
+            let key = paddock_identity_builtin::signing_key::load_or_create_key(
+                &config.data_dir.join("secrets").join("jwt.key"),
+            )?;
+            Arc::new(BuiltinIdentity::new(
+                store.clone(),
+                credentials,
+                Arc::new(LogMailer),
+                clock.clone(),
+                &key,
+                BuiltinSettings {
+                    access_ttl_secs: config.identity.access_token_ttl_secs,
+                    refresh_ttl_secs: config.identity.refresh_token_ttl_secs,
+                    confirmation_ttl_secs: config.identity.confirmation_ttl_secs,
+                    login_max_failures: config.identity.login_max_failures,
+                    login_lockout_secs: config.identity.login_lockout_secs,
+                },
+            ))
+        }
+        IdentityKind::Cognito => {
+            let id = &config.identity;
+            Arc::new(
+                paddock_identity_cognito::CognitoIdentity::new(
+                    &aws_sdk().await,
+                    store.clone(),
+                    clock.clone(),
+                    paddock_identity_cognito::CognitoSettings {
+                        user_pool_id: id.user_pool_id.clone().unwrap_or_default(),
+                        client_id: id.client_id.clone().unwrap_or_default(),
+                        client_secret: id.client_secret.as_ref().map(|s| s.expose().to_owned()),
+                        admin_group: id.admin_group.clone(),
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("the cognito identity: {e}"))?,
+            )
+        }
+    };
     let driver: Arc<dyn ComputeDriver> = match config.driver.kind {
         DriverKind::Process => Arc::new(paddock_driver_process::ProcessDriver::new(
             paddock_driver_process::ProcessDriverConfig {
@@ -108,4 +127,10 @@ pub fn docker_config(config: &Config) -> Result<paddock_driver_docker::DockerDri
         },
         keep_on_shutdown: config.driver.keep_instances_on_shutdown,
     })
+}
+
+/// The AWS SDK's configuration: region, credentials and `AWS_ENDPOINT_URL`
+/// from the standard chain (environment, profile, ECS task role).
+async fn aws_sdk() -> aws_types::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }

@@ -43,16 +43,16 @@ fn mailed_code(dir: &std::path::Path, email: &str) -> String {
     panic!("no code was mailed to {email}");
 }
 
-/// The API flow of the built-in setup, with every record in DynamoDB: sign
-/// up, confirm, log in, the catalog, deploy, chat through the gateway with
-/// an API key, usage, stop; then a restart finds it all again, and nothing
-/// was kept in a database file on this disk.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_flow_on_dynamodb() {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("e2e{:08x}-", rand::random::<u32>());
-    let env = dynamodb_env(&prefix);
-    let mut serve = serve(dir.path(), &env).await;
+/// The API flow of the SQLite + built-in setup on `env`'s backends: sign
+/// up, confirm (the code from `code`), log in, the catalog, deploy, chat
+/// through the gateway with an API key, usage, stop; then a restart finds
+/// it all again, and nothing was kept in a database file on this disk.
+async fn api_flow(
+    dir: &std::path::Path,
+    env: &[(&'static str, String)],
+    code: impl Fn(&std::path::Path, &str) -> String,
+) {
+    let mut serve = serve(dir, env).await;
 
     let email = "ana@example.com";
     let password = "Correct-horse-9";
@@ -64,7 +64,7 @@ async fn the_api_flow_on_dynamodb() {
             Some(json!({"email": email, "password": password, "confirmPassword": password})),
         )
         .await;
-    let code = mailed_code(dir.path(), email);
+    let code = code(dir, email);
     serve
         .call(
             Method::POST,
@@ -129,16 +129,13 @@ async fn the_api_flow_on_dynamodb() {
         )
         .await;
     serve.wait_status(&token, &id, "STOPPED").await;
-    assert!(
-        !dir.path().join("paddock.db").exists(),
-        "a SQLite file was made"
-    );
+    assert!(!dir.join("paddock.db").exists(), "a SQLite file was made");
 
     // Another start on the same tables knows the user, the instance, its
     // history and the usage.
     let exit = serve.stop(Signal::SIGTERM).await;
     assert!(exit.success(), "{exit}");
-    let serve = self::serve(dir.path(), &env).await;
+    let serve = self::serve(dir, env).await;
     let v = serve
         .call(
             Method::GET,
@@ -160,4 +157,55 @@ async fn the_api_flow_on_dynamodb() {
         .call(Method::GET, "/api/usage?days=1", Some(&token), None)
         .await;
     assert_eq!(usage["totals"]["requests"], 1, "{usage}");
+}
+
+/// Every record in DynamoDB, accounts kept by paddock (the code from the
+/// log mailer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_flow_on_dynamodb() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("e2e{:08x}-", rand::random::<u32>());
+    api_flow(dir.path(), &dynamodb_env(&prefix), mailed_code).await;
+}
+
+/// Every record in DynamoDB and every account in a Cognito user pool: the
+/// state of a paddock on AWS, none of it on this disk but the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_flow_on_dynamodb_and_cognito() {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new("us-east-1"))
+        .endpoint_url(&Moto::shared().endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "paddock-tests",
+        ))
+        .load()
+        .await;
+    let (pool, client) = paddock_identity_cognito::testkit::create_pool(
+        &sdk,
+        &format!("e2e-{:08x}", rand::random::<u32>()),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("e2e{:08x}-", rand::random::<u32>());
+    let mut env = dynamodb_env(&prefix);
+    env.push(("PADDOCK_IDENTITY__KIND", "cognito".into()));
+    env.push(("PADDOCK_IDENTITY__USER_POOL_ID", pool.clone()));
+    env.push(("PADDOCK_IDENTITY__CLIENT_ID", client));
+    // The emulator mails nothing and takes any code.
+    api_flow(dir.path(), &env, |_, _| "123456".into()).await;
+    assert!(!dir.path().join("secrets").join("jwt.key").exists());
+
+    // The first admin is a member of the pool's Administrators group.
+    let members = aws_sdk_cognitoidentityprovider::Client::new(&sdk)
+        .list_users_in_group()
+        .user_pool_id(&pool)
+        .group_name("Administrators")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(members.users().len(), 1, "{members:?}");
 }

@@ -177,6 +177,14 @@ pub struct IdentityConfig {
     pub login_max_failures: u32,
     /// First lock-out after too many failures, seconds (doubles each time).
     pub login_lockout_secs: u64,
+    /// Cognito: the user pool's id (`us-east-1_AbCdEf123`).
+    pub user_pool_id: Option<String>,
+    /// Cognito: the app client's id.
+    pub client_id: Option<String>,
+    /// Cognito: the app client's secret, when it has one.
+    pub client_secret: Option<Secret>,
+    /// Cognito: the group whose members are admins.
+    pub admin_group: String,
 }
 
 /// The identity backends.
@@ -186,6 +194,9 @@ pub enum IdentityKind {
     /// Accounts kept by paddock: argon2id passwords, its own signed JWTs.
     #[default]
     Builtin,
+    /// An Amazon Cognito user pool (region and credentials from the
+    /// standard AWS chain): paddock keeps no passwords.
+    Cognito,
 }
 
 impl Default for IdentityConfig {
@@ -199,6 +210,10 @@ impl Default for IdentityConfig {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             confirmation_ttl_secs: 24 * 3600,
             login_max_failures: 5,
+            user_pool_id: None,
+            client_id: None,
+            client_secret: None,
+            admin_group: "Administrators".into(),
             login_lockout_secs: 30,
         }
     }
@@ -584,6 +599,24 @@ impl Config {
             "identity.login_max_failures",
             "must be at least 1",
         )?;
+        if id.kind == IdentityKind::Cognito {
+            let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+            check(
+                set(&id.user_pool_id),
+                "identity.user_pool_id",
+                "must be set for the cognito identity (the user pool's id, like us-east-1_AbCdEf123)",
+            )?;
+            check(
+                set(&id.client_id),
+                "identity.client_id",
+                "must be set for the cognito identity (the app client's id)",
+            )?;
+            check(
+                !id.admin_group.trim().is_empty(),
+                "identity.admin_group",
+                "must name a group",
+            )?;
+        }
         let st = &self.store;
         check(
             !st.table_prefix.is_empty()
