@@ -6,8 +6,9 @@
 //! that keys, indexes and conditions need (`version`, `user_id`, sort
 //! keys, an API key's `last_used` and `revoked`). Every update of a record
 //! that callers edit is a compare-and-swap on `version`; an instance and
-//! its history entry are written in one TransactWriteItems; usage day
-//! totals are atomic `ADD`s; raw usage records carry a TTL.
+//! its history entry are written in one TransactWriteItems; usage records
+//! are batch-written with a TTL, and each batch is added to the day totals
+//! with one atomic `ADD` per user, day and model.
 
 mod credentials;
 mod tables;
@@ -15,7 +16,7 @@ mod tables;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, Put, Select, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, Delete, DeleteRequest, Put, Select, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use paddock_core::catalog::Model;
@@ -353,10 +354,79 @@ impl DynamoStore {
         }
     }
 
-    /// The raw record and the day-total updates of a set of usage records,
-    /// as the actions of one transaction.
-    fn usage_actions(&self, records: &[UsageRecord]) -> StoreResult<Vec<TransactWriteItem>> {
-        let mut actions = Vec::new();
+    /// A usage record's item, with its TTL.
+    fn usage_item(&self, r: &UsageRecord) -> StoreResult<Item> {
+        let tie = uuid::Uuid::new_v4().simple().to_string();
+        let expires = r.at.timestamp().max(chrono::Utc::now().timestamp())
+            + i64::from(self.retention_days) * 86_400;
+        Ok(HashMap::from([
+            ("user_id".into(), s(r.user_id.as_str())),
+            ("at".into(), s(time_key(&r.at, &tie))),
+            ("month".into(), s(r.at.format("%Y-%m").to_string())),
+            ("doc".into(), doc(r)?),
+            ("expires".into(), n(expires)),
+        ]))
+    }
+
+    /// Writes items with BatchWriteItem (25 a call, a few calls in flight).
+    async fn batch_put(&self, table: &str, items: Vec<Item>) -> StoreResult<()> {
+        use futures::StreamExt;
+        let mut groups: Vec<Vec<WriteRequest>> = Vec::new();
+        for chunk in items.chunks(25) {
+            groups.push(
+                chunk
+                    .iter()
+                    .map(|item| {
+                        Ok(WriteRequest::builder()
+                            .put_request(
+                                aws_sdk_dynamodb::types::PutRequest::builder()
+                                    .set_item(Some(item.clone()))
+                                    .build()
+                                    .map_err(backend)?,
+                            )
+                            .build())
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?,
+            );
+        }
+        let calls: Vec<_> = groups
+            .into_iter()
+            .map(|requests| self.write_batch(table, requests))
+            .collect();
+        let mut results = futures::stream::iter(calls).buffer_unordered(IN_FLIGHT);
+        while let Some(r) = results.next().await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// One BatchWriteItem, sending what DynamoDB leaves unprocessed again
+    /// with a backoff.
+    async fn write_batch(&self, table: &str, requests: Vec<WriteRequest>) -> StoreResult<()> {
+        let mut pending = HashMap::from([(table.to_owned(), requests)]);
+        let mut backoff = std::time::Duration::from_millis(20);
+        while !pending.is_empty() {
+            let out = self
+                .client
+                .batch_write_item()
+                .set_request_items(Some(pending))
+                .send()
+                .await
+                .map_err(sdk)?;
+            pending = out.unprocessed_items.unwrap_or_default();
+            pending.retain(|_, v| !v.is_empty());
+            if !pending.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a batch's requests, errors and tokens to the day totals of
+    /// each user and of everyone: one atomic ADD per day and model.
+    async fn add_to_day_totals(&self, records: &[UsageRecord]) -> StoreResult<()> {
+        use futures::StreamExt;
         #[derive(Default)]
         struct Sum {
             requests: u64,
@@ -365,21 +435,8 @@ impl DynamoStore {
             completion: u64,
         }
         let mut sums: BTreeMap<(String, String), Sum> = BTreeMap::new();
-        let expires = chrono::Utc::now().timestamp() + i64::from(self.retention_days) * 86_400;
         for r in records {
-            let day = r.at.date_naive().to_string();
-            let month = r.at.format("%Y-%m").to_string();
-            let tie = uuid::Uuid::new_v4().simple().to_string();
-            let expires = expires.max(r.at.timestamp() + i64::from(self.retention_days) * 86_400);
-            let item = HashMap::from([
-                ("user_id".into(), s(r.user_id.as_str())),
-                ("at".into(), s(time_key(&r.at, &tie))),
-                ("month".into(), s(month)),
-                ("doc".into(), doc(r)?),
-                ("expires".into(), n(expires)),
-            ]);
-            actions.push(put_item(put(&self.t.usage, item, None, HashMap::new())?));
-            let sk = format!("{day}#{}", r.model_id.as_str());
+            let sk = format!("{}#{}", r.at.date_naive(), r.model_id.as_str());
             for who in [r.user_id.as_str().to_owned(), EVERYONE.to_owned()] {
                 let sum = sums.entry((who, sk.clone())).or_default();
                 sum.requests += 1;
@@ -388,8 +445,9 @@ impl DynamoStore {
                 sum.completion += r.completion_tokens;
             }
         }
-        for ((who, sk), sum) in sums {
-            let update = Update::builder()
+        let updates = sums.into_iter().map(|((who, sk), sum)| {
+            self.client
+                .update_item()
                 .table_name(&self.t.usage_days)
                 .key("user_id", s(who))
                 .key("day_model", s(sk))
@@ -400,19 +458,21 @@ impl DynamoStore {
                 .expression_attribute_values(":e", n(sum.errors))
                 .expression_attribute_values(":p", n(sum.prompt))
                 .expression_attribute_values(":c", n(sum.completion))
-                .build()
-                .map_err(backend)?;
-            actions.push(TransactWriteItem::builder().update(update).build());
+                .send()
+        });
+        let mut results = futures::stream::iter(updates).buffer_unordered(IN_FLIGHT);
+        while let Some(r) = results.next().await {
+            r.map_err(sdk)?;
         }
-        Ok(actions)
+        Ok(())
     }
 }
 
+/// Calls of one usage batch in flight at once.
+const IN_FLIGHT: usize = 8;
+
 /// The partition of the day totals of everyone.
 const EVERYONE: &str = "*";
-/// Usage records per transaction: each adds at most three actions (the
-/// record and two totals) and a transaction holds 100.
-const USAGE_PER_TRANSACTION: usize = 33;
 
 #[async_trait]
 impl Store for DynamoStore {
@@ -724,19 +784,7 @@ impl Store for DynamoStore {
                         .build())
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
-            let mut pending = HashMap::from([(self.t.transitions.clone(), requests)]);
-            // Unprocessed items are sent again until none is left.
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .set_request_items(Some(pending))
-                    .send()
-                    .await
-                    .map_err(sdk)?;
-                pending = out.unprocessed_items.unwrap_or_default();
-                pending.retain(|_, v| !v.is_empty());
-            }
+            self.write_batch(&self.t.transitions, requests).await?;
         }
         self.client
             .delete_item()
@@ -858,10 +906,15 @@ impl Store for DynamoStore {
     }
 
     async fn record_usage_batch(&self, records: &[UsageRecord]) -> StoreResult<()> {
-        for chunk in records.chunks(USAGE_PER_TRANSACTION) {
-            self.transact(self.usage_actions(chunk)?).await?;
+        if records.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let items = records
+            .iter()
+            .map(|r| self.usage_item(r))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.batch_put(&self.t.usage, items).await?;
+        self.add_to_day_totals(records).await
     }
 
     async fn list_usage(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRecord>> {
