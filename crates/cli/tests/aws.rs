@@ -25,9 +25,9 @@ fn dynamodb_env(prefix: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn serve(dir: &std::path::Path, env: &[(&'static str, String)]) -> Serve {
+async fn serve(dir: &std::path::Path, env: &[(&'static str, String)], args: &[&str]) -> Serve {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Serve::start(dir, &env).await
+    Serve::start_with(dir, &env, args).await
 }
 
 /// The confirmation code the log mailer wrote for `email`.
@@ -50,9 +50,10 @@ fn mailed_code(dir: &std::path::Path, email: &str) -> String {
 async fn api_flow(
     dir: &std::path::Path,
     env: &[(&'static str, String)],
+    args: &[&str],
     code: impl Fn(&std::path::Path, &str) -> String,
 ) {
-    let mut serve = serve(dir, env).await;
+    let mut serve = serve(dir, env, args).await;
 
     let email = "ana@example.com";
     let password = "Correct-horse-9";
@@ -135,7 +136,7 @@ async fn api_flow(
     // history and the usage.
     let exit = serve.stop(Signal::SIGTERM).await;
     assert!(exit.success(), "{exit}");
-    let serve = self::serve(dir, env).await;
+    let serve = self::serve(dir, env, args).await;
     let v = serve
         .call(
             Method::GET,
@@ -165,7 +166,7 @@ async fn api_flow(
 async fn the_api_flow_on_dynamodb() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("e2e{:08x}-", rand::random::<u32>());
-    api_flow(dir.path(), &dynamodb_env(&prefix), mailed_code).await;
+    api_flow(dir.path(), &dynamodb_env(&prefix), &[], mailed_code).await;
 }
 
 /// Every record in DynamoDB and every account in a Cognito user pool: the
@@ -191,12 +192,27 @@ async fn the_api_flow_on_dynamodb_and_cognito() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("e2e{:08x}-", rand::random::<u32>());
-    let mut env = dynamodb_env(&prefix);
-    env.push(("PADDOCK_IDENTITY__KIND", "cognito".into()));
-    env.push(("PADDOCK_IDENTITY__USER_POOL_ID", pool.clone()));
-    env.push(("PADDOCK_IDENTITY__CLIENT_ID", client));
+    // The two sections in a file, as a deployment has them; the AWS chain
+    // (endpoint, region, credentials) from the environment.
+    let config = dir.path().join("aws.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"dynamodb\"\ntable_prefix = \"{prefix}\"\ncreate_tables = true\n\n\
+             [identity]\nkind = \"cognito\"\nuser_pool_id = \"{pool}\"\nclient_id = \"{client}\"\n"
+        ),
+    )
+    .unwrap();
+    let env: Vec<(&'static str, String)> = dynamodb_env(&prefix)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("PADDOCK_STORE__"))
+        .collect();
+    let config = config.to_str().unwrap().to_owned();
     // The emulator mails nothing and takes any code.
-    api_flow(dir.path(), &env, |_, _| "123456".into()).await;
+    api_flow(dir.path(), &env, &["--config", &config], |_, _| {
+        "123456".into()
+    })
+    .await;
     assert!(!dir.path().join("secrets").join("jwt.key").exists());
 
     // The first admin is a member of the pool's Administrators group.

@@ -28,6 +28,11 @@ impl Serve {
     /// Starts `paddock serve` with extra environment `env` and waits until
     /// it listens.
     pub async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Serve {
+        Self::start_with(data_dir, env, &[]).await
+    }
+
+    /// `start`, with more arguments for `paddock serve` (`--config FILE`).
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Serve {
         let logs = std::fs::read_dir(data_dir)
             .unwrap()
             .filter(|e| {
@@ -40,6 +45,7 @@ impl Serve {
         let child = std::process::Command::new(bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("PADDOCK_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("PADDOCK_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("PADDOCK_MODELS_DIR", test_model_store(bin()))

@@ -73,6 +73,13 @@ fn internal(e: impl std::fmt::Display) -> IdentityError {
     IdentityError::Internal(e.to_string())
 }
 
+/// A failed call that users cannot act on, with all Cognito said.
+fn service<E: std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> IdentityError {
+    internal(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
+        &e,
+    ))
+}
+
 /// Cognito's error code and message.
 fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> (String, String) {
     match e.as_service_error() {
@@ -117,9 +124,7 @@ fn mapped<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::De
                 message
             },
         },
-        _ => internal(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-            &e,
-        )),
+        _ => service(e),
     }
 }
 
@@ -254,11 +259,7 @@ impl CognitoIdentity {
             .username(username)
             .send()
             .await
-            .map_err(|e| {
-                internal(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    &e,
-                ))
-            })?;
+            .map_err(service)?;
         out.user_attributes()
             .iter()
             .find(|a| a.name() == "email")
@@ -350,17 +351,9 @@ impl CognitoIdentity {
                         .description("paddock administrators")
                         .send()
                         .await
-                        .map_err(|e| {
-                            internal(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                                &e,
-                            ))
-                        })?;
+                        .map_err(service)?;
                 }
-                Err(e) => {
-                    return Err(internal(
-                        aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(&e),
-                    ))
-                }
+                Err(e) => return Err(service(e)),
             }
         }
         Ok(())
@@ -480,11 +473,7 @@ impl Identity for CognitoIdentity {
             .username(username)
             .send()
             .await
-            .map_err(|e| {
-                internal(aws_sdk_cognitoidentityprovider::error::DisplayErrorContext(
-                    &e,
-                ))
-            })?;
+            .map_err(service)?;
         Ok(())
     }
 

@@ -205,6 +205,19 @@ impl DynamoStore {
             })
     }
 
+    /// A transaction that makes new records: a failed condition means one
+    /// exists already (`Conflict`, naming `what`).
+    async fn transact_new(
+        &self,
+        items: Vec<TransactWriteItem>,
+        what: impl FnOnce() -> String,
+    ) -> StoreResult<()> {
+        match self.transact(items).await {
+            Err(StoreError::Stale(_)) => Err(StoreError::Conflict(what())),
+            other => other,
+        }
+    }
+
     /// Every item a query returns, following its pages.
     async fn query_all(
         &self,
@@ -487,8 +500,8 @@ impl Store for DynamoStore {
     }
 
     async fn create_user(&self, user: &User) -> StoreResult<()> {
-        let result = self
-            .transact(vec![
+        self.transact_new(
+            vec![
                 put_item(put(
                     &self.t.users,
                     Self::email_item(&user.email, &user.user_id),
@@ -501,15 +514,10 @@ impl Store for DynamoStore {
                     Some(ABSENT),
                     HashMap::new(),
                 )?),
-            ])
-            .await;
-        match result {
-            Err(StoreError::Stale(_)) => Err(StoreError::Conflict(format!(
-                "a user with email {}",
-                user.email
-            ))),
-            other => other,
-        }
+            ],
+            || format!("a user with email {}", user.email),
+        )
+        .await
     }
 
     async fn get_user(&self, id: &UserId) -> StoreResult<Option<User>> {
@@ -651,8 +659,8 @@ impl Store for DynamoStore {
     }
 
     async fn create_instance(&self, instance: &Instance, first: &Transition) -> StoreResult<()> {
-        let result = self
-            .transact(vec![
+        self.transact_new(
+            vec![
                 put_item(put(
                     &self.t.instances,
                     Self::instance_item(instance)?,
@@ -660,15 +668,10 @@ impl Store for DynamoStore {
                     HashMap::new(),
                 )?),
                 self.transition_put(first, instance.version)?,
-            ])
-            .await;
-        match result {
-            Err(StoreError::Stale(_)) => Err(StoreError::Conflict(format!(
-                "instance {}",
-                instance.instance_id.as_str()
-            ))),
-            other => other,
-        }
+            ],
+            || format!("instance {}", instance.instance_id.as_str()),
+        )
+        .await
     }
 
     async fn get_instance(&self, id: &InstanceId) -> StoreResult<Option<Instance>> {
@@ -817,19 +820,14 @@ impl Store for DynamoStore {
             ("id".into(), s(format!("hash#{}", key.secret_hash))),
             ("key_id".into(), s(key.key_id.as_str())),
         ]);
-        let result = self
-            .transact(vec![
+        self.transact_new(
+            vec![
                 put_item(put(&self.t.api_keys, claim, Some(ABSENT), HashMap::new())?),
                 put_item(put(&self.t.api_keys, item, Some(ABSENT), HashMap::new())?),
-            ])
-            .await;
-        match result {
-            Err(StoreError::Stale(_)) => Err(StoreError::Conflict(format!(
-                "API key {}",
-                key.key_id.as_str()
-            ))),
-            other => other,
-        }
+            ],
+            || format!("API key {}", key.key_id.as_str()),
+        )
+        .await
     }
 
     async fn get_api_key(&self, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
