@@ -194,6 +194,9 @@ impl Control {
                     let Some(mut u) = self.store.get_user_by_email(&email).await? else {
                         break;
                     };
+                    if retry == 0 {
+                        self.identity.set_role(&u.user_id, Role::Admin).await?;
+                    }
                     u.role = Role::Admin;
                     match self.store.update_user(&u).await {
                         Ok(u) => {

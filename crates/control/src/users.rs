@@ -129,6 +129,9 @@ impl AdminOps<'_> {
             }
         }
         let role = req.role.as_deref().map(parse_role).transpose()?;
+        if let Some(r) = role.filter(|r| *r != user.role) {
+            c.identity.set_role(&id, r).await?;
+        }
         let now = c.clock.now();
         // Compare-and-swap: a write that lands between the read and this one
         // (the user changing their password) is read again and kept.

@@ -92,6 +92,14 @@ pub trait Identity: Send + Sync + std::fmt::Debug {
     /// Ends every session of a user (an admin disabled them): their
     /// refresh tokens stop working.
     async fn end_sessions(&self, user: &UserId) -> Result<(), IdentityError>;
+    /// An admin changed a user's role in paddock. An identity that holds
+    /// roles itself (Cognito's admin group) records it there, before the
+    /// store does, so the next sign-in does not undo it; paddock's own
+    /// accounts keep the role in the store alone.
+    async fn set_role(&self, user: &UserId, role: Role) -> Result<(), IdentityError> {
+        let _ = (user, role);
+        Ok(())
+    }
     /// The password flows, when this identity keeps passwords.
     fn passwords(&self) -> Option<&dyn PasswordAccounts>;
 }

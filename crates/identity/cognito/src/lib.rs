@@ -330,6 +330,16 @@ impl CognitoIdentity {
         req.send().await.map_err(|e| mapped(e, "password"))
     }
 
+    /// The name to give Cognito's admin calls for a user: the email they
+    /// sign in with (an alias of the sub, which Cognito takes too, and
+    /// which an emulator matches its sessions by).
+    async fn username_of(&self, user: &UserId) -> Result<String, IdentityError> {
+        Ok(match self.store.get_user(user).await.map_err(internal)? {
+            Some(u) => u.email,
+            None => user.as_str().to_owned(),
+        })
+    }
+
     /// Puts a user in the admin group, making the group when it is missing.
     async fn add_to_admins(&self, username: &str) -> Result<(), IdentityError> {
         for attempt in 0..2 {
@@ -461,12 +471,7 @@ impl Identity for CognitoIdentity {
     }
 
     async fn end_sessions(&self, user: &UserId) -> Result<(), IdentityError> {
-        // By the email the user signs in with (an alias of the sub, which
-        // Cognito takes too, and which an emulator matches its sessions by).
-        let username = match self.store.get_user(user).await.map_err(internal)? {
-            Some(u) => u.email,
-            None => user.as_str().to_owned(),
-        };
+        let username = self.username_of(user).await?;
         self.client
             .admin_user_global_sign_out()
             .user_pool_id(&self.settings.user_pool_id)
@@ -475,6 +480,24 @@ impl Identity for CognitoIdentity {
             .await
             .map_err(service)?;
         Ok(())
+    }
+
+    async fn set_role(&self, user: &UserId, role: Role) -> Result<(), IdentityError> {
+        let username = self.username_of(user).await?;
+        match role {
+            Role::Admin => self.add_to_admins(&username).await,
+            Role::User => {
+                self.client
+                    .admin_remove_user_from_group()
+                    .user_pool_id(&self.settings.user_pool_id)
+                    .username(username)
+                    .group_name(&self.settings.admin_group)
+                    .send()
+                    .await
+                    .map_err(service)?;
+                Ok(())
+            }
+        }
     }
 
     fn passwords(&self) -> Option<&dyn PasswordAccounts> {

@@ -126,3 +126,28 @@ impl IdentityHarness for Cognito {
 }
 
 paddock_core::identity_conformance_tests!(cognito().await);
+
+/// A role an admin gives in paddock is written to the pool's admin group,
+/// so the user's next sign-in (whose role follows the group) keeps it; and
+/// taking it back removes them from the group.
+#[tokio::test]
+async fn a_role_set_in_paddock_holds_at_the_next_sign_in() {
+    use paddock_core::identity::LoginOutcome;
+    use paddock_core::user::Role;
+    let h = cognito().await;
+    let pw = h.identity.passwords().unwrap();
+    let user = pw.signup("gil@example.com", "Str0ng-pass!").await.unwrap();
+    pw.confirm("gil@example.com", "123456").await.unwrap();
+    let role = |outcome: LoginOutcome| async {
+        let LoginOutcome::Tokens(t) = outcome else {
+            panic!("no tokens");
+        };
+        h.identity.authenticate(&t.access_token).await.unwrap().role
+    };
+    let login = || pw.login("gil@example.com", "Str0ng-pass!");
+    assert_eq!(role(login().await.unwrap()).await, Role::User);
+    h.identity.set_role(&user, Role::Admin).await.unwrap();
+    assert_eq!(role(login().await.unwrap()).await, Role::Admin);
+    h.identity.set_role(&user, Role::User).await.unwrap();
+    assert_eq!(role(login().await.unwrap()).await, Role::User);
+}
