@@ -44,7 +44,15 @@ pub struct Metrics {
     pub restarts: Counter,
     /// Gateway requests refused for want of a model server sequence.
     pub queue_rejected: Counter,
+    /// Usage records dropped because the usage writer's queue was full.
+    usage_dropped: Counter,
+    /// When a dropped usage record was last logged (seconds on `started`).
+    usage_dropped_logged: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: std::time::Instant,
 }
+
+/// Dropped usage records are logged at most this often.
+const DROP_LOG_EVERY_SECS: u64 = 10;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -57,11 +65,31 @@ impl Default for Metrics {
             failures: Counter::default(),
             restarts: Counter::default(),
             queue_rejected: Counter::default(),
+            usage_dropped: Counter::default(),
+            usage_dropped_logged: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            started: std::time::Instant::now(),
         }
     }
 }
 
 impl Metrics {
+    /// Counts a usage record that was dropped; returns the count so far
+    /// when it is time to say so in the log (the first drop, then at most
+    /// every 10 s), so that a store slower than the gateway is seen without
+    /// a line per request.
+    pub fn usage_dropped(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let total = self.usage_dropped.inc() + 1;
+        let now = self.started.elapsed().as_secs();
+        let last = self.usage_dropped_logged.load(Ordering::Relaxed);
+        let due = last == u64::MAX || now >= last + DROP_LOG_EVERY_SECS;
+        (due && self
+            .usage_dropped_logged
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok())
+        .then_some(total)
+    }
+
     /// Counts one request and its latency to the response head.
     pub fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
         self.requests
@@ -126,9 +154,28 @@ impl Metrics {
                 "Gateway requests answered 503 because no model server sequence came free (queue full or wait too long)",
                 &self.queue_rejected,
             ),
+            (
+                "paddock_usage_records_dropped",
+                "Usage records dropped because the store did not keep up with the gateway (the writer's queue was full)",
+                &self.usage_dropped,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_usage_is_counted_always_and_logged_now_and_then() {
+        let m = Metrics::default();
+        assert_eq!(m.usage_dropped(), Some(1), "the first drop is logged");
+        assert_eq!(m.usage_dropped(), None);
+        assert_eq!(m.usage_dropped(), None);
+        assert_eq!(m.usage_dropped.get(), 3);
     }
 }

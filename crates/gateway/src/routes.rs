@@ -486,7 +486,12 @@ impl Meter {
         }
         self.state.control.metrics.add_tokens(prompt, completion);
         if !self.state.control.usage.record(self.record) {
-            tracing::warn!("usage queue full; a usage record was dropped");
+            if let Some(total) = self.state.control.metrics.usage_dropped() {
+                tracing::warn!(
+                    dropped_so_far = total,
+                    "usage queue full: usage records are being dropped (the store does not keep up with the gateway; paddock_usage_records_dropped counts them)"
+                );
+            }
         }
     }
 }
