@@ -8,7 +8,7 @@ use paddock_core::testkit::moto::Moto;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::Serve;
+use support::{runtime_pids, Serve};
 
 /// The environment that points `paddock serve` at the emulator's DynamoDB,
 /// on tables of this test's own.
@@ -224,4 +224,54 @@ async fn the_api_flow_on_dynamodb_and_cognito() {
         .await
         .unwrap();
     assert_eq!(members.users().len(), 1, "{members:?}");
+}
+
+/// Two replicas on the same tables: one reconciles (it holds the lease in
+/// DynamoDB) and launches the model server; when it is killed, the other
+/// takes the lease within its time and brings the instance back under its
+/// own driver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
+    let prefix = format!("lease{:08x}-", rand::random::<u32>());
+    let mut env = dynamodb_env(&prefix);
+    env.push(("PADDOCK_RECONCILER__LEASE_SECS", "3".into()));
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log_has = |dir: &std::path::Path, text: &str| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(text)))
+    };
+    let mut a = serve(dir_a.path(), &env, &[]).await;
+    for _ in 0..100 {
+        if log_has(dir_a.path(), "this replica reconciles") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(log_has(dir_a.path(), "this replica reconciles"));
+    let b = serve(dir_b.path(), &env, &[]).await;
+    let token = b.admin_token().await;
+    let id = b.deploy_gemma(&token).await;
+    b.wait_status(&token, &id, "RUNNING").await;
+    assert_eq!(runtime_pids(dir_a.path()).len(), 1, "the leader launches");
+    assert!(runtime_pids(dir_b.path()).is_empty(), "the other does not");
+    assert!(!log_has(dir_b.path(), "this replica reconciles"));
+
+    // The leader dies without giving the lease up.
+    let started = std::time::Instant::now();
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let mut taken = None;
+    for _ in 0..300 {
+        if runtime_pids(dir_b.path()).len() == 1 {
+            taken = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let taken = taken.expect("the other replica never took over");
+    assert!(log_has(dir_b.path(), "this replica reconciles"));
+    let v = b.wait_status(&token, &id, "RUNNING").await;
+    assert!(taken < Duration::from_secs(30), "{taken:?}: {v}");
 }

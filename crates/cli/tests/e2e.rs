@@ -10,27 +10,8 @@ use paddock_server::testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::time::Duration;
-use support::{bin, history, Serve};
-
-/// Pids of runtimes under a data dir.
-fn runtime_pids(root: &Path) -> Vec<i32> {
-    let tag = format!("PADDOCK_DRIVER_ROOT={}", root.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-            !zombie
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == tag.as_bytes()))
-        })
-        .collect()
-}
+use support::{bin, history, runtime_pids, Serve};
 
 async fn chat(s: &TestServer, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
     s.post(path, Some(key), body).await

@@ -11,6 +11,15 @@ use tokio::sync::{watch, Notify};
 pub struct InstanceBus {
     notify: Arc<Notify>,
     changed: watch::Sender<u64>,
+    lease: Arc<Lease>,
+}
+
+/// This replica's claim on reconciling: its holder id in the store's
+/// lease, and whether it holds the lease now.
+#[derive(Debug)]
+struct Lease {
+    holder: String,
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl Default for InstanceBus {
@@ -18,11 +27,31 @@ impl Default for InstanceBus {
         InstanceBus {
             notify: Arc::default(),
             changed: watch::channel(0).0,
+            lease: Arc::new(Lease {
+                holder: uuid::Uuid::new_v4().to_string(),
+                held: std::sync::atomic::AtomicBool::new(false),
+            }),
         }
     }
 }
 
 impl InstanceBus {
+    /// This replica's holder id for the reconciler's lease.
+    pub fn holder(&self) -> &str {
+        &self.lease.holder
+    }
+
+    /// Whether this replica reconciles (holds the lease).
+    pub fn is_leader(&self) -> bool {
+        self.lease.held.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn set_leader(&self, held: bool) {
+        self.lease
+            .held
+            .store(held, std::sync::atomic::Ordering::Release);
+    }
+
     /// Asks the loop to run a pass now.
     pub fn wake(&self) {
         self.notify.notify_one();

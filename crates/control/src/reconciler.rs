@@ -91,6 +91,23 @@ pub async fn adopt(state: &Control) -> Result<(), StoreError> {
 /// start then finds those records holding compute without a process and
 /// fails them, as after a crash.
 pub async fn shutdown(state: &Control) {
+    // A replica that did not reconcile launched nothing: the model servers
+    // are the leader's.
+    if !state.reconciler.is_leader() {
+        return;
+    }
+    shutdown_model_servers(state).await;
+    // Given up, so another replica takes over at once.
+    if let Err(e) = state
+        .store
+        .release_lease(LEASE, state.reconciler.holder())
+        .await
+    {
+        tracing::warn!(error = %e, "the reconciler's lease was not released");
+    }
+}
+
+async fn shutdown_model_servers(state: &Control) {
     let instances = state.store.list_instances(None).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "listing the instances at shutdown failed");
         Vec::new()
@@ -141,19 +158,61 @@ async fn record_ended(state: &Control, mut i: Instance) -> Result<(), StoreError
     Ok(())
 }
 
-/// Runs the loop until `shutdown` resolves.
-pub async fn run(state: Control, shutdown: impl std::future::Future<Output = ()>) {
-    if let Err(e) = adopt(&state).await {
-        tracing::error!(error = %e, "adopt failed");
+/// The lease that the replica which reconciles holds in the store.
+const LEASE: &str = "reconciler";
+
+/// Takes or renews this replica's lease; whether it holds it now. A store
+/// that cannot answer counts as not holding it: two replicas never both
+/// reconcile.
+async fn hold_lease(state: &Control, holder: &str) -> bool {
+    let now = state.clock.now();
+    let until = now + chrono::Duration::seconds(state.settings.lease_secs.max(1) as i64);
+    match state.store.acquire_lease(LEASE, holder, until, now).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "the reconciler's lease cannot be renewed");
+            false
+        }
     }
+}
+
+/// Runs the loop until `shutdown` resolves. Of several replicas on one
+/// store, only the one holding the lease reconciles (it renews the lease
+/// every pass); the others wait, and take over within the lease's time
+/// when it stops renewing. A replica adopts the model servers when it
+/// takes the lease.
+pub async fn run(state: Control, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let holder = state.reconciler.holder().to_owned();
     let base = Duration::from_millis(state.settings.reconcile_interval_ms.max(10));
+    // A replica waiting for the lease asks for it a few times a lease.
+    let waiting = Duration::from_secs(state.settings.lease_secs.max(1)).min(base * 4) / 2;
     let mut next = Duration::ZERO;
+    let mut leader = false;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = state.reconciler.woken() => {}
             _ = tokio::time::sleep(next) => {}
+        }
+        let held = hold_lease(&state, &holder).await;
+        if held != leader {
+            leader = held;
+            state.reconciler.set_leader(leader);
+            if leader {
+                tracing::info!("this replica reconciles (it holds the lease)");
+                if let Err(e) = adopt(&state).await {
+                    tracing::error!(error = %e, "adopt failed");
+                }
+            } else {
+                tracing::warn!(
+                    "another replica holds the reconciler's lease; this one stops reconciling"
+                );
+            }
+        }
+        if !leader {
+            next = waiting.max(Duration::from_millis(10));
+            continue;
         }
         let busy = pass(&state).await;
         // Poll quickly while something is starting or stopping.

@@ -47,6 +47,8 @@ pub struct Settings {
     pub max_restarts: u32,
     /// Wait before the first restart, seconds (doubles each time).
     pub restart_backoff_secs: u64,
+    /// How long the reconciling replica's lease lasts unrenewed, seconds.
+    pub lease_secs: u64,
 }
 
 /// Asks a model server whether it is healthy. The gateway's connection

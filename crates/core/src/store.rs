@@ -146,6 +146,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         user_id: Option<&UserId>,
         since: chrono::NaiveDate,
     ) -> StoreResult<Vec<UsageDay>>;
+
+    // ---- leases ----
+    /// Takes or renews the lease `name` for `holder` until `until`, in one
+    /// conditional write: only when it is free, expired at `now`, or
+    /// already `holder`'s. Returns whether `holder` holds it now. What the
+    /// replicas of a control plane use to let exactly one reconcile.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Gives the lease up if `holder` holds it (a graceful stop), so another
+    /// replica takes it at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()>;
 }
 
 /// The records only an identity that keeps its own accounts needs

@@ -32,7 +32,8 @@ macro_rules! store_conformance_tests {
             api_key_revocation_survives_last_use,
             usage_filters,
             usage_batches_keep_every_record,
-            usage_adds_up_by_day_and_model);
+            usage_adds_up_by_day_and_model,
+            leases_are_held_by_one_until_they_expire);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -668,6 +669,64 @@ pub async fn usage_adds_up_by_day_and_model(s: &dyn Store) {
     let all = s.usage_by_day(None, since).await.unwrap();
     let (requests, _, prompt, _) = row(&all, today.date_naive(), "m1").unwrap();
     assert!(requests >= 4 && prompt >= 120, "{all:?}");
+}
+
+/// A lease is held by one holder at a time: renewed by it, refused to
+/// others until it expires or is released.
+pub async fn leases_are_held_by_one_until_they_expire(s: &dyn Store) {
+    let t0 = Utc::now();
+    let ttl = Duration::seconds(10);
+    assert!(s
+        .acquire_lease("reconciler", "a", t0 + ttl, t0)
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease("reconciler", "b", t0 + ttl, t0)
+        .await
+        .unwrap());
+    // Renewed by its holder; another lease is apart.
+    let t1 = t0 + Duration::seconds(5);
+    assert!(s
+        .acquire_lease("reconciler", "a", t1 + ttl, t1)
+        .await
+        .unwrap());
+    assert!(s.acquire_lease("other", "b", t1 + ttl, t1).await.unwrap());
+    assert!(
+        !s.acquire_lease("reconciler", "b", t1 + ttl, t0 + ttl)
+            .await
+            .unwrap(),
+        "the renewal holds"
+    );
+    // Expired: taken over, and the old holder is refused.
+    let t2 = t1 + ttl + Duration::seconds(1);
+    assert!(s
+        .acquire_lease("reconciler", "b", t2 + ttl, t2)
+        .await
+        .unwrap());
+    assert!(!s
+        .acquire_lease("reconciler", "a", t2 + ttl, t2)
+        .await
+        .unwrap());
+    // Released by a non-holder: nothing; by its holder: free at once.
+    s.release_lease("reconciler", "a").await.unwrap();
+    assert!(!s
+        .acquire_lease("reconciler", "a", t2 + ttl, t2)
+        .await
+        .unwrap());
+    s.release_lease("reconciler", "b").await.unwrap();
+    assert!(s
+        .acquire_lease("reconciler", "a", t2 + ttl, t2)
+        .await
+        .unwrap());
+    // Racing takers of a free lease: exactly one wins.
+    let t3 = t2 + ttl * 2;
+    let (x, y, z) = tokio::join!(
+        s.acquire_lease("race", "x", t3 + ttl, t3),
+        s.acquire_lease("race", "y", t3 + ttl, t3),
+        s.acquire_lease("race", "z", t3 + ttl, t3),
+    );
+    let won = [x.unwrap(), y.unwrap(), z.unwrap()];
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 }
 
 /// Checks a compute driver's contract with one launch spec: launching is

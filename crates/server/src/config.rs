@@ -359,6 +359,10 @@ pub struct ReconcilerConfig {
     pub max_restarts: u32,
     /// Wait before the first restart, seconds (doubles each time).
     pub restart_backoff_secs: u64,
+    /// How long the replica that reconciles holds its lease in the store
+    /// without renewing it, seconds: when it dies, another replica takes
+    /// over within this time.
+    pub lease_secs: u64,
 }
 
 impl Default for ReconcilerConfig {
@@ -369,6 +373,7 @@ impl Default for ReconcilerConfig {
             wake_timeout_secs: 120,
             max_restarts: 3,
             restart_backoff_secs: 2,
+            lease_secs: 10,
         }
     }
 }
@@ -687,6 +692,11 @@ impl Config {
             r.wake_timeout_secs >= 1,
             "reconciler.wake_timeout_secs",
             "must be at least 1",
+        )?;
+        check(
+            (1..=3600).contains(&r.lease_secs),
+            "reconciler.lease_secs",
+            "must be 1 to 3600",
         )?;
         check(
             r.restart_backoff_secs <= 3600,

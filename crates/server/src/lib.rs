@@ -66,6 +66,7 @@ pub fn control_settings(config: &Config) -> Settings {
         wake_timeout_secs: config.reconciler.wake_timeout_secs,
         max_restarts: config.reconciler.max_restarts,
         restart_backoff_secs: config.reconciler.restart_backoff_secs,
+        lease_secs: config.reconciler.lease_secs,
     }
 }
 

@@ -14,6 +14,24 @@ pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_paddock"))
 }
 
+/// Pids of runtimes under a data dir.
+pub fn runtime_pids(root: &Path) -> Vec<i32> {
+    let tag = format!("PADDOCK_DRIVER_ROOT={}", root.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == tag.as_bytes()))
+        })
+        .collect()
+}
+
 /// `paddock serve` as a user runs it: the real binary in a process of its
 /// own (so the test can signal it), on a data directory, with the test
 /// model store, its log in `serve-N.log` beside the data.

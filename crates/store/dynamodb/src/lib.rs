@@ -861,6 +861,53 @@ impl Store for DynamoStore {
         self.query_all(q).await?.iter().map(Self::key_of).collect()
     }
 
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let item = HashMap::from([
+            ("id".into(), s(name)),
+            ("holder".into(), s(holder)),
+            ("until".into(), n(nanos(&until))),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.t.leases)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id) OR holder = :h OR #u < :now")
+            .expression_attribute_names("#u", "until")
+            .expression_attribute_values(":h", s(holder))
+            .expression_attribute_values(":now", n(nanos(&now)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if failed_condition(&e) => Ok(false),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.t.leases)
+            .key("id", s(name))
+            .condition_expression("holder = :h")
+            .expression_attribute_values(":h", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if failed_condition(&e) => Ok(()),
+            Err(e) => Err(sdk(e)),
+        }
+    }
+
     async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()> {
         let result = self
             .client

@@ -25,6 +25,7 @@ pub struct Tables {
     pub usage: String,
     pub usage_days: String,
     pub credentials: String,
+    pub leases: String,
 }
 
 /// One table's shape.
@@ -65,6 +66,7 @@ impl Tables {
             usage: t("usage"),
             usage_days: t("usage_days"),
             credentials: t("credentials"),
+            leases: t("leases"),
         }
     }
 
@@ -81,6 +83,7 @@ impl Tables {
             id(&self.users),
             id(&self.models),
             id(&self.credentials),
+            id(&self.leases),
             Shape {
                 indexes: vec![(BY_USER, "user_id", "created"), (ALL, "kind", "created")],
                 ..id(&self.instances)

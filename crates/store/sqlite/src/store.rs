@@ -425,6 +425,39 @@ impl Store for SqliteStore {
         decode_all(rows, codec::api_key)
     }
 
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let nanos = |t: &Timestamp| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, until_ns) VALUES (?, ?, ?) \
+             ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, until_ns = excluded.until_ns \
+             WHERE leases.holder = excluded.holder OR leases.until_ns < ?",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(nanos(&until))
+        .bind(nanos(&now))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn touch_api_key(&self, id: &ApiKeyId, at: Timestamp) -> StoreResult<()> {
         // One conditional write of one column: it can never undo a
         // revocation, whenever it lands. Timestamps compare as text.
