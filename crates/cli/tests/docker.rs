@@ -414,20 +414,7 @@ chunks = [ch.choices[0].delta.content or "" for ch in o.chat.completions.create(
 assert "".join(chunks), chunks
 print("ok")
 "#;
-    let out = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .env("URL", &serve.url)
-        .env("KEY", &key)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_python(&python, script, &serve.url, &key).await;
     // The model server's log comes from the engine.
     let logs = serve
         .call(

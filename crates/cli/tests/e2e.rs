@@ -633,20 +633,7 @@ except openai.AuthenticationError:
     pass
 print("python clients ok")
 "#;
-    let out = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .env("URL", &s.url)
-        .env("KEY", &key)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_python(&python, script, &s.url, &key).await;
 }
 
 /// The process driver under the shared driver conformance suite, with its

@@ -37,6 +37,28 @@ pub struct Handle {
     pub data: serde_json::Value,
 }
 
+impl Handle {
+    /// A handle of `driver` carrying `data`.
+    pub fn new(driver: &str, data: &impl Serialize) -> Self {
+        Handle {
+            driver: driver.to_owned(),
+            data: serde_json::to_value(data).unwrap_or_default(),
+        }
+    }
+
+    /// The data of a handle `driver` made; `Unsupported` for another
+    /// driver's handle.
+    pub fn data_for<T: serde::de::DeserializeOwned>(&self, driver: &str) -> Result<T, DriverError> {
+        if self.driver != driver {
+            return Err(DriverError::Unsupported(format!(
+                "a {} handle cannot be used by the {driver} driver",
+                self.driver
+            )));
+        }
+        serde_json::from_value(self.data.clone()).map_err(|e| DriverError::Backend(e.to_string()))
+    }
+}
+
 /// What a driver sees of a launched instance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observed {

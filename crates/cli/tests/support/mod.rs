@@ -14,6 +14,26 @@ pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_paddock"))
 }
 
+/// Runs a Python `script` with the test venv's `python`, the server's
+/// `URL` and an API `KEY` in its environment; fails the test with its
+/// output when it fails.
+pub async fn run_python(python: &str, script: &str, url: &str, key: &str) {
+    let out = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .env("URL", url)
+        .env("KEY", key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Pids of runtimes under a data dir.
 pub fn runtime_pids(root: &Path) -> Vec<i32> {
     let tag = format!("PADDOCK_DRIVER_ROOT={}", root.display());

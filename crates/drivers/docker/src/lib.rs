@@ -228,20 +228,11 @@ impl DockerDriver {
     }
 
     fn data(handle: &Handle) -> Result<ContainerData, DriverError> {
-        if handle.driver != DRIVER {
-            return Err(DriverError::Unsupported(format!(
-                "a {} handle cannot be used by the docker driver",
-                handle.driver
-            )));
-        }
-        serde_json::from_value(handle.data.clone()).map_err(backend)
+        handle.data_for(DRIVER)
     }
 
     fn handle(data: &ContainerData) -> Handle {
-        Handle {
-            driver: DRIVER.into(),
-            data: serde_json::to_value(data).unwrap_or_default(),
-        }
+        Handle::new(DRIVER, data)
     }
 
     /// The handle of a container this driver made, from its labels.

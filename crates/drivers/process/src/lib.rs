@@ -153,20 +153,11 @@ impl ProcessDriver {
     }
 
     fn data(handle: &Handle) -> Result<ProcessData, DriverError> {
-        if handle.driver != DRIVER {
-            return Err(DriverError::Unsupported(format!(
-                "a {} handle cannot be used by the process driver",
-                handle.driver
-            )));
-        }
-        serde_json::from_value(handle.data.clone()).map_err(backend)
+        handle.data_for(DRIVER)
     }
 
     fn handle(data: &ProcessData) -> Handle {
-        Handle {
-            driver: DRIVER.into(),
-            data: serde_json::to_value(data).unwrap_or_default(),
-        }
+        Handle::new(DRIVER, data)
     }
 
     /// Whether `pid` is alive and is this driver's runtime for `id`.

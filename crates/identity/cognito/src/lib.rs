@@ -268,6 +268,24 @@ impl CognitoIdentity {
             .ok_or_else(|| internal(format!("the Cognito user {username} has no email")))
     }
 
+    /// A store record for a Cognito user: confirmed (Cognito confirmed
+    /// them), with no password (Cognito keeps it).
+    fn new_user(&self, user_id: UserId, email: String, role: Role, must_change: bool) -> User {
+        let now = self.clock.now();
+        User {
+            user_id,
+            email,
+            password_hash: String::new(),
+            role,
+            confirmed: true,
+            disabled: false,
+            must_change_password: must_change,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
     /// The store's record of a Cognito user, made at first sign-in, with
     /// its role following the admin group.
     async fn user_record(&self, sub: &str, role: Role) -> Result<User, IdentityError> {
@@ -285,19 +303,7 @@ impl CognitoIdentity {
                     }
                 }
                 None => {
-                    let now = self.clock.now();
-                    let user = User {
-                        user_id: id.clone(),
-                        email: self.email_of(sub).await?,
-                        password_hash: String::new(),
-                        role,
-                        confirmed: true,
-                        disabled: false,
-                        must_change_password: false,
-                        created_at: now,
-                        updated_at: now,
-                        version: 0,
-                    };
+                    let user = self.new_user(id.clone(), self.email_of(sub).await?, role, false);
                     match self.store.create_user(&user).await {
                         Ok(()) => return Ok(user),
                         Err(StoreError::Conflict(_)) => continue,
@@ -697,19 +703,7 @@ impl PasswordAccounts for CognitoIdentity {
         if role == Role::Admin {
             self.add_to_admins(&email).await?;
         }
-        let now = self.clock.now();
-        let user = User {
-            user_id: UserId::new(sub),
-            email,
-            password_hash: String::new(),
-            role,
-            confirmed: true,
-            disabled: false,
-            must_change_password: must_change,
-            created_at: now,
-            updated_at: now,
-            version: 0,
-        };
+        let user = self.new_user(UserId::new(sub), email, role, must_change);
         match self.store.create_user(&user).await {
             Ok(()) => Ok(user),
             Err(StoreError::Conflict(_)) => Err(IdentityError::AlreadyExists),
