@@ -171,6 +171,10 @@ pub struct DeployArgs {
     /// Minutes without requests before the instance sleeps (0 = never).
     #[arg(long)]
     idle_timeout: Option<f64>,
+    /// Spot capacity (Fargate Spot, or spot GPU instances): cheaper, may be
+    /// interrupted (the instance is then restarted). The ecs driver only.
+    #[arg(long)]
+    spot: bool,
     /// Return at once instead of waiting for RUNNING.
     #[arg(long)]
     no_wait: bool,
@@ -190,6 +194,9 @@ pub async fn deploy(c: &mut Client, out: &Output, a: DeployArgs) -> Result<()> {
     }
     if let Some(m) = a.idle_timeout {
         body["idle_timeout_minutes"] = json!(m);
+    }
+    if a.spot {
+        body["spot"] = json!(true);
     }
     let v = c.post("/api/models/deploy", &body).await?;
     let id = v["instance_id"].as_str().unwrap_or_default().to_owned();
@@ -269,7 +276,11 @@ fn instance_rows(v: &Value) -> Vec<Vec<String>> {
             vec![
                 cell(&i["instance_id"]),
                 cell(&i["model_name"]),
-                cell(&i["instance_type"]),
+                if i["spot"].as_bool() == Some(true) {
+                    format!("{} (spot)", cell(&i["instance_type"]))
+                } else {
+                    cell(&i["instance_type"])
+                },
                 cell(&i["status"]),
                 format!("{}s", i["uptime_seconds"]),
                 format!("${:.4}", i["cost_usd"].as_f64().unwrap_or(0.0)),

@@ -258,6 +258,7 @@ fn spec(id: &str, memory_mb: u32) -> LaunchSpec {
         spec: ComputeSpec::Cpu {
             vcpu_milli: 1000,
             memory_mb,
+            spot: false,
         },
         threads: 1,
         ctx: 2048,

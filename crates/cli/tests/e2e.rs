@@ -661,6 +661,7 @@ async fn process_driver_conformance_under(
         spec: ComputeSpec::Cpu {
             vcpu_milli: 1000,
             memory_mb: 2048,
+            spot: false,
         },
         threads: 1,
         ctx: 2048,

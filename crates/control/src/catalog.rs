@@ -64,6 +64,19 @@ pub struct ComputeView {
     pub region: String,
     pub fargate: FargateView,
     pub gpu_instance_types: Vec<GpuInstanceType>,
+    /// Spot prices as fractions of on-demand, and whether this paddock's
+    /// driver can run spot capacity at all.
+    pub spot: SpotView,
+}
+
+/// Spot capacity here.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct SpotView {
+    /// Whether `"spot": true` can be deployed (the ecs driver).
+    pub available: bool,
+    #[serde(flatten)]
+    pub prices: paddock_core::compute::SpotPrices,
 }
 
 fn parse_model(body: Value) -> Result<Model> {
@@ -114,6 +127,7 @@ impl Control {
                 let spec = ComputeSpec::Cpu {
                     vcpu_milli: cpu * 1000 / 1024,
                     memory_mb: memory,
+                    spot: false,
                 };
                 CpuSizeView {
                     cpu,
@@ -133,6 +147,10 @@ impl Control {
                 sizes,
             },
             gpu_instance_types: t.gpu_instance_types.clone(),
+            spot: SpotView {
+                available: self.driver.capabilities().spot,
+                prices: t.spot.clone(),
+            },
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct DeployRequest {
     pub instance_type: Option<String>,
     /// Minutes without requests before the instance sleeps; 0 never sleeps.
     pub idle_timeout_minutes: Option<Value>,
+    /// Spot capacity (FARGATE_SPOT, or the spot GPU capacity provider):
+    /// cheaper, and may be interrupted; an interrupted instance is FAILED
+    /// with the reason and restarted.
+    pub spot: Option<bool>,
 }
 
 /// A Fargate-style CPU size: CPU units (1024 = 1 vCPU) or vCPUs, and MiB.
@@ -57,6 +61,8 @@ pub struct InstanceView {
     pub model_display_name: String,
     pub instance_type: String,
     pub compute: &'static str,
+    /// Whether it runs on spot capacity (priced as such).
+    pub spot: bool,
     pub spec: ComputeSpec,
     pub user_id: UserId,
     pub status: InstanceState,
@@ -122,8 +128,8 @@ impl Control {
     /// The price per hour of a size here: CPU sizes run by this paddock use
     /// the configured local price, GPU sizes their list price.
     pub fn price_per_hour(&self, spec: &ComputeSpec) -> f64 {
-        let local =
-            matches!(spec, ComputeSpec::Cpu { .. }).then_some(self.settings.local_cpu_hour_usd);
+        let local = (matches!(spec, ComputeSpec::Cpu { .. }) && self.driver.capabilities().local)
+            .then_some(self.settings.local_cpu_hour_usd);
         self.compute.price_per_hour(spec, local)
     }
 
@@ -136,6 +142,7 @@ impl Control {
             ComputeSpec::Cpu {
                 vcpu_milli,
                 memory_mb,
+                ..
             } => Some(CpuSize {
                 cpu: vcpu_milli * 1024 / 1000,
                 memory: *memory_mb,
@@ -148,6 +155,7 @@ impl Control {
             model_display_name: i.model_name.clone(),
             instance_type: i.spec.instance_type(),
             compute: i.spec.compute_kind(),
+            spot: i.spec.is_spot(),
             spec: i.spec.clone(),
             user_id: i.user_id.clone(),
             status: i.status,
@@ -252,6 +260,14 @@ impl Control {
                 ))
             }
         };
+        let spot = req.spot.unwrap_or(false);
+        if spot && !self.driver.capabilities().spot {
+            return Err(Error::invalid(format!(
+                "spot: this paddock runs instances with the {} driver, which has no spot capacity; deploy without spot, or run paddock with the ecs driver",
+                self.driver.name()
+            )));
+        }
+        let spec = spec.with_spot(spot);
         self.compute
             .check_fit(&model, &spec)
             .map_err(|e| Error::invalid(e.to_string()))?;

@@ -16,7 +16,7 @@
 use crate::error::Error;
 use crate::service::Control;
 use paddock_core::compute::ComputeSpec;
-use paddock_core::driver::{Handle, LaunchSpec, Observed};
+use paddock_core::driver::{Handle, Health, LaunchSpec, Observed};
 use paddock_core::instance::{DesiredState, Instance, InstanceState};
 use paddock_core::store::StoreError;
 use paddock_core::InstanceId;
@@ -361,8 +361,14 @@ pub async fn step(state: &Control, mut i: Instance) -> Result<Option<Instance>, 
                 return Ok(Some(launch(state, i, "launching").await?));
             };
             match state.driver.status(&h).await {
-                Ok(Observed::Alive { endpoint }) => {
-                    if state.probe.healthy(&endpoint).await {
+                Ok(Observed::Alive { endpoint, health }) => {
+                    // A driver with a health check of its own is trusted;
+                    // otherwise the endpoint is probed.
+                    let healthy = match health {
+                        Some(h) => h == Health::Healthy,
+                        None => state.probe.healthy(&endpoint).await,
+                    };
+                    if healthy {
                         i.upstream_url = Some(endpoint);
                         state.activity.touch(&i.instance_id);
                         save(state, i, S::Running, "healthy").await?
@@ -397,6 +403,19 @@ pub async fn step(state: &Control, mut i: Instance) -> Result<Option<Instance>, 
                 ));
             };
             match state.driver.status(&h).await {
+                Ok(Observed::Alive {
+                    health: Some(Health::Unhealthy),
+                    ..
+                }) => {
+                    // The driver's health check (with its own retries)
+                    // says the model server stopped answering.
+                    let logs = last_logs(state, &i).await;
+                    release(state, &mut i).await;
+                    let reason = format!(
+                        "its health check failed while running; last log lines:\n{logs}"
+                    );
+                    save(state, i, S::Failed, reason).await?
+                }
                 Ok(Observed::Alive { .. }) => {
                     let last = state
                         .activity

@@ -19,15 +19,37 @@ pub enum ComputeSpec {
         vcpu_milli: u32,
         /// Memory in MiB.
         memory_mb: u32,
+        /// Spot capacity (FARGATE_SPOT on AWS): cheaper, and may be
+        /// interrupted; an interrupted instance is restarted.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        spot: bool,
     },
     /// A GPU instance type (EC2 capacity on AWS).
     Gpu {
         instance_type: String,
         gpu_count: u32,
+        /// Spot capacity (the spot GPU capacity provider on AWS).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        spot: bool,
     },
 }
 
 impl ComputeSpec {
+    /// Whether it asks for spot capacity.
+    pub fn is_spot(&self) -> bool {
+        match self {
+            ComputeSpec::Cpu { spot, .. } | ComputeSpec::Gpu { spot, .. } => *spot,
+        }
+    }
+
+    /// The same size, on spot capacity or not.
+    pub fn with_spot(mut self, on: bool) -> Self {
+        match &mut self {
+            ComputeSpec::Cpu { spot, .. } | ComputeSpec::Gpu { spot, .. } => *spot = on,
+        }
+        self
+    }
+
     /// `fargate` or `gpu`: the `compute` field of the original system's records.
     pub fn compute_kind(&self) -> &'static str {
         match self {
@@ -43,6 +65,7 @@ impl ComputeSpec {
             ComputeSpec::Cpu {
                 vcpu_milli,
                 memory_mb,
+                ..
             } => format!("cpu-{}vcpu-{}mb", fmt_vcpu(*vcpu_milli), memory_mb),
             ComputeSpec::Gpu { instance_type, .. } => instance_type.clone(),
         }
@@ -118,12 +141,26 @@ pub struct GpuInstanceType {
     pub price_per_hour_usd: f64,
 }
 
+/// What spot capacity costs, as a fraction of the on-demand price. Spot
+/// prices move with supply and demand; these are typical figures, with
+/// their source in the table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SpotPrices {
+    /// Fargate Spot's price over Fargate's (vCPU and memory alike).
+    pub fargate_fraction: f64,
+    /// EC2 Spot's price over on-demand, for the GPU instance types.
+    pub gpu_fraction: f64,
+    pub source: String,
+}
+
 /// The whole table of sizes, as shipped in `catalog/compute.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ComputeTable {
     pub prices_as_of: String,
     pub region: String,
     pub fargate: Fargate,
+    pub spot: SpotPrices,
     pub gpu_instance_types: Vec<GpuInstanceType>,
 }
 
@@ -176,6 +213,7 @@ impl ComputeTable {
         Ok(ComputeSpec::Cpu {
             vcpu_milli: cpu_units * 1000 / 1024,
             memory_mb,
+            spot: false,
         })
     }
 
@@ -185,6 +223,7 @@ impl ComputeTable {
             Some(g) => Ok(ComputeSpec::Gpu {
                 instance_type: g.instance_type.clone(),
                 gpu_count: g.gpu_count,
+                spot: false,
             }),
             None => Err(SizeError::InvalidSize(format!(
                 "unknown instance_type {instance_type:?}; GET /api/compute lists the GPU instance types"
@@ -242,25 +281,43 @@ impl ComputeTable {
         }
     }
 
-    /// On-demand price per hour of a size in USD. `local_cpu_hour_usd`
-    /// overrides Fargate's prices for CPU sizes run on the operator's own
-    /// machine (`None` prices them as Fargate would).
+    /// Price per hour of a size in USD: the on-demand list price, or the
+    /// spot price for a spot size. `local_cpu_hour_usd` overrides the
+    /// cloud's prices for CPU sizes run on the operator's own machine
+    /// (`None` prices them as Fargate would).
     pub fn price_per_hour(&self, spec: &ComputeSpec, local_cpu_hour_usd: Option<f64>) -> f64 {
         match spec {
             ComputeSpec::Cpu {
                 vcpu_milli,
                 memory_mb,
+                spot,
             } => match local_cpu_hour_usd {
                 Some(p) => p * (*vcpu_milli as f64 / 1000.0),
                 None => {
-                    (*vcpu_milli as f64 / 1000.0) * self.fargate.vcpu_hour_usd
-                        + (*memory_mb as f64 / 1024.0) * self.fargate.gb_hour_usd
+                    let on_demand = (*vcpu_milli as f64 / 1000.0) * self.fargate.vcpu_hour_usd
+                        + (*memory_mb as f64 / 1024.0) * self.fargate.gb_hour_usd;
+                    if *spot {
+                        on_demand * self.spot.fargate_fraction
+                    } else {
+                        on_demand
+                    }
                 }
             },
-            ComputeSpec::Gpu { instance_type, .. } => self
-                .gpu(instance_type)
-                .map(|g| g.price_per_hour_usd)
-                .unwrap_or(0.0),
+            ComputeSpec::Gpu {
+                instance_type,
+                spot,
+                ..
+            } => {
+                let on_demand = self
+                    .gpu(instance_type)
+                    .map(|g| g.price_per_hour_usd)
+                    .unwrap_or(0.0);
+                if *spot {
+                    on_demand * self.spot.gpu_fraction
+                } else {
+                    on_demand
+                }
+            }
         }
     }
 }
@@ -302,7 +359,8 @@ mod tests {
             t.fargate_spec(512, 1024).unwrap(),
             ComputeSpec::Cpu {
                 vcpu_milli: 500,
-                memory_mb: 1024
+                memory_mb: 1024,
+                spot: false
             }
         );
     }
@@ -341,5 +399,26 @@ mod tests {
             t.price_per_hour(&t.gpu_spec("g5.xlarge").unwrap(), None),
             1.006
         );
+        // Spot is the table's fraction of on-demand, in the cloud only.
+        let spot = cpu.clone().with_spot(true);
+        let ps = t.price_per_hour(&spot, None);
+        assert!((ps - p * t.spot.fargate_fraction).abs() < 1e-9, "{ps}");
+        assert!(ps < p);
+        assert_eq!(t.price_per_hour(&spot, Some(0.0)), 0.0);
+        let g = t.gpu_spec("g5.xlarge").unwrap().with_spot(true);
+        assert!((t.price_per_hour(&g, None) - 1.006 * t.spot.gpu_fraction).abs() < 1e-9);
+    }
+
+    #[test]
+    fn spot_is_kept_in_records_only_when_set() {
+        let t = ComputeTable::builtin();
+        let cpu = t.fargate_spec(1024, 2048).unwrap();
+        let json = serde_json::to_value(&cpu).unwrap();
+        assert!(json.get("spot").is_none(), "{json}");
+        let back: ComputeSpec = serde_json::from_value(json).unwrap();
+        assert!(!back.is_spot());
+        let spot = serde_json::to_value(cpu.with_spot(true)).unwrap();
+        assert_eq!(spot["spot"], true);
+        assert!(serde_json::from_value::<ComputeSpec>(spot).unwrap().is_spot());
     }
 }

@@ -62,13 +62,41 @@ impl Handle {
 /// What a driver sees of a launched instance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observed {
-    /// Alive; `endpoint` is the model server's base URL (it may not be
-    /// healthy yet: the reconciler probes it).
-    Alive { endpoint: String },
+    /// Alive; `endpoint` is the model server's base URL. `health` is the
+    /// driver's own view of the model server's health check, for a driver
+    /// that has one (ECS reports its container health check): the
+    /// reconciler trusts it and does not probe the endpoint. `None` (the
+    /// process and Docker drivers): it may not be healthy yet, and the
+    /// reconciler probes the endpoint itself.
+    Alive {
+        endpoint: String,
+        health: Option<Health>,
+    },
     /// It ended; `reason` says how (exit code, last log lines).
     Exited { reason: String },
     /// The driver knows nothing of it (never launched, or already cleaned up).
     Gone,
+}
+
+/// A driver's report of a model server's health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The check passes.
+    Healthy,
+    /// Not known yet (still in its start period).
+    Unknown,
+    /// The check fails.
+    Unhealthy,
+}
+
+impl Observed {
+    /// Alive, with no health of the driver's own (the reconciler probes).
+    pub fn alive(endpoint: impl Into<String>) -> Self {
+        Observed::Alive {
+            endpoint: endpoint.into(),
+            health: None,
+        }
+    }
 }
 
 /// What the driver can run.
@@ -76,6 +104,11 @@ pub enum Observed {
 pub struct Capabilities {
     /// Whether GPU sizes can be launched at all.
     pub gpu: bool,
+    /// Whether spot capacity can be asked for (`"spot": true`).
+    pub spot: bool,
+    /// Whether CPU sizes run on the operator's own machines, priced at
+    /// `[driver] local_cpu_hour_usd`; otherwise at the cloud's list price.
+    pub local: bool,
 }
 
 /// Why a driver operation failed.

@@ -280,6 +280,7 @@ mod tests {
             ComputeSpec::Cpu {
                 vcpu_milli: 1000,
                 memory_mb: 2048,
+                spot: false,
             },
             900,
             Utc::now(),

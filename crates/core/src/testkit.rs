@@ -83,6 +83,7 @@ fn instance(user: &UserId) -> (Instance, Transition) {
         ComputeSpec::Cpu {
             vcpu_milli: 1000,
             memory_mb: 2048,
+            spot: false,
         },
         900,
         now,
@@ -752,7 +753,7 @@ pub async fn driver_conformance<P, F>(
     ) -> String {
         for _ in 0..600 {
             match driver.status(h).await.expect("status") {
-                Observed::Alive { endpoint } => return endpoint,
+                Observed::Alive { endpoint, .. } => return endpoint,
                 Observed::Exited { reason } => panic!("exited while starting: {reason}"),
                 Observed::Gone => {}
             }
@@ -782,17 +783,25 @@ pub async fn driver_conformance<P, F>(
     assert_eq!(h, again, "launching a running instance returns its handle");
     assert_eq!(h.driver, driver.name());
 
-    // It becomes reachable.
+    // It becomes healthy: by the driver's own health report when it has
+    // one (then `probe` is never asked), else by probing the endpoint.
     let endpoint = wait_alive(driver, &h).await;
     let mut up = false;
     for _ in 0..600 {
-        if probe(endpoint.clone()).await {
-            up = true;
+        up = match driver.status(&h).await.expect("status") {
+            Observed::Alive {
+                health: Some(health),
+                ..
+            } => health == crate::driver::Health::Healthy,
+            Observed::Alive { endpoint, .. } => probe(endpoint).await,
+            other => panic!("ended while starting: {other:?}"),
+        };
+        if up {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(up, "{endpoint} never answered");
+    assert!(up, "{endpoint} never became healthy");
     assert!(
         !driver.logs(&h, 50).await.expect("logs").is_empty(),
         "no logs"

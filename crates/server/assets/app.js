@@ -195,10 +195,14 @@
     });
 
     const kind = () => dform.kind.value;
+    // Fargate's price of the chosen CPU size (spot is a fraction of it).
+    const s_price_cloud = () => compute.fargate.sizes[+cpuSel.value].price_per_hour_usd;
+    d("spot-field").hidden = !compute.spot.available;
     const update = () => {
       const cpu = kind() === "cpu";
       d("cpu-field").hidden = !cpu;
       d("gpu-field").hidden = cpu;
+      const spotOn = compute.spot.available && $("#d-spot").checked;
       let fits, need, have, price, note = "";
       if (cpu) {
         const s = compute.fargate.sizes[+cpuSel.value];
@@ -219,7 +223,12 @@
       box.textContent = fits
         ? `✓ Fits: ${model.model_id} needs ${mem(need)} of ${what}; this size has ${mem(have)}.`
         : `✗ Too small: ${model.model_id} needs ${mem(need)} of ${what}; this size has ${mem(have)}${cpu ? "" : note}.`;
-      d("price").textContent = `${usd(price)} / hour${cpu ? note : ""}`;
+      if (spotOn) {
+        const onDemand = cpu ? s_price_cloud() : price;
+        price = onDemand * (cpu ? compute.spot.fargate_fraction : compute.spot.gpu_fraction);
+        note = ` (spot; on-demand ${usd(onDemand)}/h)`;
+      }
+      d("price").textContent = `${usd(price)} / hour${cpu || spotOn ? note : ""}`;
       d("submit").disabled = !fits;
     };
 
@@ -230,6 +239,7 @@
       d("model-name").textContent = model.model_name;
       d("error").hidden = true;
       dform.kind.value = "cpu";
+      $("#d-spot").checked = false;
       // Preselect the cheapest size that fits.
       const ci = compute.fargate.sizes.findIndex((s) => s.memory >= model.cpu_memory_mb);
       cpuSel.value = String(Math.max(0, ci));
@@ -251,6 +261,7 @@
       } else {
         body.instance_type = gpus[+gpuSel.value].instance_type;
       }
+      if (compute.spot.available && $("#d-spot").checked) body.spot = true;
       setBusy(btn, true, "Deploying…");
       d("error").hidden = true;
       try {

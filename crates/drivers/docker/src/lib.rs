@@ -709,7 +709,11 @@ impl ComputeDriver for DockerDriver {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { gpu: self.gpu }
+        Capabilities {
+            gpu: self.gpu,
+            spot: false,
+            local: true,
+        }
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError> {
@@ -744,9 +748,7 @@ impl ComputeDriver for DockerDriver {
                 | ContainerStateStatusEnum::CREATED
                 | ContainerStateStatusEnum::RESTARTING
                 | ContainerStateStatusEnum::PAUSED,
-            ) => Observed::Alive {
-                endpoint: data.endpoint,
-            },
+            ) => Observed::alive(data.endpoint),
             _ => {
                 let last = self.container_logs(&data.container, 5).await;
                 Observed::Exited {

@@ -311,7 +311,11 @@ impl ComputeDriver for ProcessDriver {
 
     fn capabilities(&self) -> Capabilities {
         // The runtime is built for CPU; GPU sizes need the ECS driver.
-        Capabilities { gpu: false }
+        Capabilities {
+            gpu: false,
+            spot: false,
+            local: true,
+        }
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError> {
@@ -429,9 +433,7 @@ impl ComputeDriver for ProcessDriver {
             }
         };
         Ok(match exited {
-            None => Observed::Alive {
-                endpoint: data.endpoint(),
-            },
+            None => Observed::alive(data.endpoint()),
             Some(why) => {
                 let last = tail_lines(&data.log, 5);
                 Observed::Exited {
@@ -600,6 +602,7 @@ mod tests {
             spec: paddock_core::compute::ComputeSpec::Cpu {
                 vcpu_milli: 1000,
                 memory_mb: 2048,
+                spot: false,
             },
             threads: 1,
             ctx: 2048,

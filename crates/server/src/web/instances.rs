@@ -51,7 +51,7 @@ fn rows(base: &str, list: &[Value], owners: Option<&HashMap<UserId, String>>) ->
                     div.muted.small.reason data-f="reason" { (st(v, "status_reason")) }
                 }
                 td data-label="Compute" {
-                    span.nowrap { (st(v, "instance_type")) }
+                    span.nowrap { (st(v, "instance_type")) @if v["spot"] == true { " · spot" } }
                     div.muted.small { (usd(v["price_per_hour_usd"].as_f64().unwrap_or(0.0))) "/h" }
                 }
                 td data-label="Endpoint" { (copyable(&format!("{base}/models/{id}"), "copy-endpoint")) }
@@ -187,7 +187,7 @@ pub(crate) async fn detail_page(
                     dl.kv {
                         div { dt { "Status" } dd { (status_badge(&status)) div.muted.small data-f="reason" { (s_(&v, "status_reason")) } } }
                         div { dt { "Model" } dd { code { (i.model_id) } } }
-                        div { dt { "Compute" } dd { (s_(&v, "instance_type")) " · " (s_(&v, "compute")) } }
+                        div { dt { "Compute" } dd { (s_(&v, "instance_type")) " · " (s_(&v, "compute")) @if v["spot"] == true { " · spot" } } }
                         div { dt { "Price" } dd { (usd(v["price_per_hour_usd"].as_f64().unwrap_or(0.0))) " / hour" } }
                         div { dt { "Uptime" } dd data-f="uptime" { (duration(v["uptime_seconds"].as_u64().unwrap_or(0))) } }
                         div { dt { "Cost so far" } dd data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) } }

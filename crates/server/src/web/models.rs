@@ -109,6 +109,13 @@ fn deploy_dialog() -> Markup {
                     select id="d-gpu" name="gpu" {}
                     p.hint { "EC2 on-demand prices. This server may not have a GPU; it will say so." }
                 }
+                div.field data-d="spot-field" hidden {
+                    label.check {
+                        input id="d-spot" name="spot" type="checkbox" data-test="deploy-spot";
+                        span { "Spot capacity" }
+                    }
+                    p.hint { "Cheaper spare capacity that AWS may take back; an interrupted instance restarts." }
+                }
                 div.field {
                     label for="d-idle" { "Idle timeout (minutes)" }
                     input id="d-idle" name="idle" type="number" min="0" max="10080" step="1" value="15";

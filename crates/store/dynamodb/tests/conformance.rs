@@ -99,6 +99,7 @@ async fn two_replicas_racing_on_an_instance_lose_no_transition() {
         ComputeSpec::Cpu {
             vcpu_milli: 1000,
             memory_mb: 2048,
+            spot: false,
         },
         900,
         now,

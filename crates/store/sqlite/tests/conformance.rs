@@ -40,6 +40,7 @@ fn pending_instance() -> (Instance, Transition) {
         ComputeSpec::Gpu {
             instance_type: "g5.xlarge".into(),
             gpu_count: 1,
+            spot: false,
         },
         0,
         now,
