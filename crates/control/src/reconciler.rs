@@ -16,7 +16,7 @@
 use crate::error::Error;
 use crate::service::Control;
 use paddock_core::compute::ComputeSpec;
-use paddock_core::driver::{Handle, Health, LaunchSpec, Observed};
+use paddock_core::driver::{DriverError, Handle, Health, LaunchSpec, Observed};
 use paddock_core::instance::{DesiredState, Instance, InstanceState};
 use paddock_core::store::StoreError;
 use paddock_core::InstanceId;
@@ -233,6 +233,22 @@ pub async fn pass(state: &Control) -> bool {
             return false;
         }
     };
+    // What the driver sees of every instance that should be running, asked
+    // in one batch (a few calls for the ECS driver, however many instances).
+    let watched: Vec<(InstanceId, Handle)> = instances
+        .iter()
+        .filter(|i| {
+            i.desired == DesiredState::Running
+                && matches!(i.status, InstanceState::Starting | InstanceState::Running)
+        })
+        .filter_map(|i| Some((i.instance_id.clone(), handle_of(i)?)))
+        .collect();
+    let handles: Vec<Handle> = watched.iter().map(|(_, h)| h.clone()).collect();
+    let mut seen: std::collections::HashMap<InstanceId, _> = watched
+        .into_iter()
+        .map(|(id, _)| id)
+        .zip(state.driver.status_many(&handles).await)
+        .collect();
     let mut changed = false;
     let mut busy = false;
     for i in instances {
@@ -240,7 +256,8 @@ pub async fn pass(state: &Control) -> bool {
             continue;
         }
         let id = i.instance_id.clone();
-        match step(state, i).await {
+        let observed = seen.remove(&id);
+        match step_observed(state, i, observed).await {
             Ok(Some(after)) => {
                 changed = true;
                 busy |= matches!(
@@ -336,7 +353,26 @@ async fn last_logs(state: &Control, i: &Instance) -> String {
 }
 
 /// Takes at most one step for one instance. `Ok(Some)` when it changed.
-pub async fn step(state: &Control, mut i: Instance) -> Result<Option<Instance>, StoreError> {
+pub async fn step(state: &Control, i: Instance) -> Result<Option<Instance>, StoreError> {
+    step_observed(state, i, None).await
+}
+
+/// [`step`], with what the driver saw of the instance when the pass asked
+/// already (`None`: it asks now).
+async fn step_observed(
+    state: &Control,
+    mut i: Instance,
+    mut observed: Option<Result<Observed, DriverError>>,
+) -> Result<Option<Instance>, StoreError> {
+    let mut status = |h: Handle| {
+        let pre = observed.take();
+        async move {
+            match pre {
+                Some(o) => o,
+                None => state.driver.status(&h).await,
+            }
+        }
+    };
     use DesiredState as D;
     use InstanceState as S;
     let now = state.clock.now();
@@ -360,7 +396,7 @@ pub async fn step(state: &Control, mut i: Instance) -> Result<Option<Instance>, 
             let Some(h) = handle_of(&i) else {
                 return Ok(Some(launch(state, i, "launching").await?));
             };
-            match state.driver.status(&h).await {
+            match status(h.clone()).await {
                 Ok(Observed::Alive { endpoint, health }) => {
                     // A driver with a health check of its own is trusted;
                     // otherwise the endpoint is probed.
@@ -402,7 +438,7 @@ pub async fn step(state: &Control, mut i: Instance) -> Result<Option<Instance>, 
                     save(state, i, S::Failed, "the record lost its runtime handle").await?,
                 ));
             };
-            match state.driver.status(&h).await {
+            match status(h.clone()).await {
                 Ok(Observed::Alive {
                     health: Some(Health::Unhealthy),
                     ..

@@ -15,6 +15,23 @@ use crate::{InstanceId, ModelId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+/// The tag of a model's image (`gemma3:270m` → `gemma3-270m`): what
+/// `paddock image build --model` tags `paddock-model:<tag>`, what the
+/// Docker driver looks for and what the ECS driver runs from its model
+/// repository.
+pub fn model_image_tag(model: &str) -> String {
+    let model = model.strip_prefix("library/").unwrap_or(model);
+    let mut tag: String = model
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
+            _ => '-',
+        })
+        .collect();
+    tag.truncate(128);
+    tag
+}
+
 /// What to launch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchSpec {
@@ -133,6 +150,17 @@ pub trait ComputeDriver: Send + Sync + std::fmt::Debug {
     /// Starts a model server; idempotent per instance id.
     async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError>;
     async fn status(&self, handle: &Handle) -> Result<Observed, DriverError>;
+    /// The status of many handles, in their order: one call per batch
+    /// where the backend has one (ECS's DescribeTasks takes 100 tasks), so
+    /// a reconcile pass over many instances costs a few calls. The default
+    /// asks [`ComputeDriver::status`] for each.
+    async fn status_many(&self, handles: &[Handle]) -> Vec<Result<Observed, DriverError>> {
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(self.status(h).await);
+        }
+        out
+    }
     /// Stops and cleans up; stopping something already gone is not an error.
     async fn stop(&self, handle: &Handle) -> Result<(), DriverError>;
     /// The last `lines` lines of the model server's output.

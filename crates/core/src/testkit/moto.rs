@@ -15,9 +15,24 @@ pub struct Moto {
 
 /// Runs the server in a thread, says so on stdout, and exits when the test
 /// process that started it is gone (a static is never dropped).
+///
+/// moto gives every ECS container instance 4 vCPU and 7.3 GiB, less than
+/// any GPU instance type: the launcher sizes them as a g5.12xlarge (48
+/// vCPU, 192 GiB), so EC2 (GPU) tasks can be placed.
 const LAUNCHER: &str = r#"
 import os, sys, time
 from moto.server import ThreadedMotoServer
+import moto.ecs.models as ecs_models
+_init = ecs_models.ContainerInstance.__init__
+def _sized(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    for resources in (self.registered_resources, self.remaining_resources):
+        for r in resources:
+            if r["name"] == "CPU":
+                r["integerValue"] = 48 * 1024
+            elif r["name"] == "MEMORY":
+                r["integerValue"] = 192 * 1024
+ecs_models.ContainerInstance.__init__ = _sized
 parent = os.getppid()
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
 server.start()
@@ -66,6 +81,44 @@ impl Moto {
     pub fn shared() -> &'static Moto {
         static SHARED: OnceLock<Moto> = OnceLock::new();
         SHARED.get_or_init(Moto::start)
+    }
+}
+
+/// What [`Moto::ecs_cluster`] made.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EcsFixture {
+    pub cluster: String,
+    pub subnets: Vec<String>,
+    pub security_group: String,
+    pub log_group: String,
+    pub gpu_capacity_provider: String,
+    pub gpu_spot_capacity_provider: String,
+}
+
+const ECS_FIXTURE: &str = include_str!("ecs_fixture.py");
+
+impl Moto {
+    /// Makes an ECS cluster `name` to run tasks in, with its network (a
+    /// VPC with DNS hostnames, two subnets, a security group), FARGATE,
+    /// FARGATE_SPOT and two GPU capacity providers, one GPU container
+    /// instance and a log group; and tells moto to keep tasks RUNNING until
+    /// they are stopped (its state manager), instead of advancing them on
+    /// every DescribeTasks.
+    pub fn ecs_cluster(&self, name: &str) -> EcsFixture {
+        let python = std::env::var("PADDOCK_TEST_PYTHON").expect("PADDOCK_TEST_PYTHON");
+        let out = Command::new(&python)
+            .arg("-c")
+            .arg(ECS_FIXTURE)
+            .arg(&self.endpoint)
+            .arg(name)
+            .output()
+            .expect("the ECS fixture runs");
+        assert!(
+            out.status.success(),
+            "the ECS fixture failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the ECS fixture's JSON")
     }
 }
 

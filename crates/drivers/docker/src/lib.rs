@@ -75,16 +75,7 @@ const STOP_GRACE_SECS: i32 = 5;
 /// `paddock-model:gemma3-270m`): what `paddock image build --model` tags
 /// and what the driver looks for.
 pub fn model_image(model: &str) -> String {
-    let model = model.strip_prefix("library/").unwrap_or(model);
-    let mut tag: String = model
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '_' | '.') => c,
-            _ => '-',
-        })
-        .collect();
-    tag.truncate(128);
-    format!("paddock-model:{tag}")
+    format!("paddock-model:{}", paddock_core::driver::model_image_tag(model))
 }
 
 /// The paddock image of this release (`paddock:<version>`).
