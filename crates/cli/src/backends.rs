@@ -43,9 +43,12 @@ pub async fn services(config: &Config) -> Result<Services> {
     };
     let identity: Arc<dyn Identity> = match config.identity.kind {
         IdentityKind::Builtin => {
-            let key = paddock_identity_builtin::signing_key::load_or_create_key(
-                &config.data_dir.join("secrets").join("jwt.key"),
-            )?;
+            let key = match &config.identity.signing_key {
+                Some(k) if !k.expose().is_empty() => k.expose().as_bytes().to_vec(),
+                _ => paddock_identity_builtin::signing_key::load_or_create_key(
+                    &config.data_dir.join("secrets").join("jwt.key"),
+                )?,
+            };
             Arc::new(BuiltinIdentity::new(
                 store.clone(),
                 credentials,
@@ -98,6 +101,37 @@ pub async fn services(config: &Config) -> Result<Services> {
                 .await
                 .context("the docker driver")?,
         ),
+        DriverKind::Ecs => {
+            let sdk = aws_sdk().await;
+            let d = &config.driver;
+            let settings = paddock_driver_ecs::EcsSettings {
+                cluster: d.cluster.clone().unwrap_or_default(),
+                subnets: d.subnets.clone(),
+                security_groups: d.security_groups.clone(),
+                assign_public_ip: d.assign_public_ip,
+                execution_role_arn: d.execution_role_arn.clone(),
+                task_role_arn: d.task_role_arn.clone(),
+                log_group: d.log_group.clone().unwrap_or_default(),
+                region: sdk
+                    .region()
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "us-east-1".into()),
+                image: d.image.clone().unwrap_or_default(),
+                model_image_repository: d.model_image_repository.clone(),
+                deployment: d.deployment.clone(),
+                gpu_capacity_provider: d.gpu_capacity_provider.clone(),
+                gpu_spot_capacity_provider: d.gpu_spot_capacity_provider.clone(),
+                runtime_parallel: d.runtime_parallel,
+            };
+            Arc::new(
+                paddock_driver_ecs::EcsDriver::new(
+                    &sdk,
+                    settings,
+                    paddock_core::compute::ComputeTable::builtin(),
+                )
+                .map_err(|e| anyhow::anyhow!("the ecs driver: {e}"))?,
+            )
+        }
     };
     Ok(Services {
         store,

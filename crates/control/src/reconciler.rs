@@ -447,9 +447,8 @@ async fn step_observed(
                     // says the model server stopped answering.
                     let logs = last_logs(state, &i).await;
                     release(state, &mut i).await;
-                    let reason = format!(
-                        "its health check failed while running; last log lines:\n{logs}"
-                    );
+                    let reason =
+                        format!("its health check failed while running; last log lines:\n{logs}");
                     save(state, i, S::Failed, reason).await?
                 }
                 Ok(Observed::Alive { .. }) => {

@@ -419,6 +419,8 @@ mod tests {
         assert!(!back.is_spot());
         let spot = serde_json::to_value(cpu.with_spot(true)).unwrap();
         assert_eq!(spot["spot"], true);
-        assert!(serde_json::from_value::<ComputeSpec>(spot).unwrap().is_spot());
+        assert!(serde_json::from_value::<ComputeSpec>(spot)
+            .unwrap()
+            .is_spot());
     }
 }

@@ -185,6 +185,10 @@ pub struct IdentityConfig {
     pub client_secret: Option<Secret>,
     /// Cognito: the group whose members are admins.
     pub admin_group: String,
+    /// Built-in identity: the key its tokens are signed with, shared by
+    /// every replica (on AWS, from Secrets Manager). When absent, a key is
+    /// made once in `<data_dir>/secrets/jwt.key`.
+    pub signing_key: Option<Secret>,
 }
 
 /// The identity backends.
@@ -215,6 +219,7 @@ impl Default for IdentityConfig {
             client_secret: None,
             admin_group: "Administrators".into(),
             login_lockout_secs: 30,
+            signing_key: None,
         }
     }
 }
@@ -252,6 +257,56 @@ pub struct DriverConfig {
     pub model_images: bool,
     /// How the gateway reaches a Docker container's model server.
     pub docker_reach: DockerReach,
+    /// ECS: the cluster instances run in (name or ARN).
+    pub cluster: Option<String>,
+    /// ECS: the subnets of the tasks (a list, or one comma-separated string).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub subnets: Vec<String>,
+    /// ECS: the tasks' security groups (a list, or comma-separated).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub security_groups: Vec<String>,
+    /// ECS: give tasks public IPs (subnets without a NAT gateway only).
+    pub assign_public_ip: bool,
+    /// ECS: the role ECS pulls images and writes logs with.
+    pub execution_role_arn: Option<String>,
+    /// ECS: the role model servers run as (they need none by default).
+    pub task_role_arn: Option<String>,
+    /// ECS: the CloudWatch Logs group of the tasks' output.
+    pub log_group: Option<String>,
+    /// ECS: a repository of model images (`<repository>:<model tag>`,
+    /// weights baked in); without it tasks run `image` and pull the model
+    /// at start.
+    pub model_image_repository: Option<String>,
+    /// ECS: this paddock's deployment id (`startedBy`, the tasks' and task
+    /// definitions' `paddock:deployment` tag, their families' prefix).
+    pub deployment: String,
+    /// ECS: the EC2 GPU capacity provider (GPU sizes need it).
+    pub gpu_capacity_provider: Option<String>,
+    /// ECS: its spot twin (spot GPU sizes need it).
+    pub gpu_spot_capacity_provider: Option<String>,
+}
+
+/// A list given as a list, or as one comma-separated string (how an
+/// environment variable carries it).
+fn list_or_commas<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum L {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match L::deserialize(d)? {
+        L::List(v) => v,
+        L::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
+    .into_iter()
+    .filter(|x| !x.trim().is_empty())
+    .collect())
 }
 
 /// How the gateway reaches a container's model server (`[driver] docker_reach`).
@@ -276,6 +331,9 @@ pub enum DriverKind {
     Process,
     /// Each instance a container on a Docker Engine (`DOCKER_HOST`).
     Docker,
+    /// Each instance an Amazon ECS task (Fargate for CPU, EC2 capacity for
+    /// GPU, spot or on-demand).
+    Ecs,
 }
 
 impl std::str::FromStr for DriverKind {
@@ -284,7 +342,10 @@ impl std::str::FromStr for DriverKind {
         match s {
             "process" => Ok(DriverKind::Process),
             "docker" => Ok(DriverKind::Docker),
-            _ => Err(format!("unknown driver {s:?}: choose process or docker")),
+            "ecs" => Ok(DriverKind::Ecs),
+            _ => Err(format!(
+                "unknown driver {s:?}: choose process, docker or ecs"
+            )),
         }
     }
 }
@@ -301,6 +362,17 @@ impl Default for DriverConfig {
             image: None,
             model_images: true,
             docker_reach: DockerReach::Auto,
+            cluster: None,
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
+            assign_public_ip: false,
+            execution_role_arn: None,
+            task_role_arn: None,
+            log_group: None,
+            model_image_repository: None,
+            deployment: "paddock".into(),
+            gpu_capacity_provider: None,
+            gpu_spot_capacity_provider: None,
         }
     }
 }
@@ -654,6 +726,38 @@ impl Config {
                 !image.trim().is_empty() && !image.contains(char::is_whitespace),
                 "driver.image",
                 "must be an image reference like paddock:0.1.0",
+            )?;
+        }
+        if d.kind == DriverKind::Ecs {
+            let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+            check(
+                set(&d.cluster),
+                "driver.cluster",
+                "must name the ECS cluster for the ecs driver",
+            )?;
+            check(
+                !d.subnets.is_empty(),
+                "driver.subnets",
+                "must list the subnets ECS tasks run in (comma-separated in PADDOCK_DRIVER__SUBNETS)",
+            )?;
+            check(
+                set(&d.log_group),
+                "driver.log_group",
+                "must name the CloudWatch Logs group of the tasks' output",
+            )?;
+            check(
+                set(&d.image) || set(&d.model_image_repository),
+                "driver.image",
+                "the ecs driver needs an image in a registry ECS can pull (the paddock image pushed to ECR), or driver.model_image_repository",
+            )?;
+            check(
+                !d.deployment.is_empty()
+                    && d.deployment.len() <= 64
+                    && d.deployment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "driver.deployment",
+                "must be 1 to 64 letters, digits, - or _",
             )?;
         }
         let g = &self.gateway;

@@ -75,7 +75,10 @@ const STOP_GRACE_SECS: i32 = 5;
 /// `paddock-model:gemma3-270m`): what `paddock image build --model` tags
 /// and what the driver looks for.
 pub fn model_image(model: &str) -> String {
-    format!("paddock-model:{}", paddock_core::driver::model_image_tag(model))
+    format!(
+        "paddock-model:{}",
+        paddock_core::driver::model_image_tag(model)
+    )
 }
 
 /// The paddock image of this release (`paddock:<version>`).

@@ -25,14 +25,13 @@
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
-    ContainerDefinition, ContainerOverride, DesiredStatus, HealthCheck, HealthStatus,
-    KeyValuePair, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping,
+    ContainerDefinition, ContainerOverride, DesiredStatus, HealthCheck, HealthStatus, KeyValuePair,
+    LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping,
     ResourceRequirement, ResourceType, Tag, Task, TaskOverride, TransportProtocol,
 };
 use paddock_core::compute::{ComputeSpec, ComputeTable};
 use paddock_core::driver::{
-    model_image_tag, Capabilities, ComputeDriver, DriverError, Handle, Health, LaunchSpec,
-    Observed,
+    model_image_tag, Capabilities, ComputeDriver, DriverError, Handle, Health, LaunchSpec, Observed,
 };
 use paddock_core::InstanceId;
 use serde::{Deserialize, Serialize};
@@ -578,7 +577,11 @@ fn stop_reason(task: &Task) -> String {
         .filter(|r| !r.is_empty())
         .unwrap_or("the task stopped")
         .to_owned();
-    if let Some(c) = task.containers().iter().find(|c| c.name() == Some(CONTAINER)) {
+    if let Some(c) = task
+        .containers()
+        .iter()
+        .find(|c| c.name() == Some(CONTAINER))
+    {
         if let Some(code) = c.exit_code() {
             reason.push_str(&format!("; the model server exited with code {code}"));
         }
@@ -669,8 +672,10 @@ impl ComputeDriver for EcsDriver {
     }
 
     async fn status_many(&self, handles: &[Handle]) -> Vec<Result<Observed, DriverError>> {
-        let refs: Vec<Result<TaskRef, DriverError>> =
-            handles.iter().map(|h| h.data_for::<TaskRef>(NAME)).collect();
+        let refs: Vec<Result<TaskRef, DriverError>> = handles
+            .iter()
+            .map(|h| h.data_for::<TaskRef>(NAME))
+            .collect();
         let arns: Vec<String> = refs
             .iter()
             .filter_map(|r| r.as_ref().ok().map(|r| r.task_arn.clone()))
@@ -738,7 +743,10 @@ impl ComputeDriver for EcsDriver {
             }
         };
         let task = self.describe(std::slice::from_ref(&r.task_arn)).await.ok();
-        out.push(status_line(task.as_ref().and_then(|t| t.get(&r.task_arn)), &r));
+        out.push(status_line(
+            task.as_ref().and_then(|t| t.get(&r.task_arn)),
+            &r,
+        ));
         let skip = out.len().saturating_sub(lines.max(1));
         Ok(out.split_off(skip))
     }

@@ -80,7 +80,11 @@ fn task_arn(h: &Handle) -> String {
     h.data["task_arn"].as_str().unwrap().to_owned()
 }
 
-async fn described(ecs: &aws_sdk_ecs::Client, cluster: &str, h: &Handle) -> aws_sdk_ecs::types::Task {
+async fn described(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    h: &Handle,
+) -> aws_sdk_ecs::types::Task {
     ecs.describe_tasks()
         .cluster(cluster)
         .tasks(task_arn(h))
@@ -100,8 +104,14 @@ async fn sizes_map_to_capacity_providers_and_task_definitions() {
     let t = ComputeTable::builtin();
     let cases = [
         (t.fargate_spec(1024, 2048).unwrap(), "FARGATE"),
-        (t.fargate_spec(1024, 2048).unwrap().with_spot(true), "FARGATE_SPOT"),
-        (t.gpu_spec("g5.xlarge").unwrap(), fx.gpu_capacity_provider.as_str()),
+        (
+            t.fargate_spec(1024, 2048).unwrap().with_spot(true),
+            "FARGATE_SPOT",
+        ),
+        (
+            t.gpu_spec("g5.xlarge").unwrap(),
+            fx.gpu_capacity_provider.as_str(),
+        ),
         (
             t.gpu_spec("g5.xlarge").unwrap().with_spot(true),
             fx.gpu_spot_capacity_provider.as_str(),
@@ -119,8 +129,14 @@ async fn sizes_map_to_capacity_providers_and_task_definitions() {
             .iter()
             .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap().to_owned()))
             .collect();
-        assert!(tags.contains(&("paddock:instance".into(), s.instance_id.to_string())), "{tags:?}");
-        assert!(tags.contains(&("paddock:deployment".into(), "sizes".into())), "{tags:?}");
+        assert!(
+            tags.contains(&("paddock:instance".into(), s.instance_id.to_string())),
+            "{tags:?}"
+        );
+        assert!(
+            tags.contains(&("paddock:deployment".into(), "sizes".into())),
+            "{tags:?}"
+        );
         let o = task.overrides().unwrap().container_overrides();
         let cmd = o[0].command();
         assert_eq!(&cmd[..3], ["runtime", "--model", "gemma3:270m"]);
@@ -161,7 +177,10 @@ async fn sizes_map_to_capacity_providers_and_task_definitions() {
         // RUNNING with ECS's health: alive at the task's private IP.
         match d.status(&h).await.unwrap() {
             Observed::Alive { endpoint, health } => {
-                assert!(endpoint.starts_with("http://10.") && endpoint.ends_with(":11434"), "{endpoint}");
+                assert!(
+                    endpoint.starts_with("http://10.") && endpoint.ends_with(":11434"),
+                    "{endpoint}"
+                );
                 assert_eq!(health, Some(Health::Healthy));
             }
             other => panic!("{other:?}"),
@@ -177,7 +196,12 @@ async fn sizes_map_to_capacity_providers_and_task_definitions() {
 #[tokio::test]
 async fn a_spot_interruption_is_an_exit_with_its_reason_and_logs_come_from_cloudwatch() {
     let (d, ecs, fx) = driver("interrupt").await;
-    let s = spec(ComputeTable::builtin().fargate_spec(512, 1024).unwrap().with_spot(true));
+    let s = spec(
+        ComputeTable::builtin()
+            .fargate_spec(512, 1024)
+            .unwrap()
+            .with_spot(true),
+    );
     let h = d.launch(&s).await.unwrap();
     // What awslogs writes for the task, under the stream the driver reads.
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk().await);
@@ -204,8 +228,14 @@ async fn a_spot_interruption_is_an_exit_with_its_reason_and_logs_come_from_cloud
         .await
         .unwrap();
     let lines = d.logs(&h, 10).await.unwrap();
-    assert_eq!(lines[0], "paddock runtime: listening on 0.0.0.0:11434", "{lines:?}");
-    assert!(lines.last().unwrap().contains("RUNNING on FARGATE_SPOT"), "{lines:?}");
+    assert_eq!(
+        lines[0], "paddock runtime: listening on 0.0.0.0:11434",
+        "{lines:?}"
+    );
+    assert!(
+        lines.last().unwrap().contains("RUNNING on FARGATE_SPOT"),
+        "{lines:?}"
+    );
 
     ecs.stop_task()
         .cluster(&fx.cluster)
@@ -216,7 +246,10 @@ async fn a_spot_interruption_is_an_exit_with_its_reason_and_logs_come_from_cloud
         .unwrap();
     match d.status(&h).await.unwrap() {
         Observed::Exited { reason } => {
-            assert!(reason.starts_with("Your Spot Task was interrupted."), "{reason}")
+            assert!(
+                reason.starts_with("Your Spot Task was interrupted."),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -232,7 +265,11 @@ async fn many_statuses_cost_one_call_per_hundred() {
     let t = ComputeTable::builtin();
     let mut handles = Vec::new();
     for _ in 0..3 {
-        handles.push(d.launch(&spec(t.fargate_spec(256, 512).unwrap())).await.unwrap());
+        handles.push(
+            d.launch(&spec(t.fargate_spec(256, 512).unwrap()))
+                .await
+                .unwrap(),
+        );
     }
     // One handle of a task ECS never had.
     let mut gone = handles[0].clone();
