@@ -46,6 +46,8 @@ pub struct Metrics {
     pub queue_rejected: Counter,
     /// Usage records dropped because the usage writer's queue was full.
     usage_dropped: Counter,
+    /// How long each reconcile pass over every instance took.
+    pub reconcile_pass: Histogram,
     /// When a dropped usage record was last logged (seconds on `started`).
     usage_dropped_logged: std::sync::Arc<std::sync::atomic::AtomicU64>,
     started: std::time::Instant,
@@ -66,6 +68,7 @@ impl Default for Metrics {
             restarts: Counter::default(),
             queue_rejected: Counter::default(),
             usage_dropped: Counter::default(),
+            reconcile_pass: latency_histogram(),
             usage_dropped_logged: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             started: std::time::Instant::now(),
         }
@@ -122,6 +125,11 @@ impl Metrics {
             "paddock_http_request_duration_seconds",
             "Time to the response head, by route",
             self.latency.clone(),
+        );
+        registry.register(
+            "paddock_reconcile_pass_duration_seconds",
+            "Time of one reconcile pass over every instance (the leader's), with its driver calls",
+            self.reconcile_pass.clone(),
         );
         let counters = [
             (

@@ -224,8 +224,19 @@ pub async fn run(state: Control, shutdown: impl std::future::Future<Output = ()>
     }
 }
 
-/// One pass over every instance; returns whether any is in transit.
+/// One pass over every instance; returns whether any is in transit. Its
+/// time is `paddock_reconcile_pass_duration_seconds`.
 pub async fn pass(state: &Control) -> bool {
+    let started = std::time::Instant::now();
+    let busy = pass_once(state).await;
+    state
+        .metrics
+        .reconcile_pass
+        .observe(started.elapsed().as_secs_f64());
+    busy
+}
+
+async fn pass_once(state: &Control) -> bool {
     let instances = match state.store.list_instances(None).await {
         Ok(i) => i,
         Err(e) => {
