@@ -40,6 +40,11 @@ import boto3
 import yaml
 from moto.server import ThreadedMotoServer
 
+# The tests' shims for two gaps in moto's CloudFormation (nested stacks'
+# outputs, outputs of resource types moto skips): the same emulator as the
+# Rust tests run.
+exec((pathlib.Path(__file__).resolve().parents[2] / "crates/core/src/testkit/moto_shims.py").read_text())
+
 HERE = pathlib.Path(__file__).resolve().parent
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account

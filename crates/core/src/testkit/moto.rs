@@ -19,8 +19,12 @@ pub struct Moto {
 /// moto gives every ECS container instance 4 vCPU and 7.3 GiB, less than
 /// any GPU instance type: the launcher sizes them as a g5.12xlarge (48
 /// vCPU, 192 GiB), so EC2 (GPU) tasks can be placed.
+///
+/// It also applies `moto_shims.py` (its second argument), two shims for
+/// gaps in moto's CloudFormation that paddock's nested stacks meet.
 const LAUNCHER: &str = r#"
 import os, sys, time
+exec(sys.argv[2])
 from moto.server import ThreadedMotoServer
 import moto.ecs.models as ecs_models
 _init = ecs_models.ContainerInstance.__init__
@@ -56,6 +60,7 @@ impl Moto {
             .arg("-c")
             .arg(LAUNCHER)
             .arg(port.to_string())
+            .arg(MOTO_SHIMS)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -94,6 +99,8 @@ pub struct EcsFixture {
     pub gpu_capacity_provider: String,
     pub gpu_spot_capacity_provider: String,
 }
+
+const MOTO_SHIMS: &str = include_str!("moto_shims.py");
 
 const ECS_FIXTURE: &str = include_str!("ecs_fixture.py");
 
