@@ -42,22 +42,22 @@ pub enum ImageCmd {
 pub struct BuildArgs {
     /// Also build this model's image from the local store (repeatable).
     #[arg(long)]
-    model: Vec<String>,
+    pub(crate) model: Vec<String>,
     /// The paddock image's name [default: paddock:<version>].
     #[arg(long)]
-    tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// The binary to put in the image [default: this executable].
     #[arg(long)]
-    binary: Option<PathBuf>,
+    pub(crate) binary: Option<PathBuf>,
     /// The Debian mirror debootstrap uses when debian:bookworm-slim must be made.
     #[arg(
         long,
         env = "PADDOCK_DEBIAN_MIRROR",
         default_value = "http://deb.debian.org/debian"
     )]
-    debian_mirror: String,
+    pub(crate) debian_mirror: String,
     #[command(flatten)]
-    store: paddock_runtime::cli::StoreArgs,
+    pub(crate) store: paddock_runtime::cli::StoreArgs,
 }
 
 pub fn run(cmd: ImageCmd) -> Result<()> {
@@ -66,7 +66,7 @@ pub fn run(cmd: ImageCmd) -> Result<()> {
     }
 }
 
-fn build(args: BuildArgs) -> Result<()> {
+pub(crate) fn build(args: BuildArgs) -> Result<()> {
     let tag = args
         .tag
         .clone()
@@ -199,7 +199,7 @@ fn extra_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn docker() -> Command {
+pub(crate) fn docker() -> Command {
     let mut c = Command::new("docker");
     // The classic builder uses local images for FROM, so an offline build
     // works; BuildKit may try the registry first.
@@ -209,7 +209,7 @@ fn docker() -> Command {
     c
 }
 
-fn check(mut cmd: Command, what: &str) -> Result<()> {
+pub(crate) fn check(mut cmd: Command, what: &str) -> Result<()> {
     let status = cmd.status().with_context(|| format!("cannot run {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");

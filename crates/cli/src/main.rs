@@ -2,6 +2,7 @@
 //! backends in one place, and calls library functions. Client commands talk
 //! to a paddock server over HTTP (see `client`).
 
+mod aws;
 mod backends;
 mod client;
 mod commands;
@@ -100,6 +101,12 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: image::ImageCmd,
+    },
+    /// Deploy paddock to AWS (CloudFormation, ECS, DynamoDB, Cognito):
+    /// `paddock aws deploy --stack NAME --admin-email E`, `paddock aws destroy`.
+    Aws {
+        #[command(subcommand)]
+        command: aws::AwsCmd,
     },
     /// Exit 0 when the runtime on $PADDOCK_RUNTIME_SOCKET (or a port)
     /// answers /api/version: the images' HEALTHCHECK.
@@ -231,6 +238,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Users { command } => commands::users(&mut client(), &out, command).await,
         Command::Compute => commands::compute(&mut client(), &out).await,
         Command::Image { command } => image::run(command),
+        Command::Aws { command } => aws::run(command).await,
         Command::Healthcheck(args) => image::healthcheck(args).await,
     }
 }

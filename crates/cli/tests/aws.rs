@@ -275,3 +275,135 @@ async fn one_replica_reconciles_and_another_takes_over_when_it_dies() {
     let v = b.wait_status(&token, &id, "RUNNING").await;
     assert!(taken < Duration::from_secs(30), "{taken:?}: {v}");
 }
+
+/// `paddock aws deploy` against the emulator, as far as it goes: the
+/// templates compiled into the binary go to an S3 bucket, the parent stack
+/// and its nested stacks are created (moto implements no Cognito or
+/// Secrets Manager resources, so the first admin's password cannot be
+/// set: the command says so), the URL and outputs are printed; `paddock
+/// aws destroy` deletes the stack. The image push is skipped.
+#[tokio::test]
+async fn aws_deploy_creates_the_stack_and_destroy_deletes_it() {
+    let env = [
+        ("AWS_ENDPOINT_URL", Moto::shared().endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ];
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(support::bin())
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Bad input is refused before anything is made.
+    let (ok, _, err) = run(&[
+        "aws",
+        "deploy",
+        "--stack",
+        "Ecs-Bad",
+        "--region",
+        "us-east-1",
+        "--admin-email",
+        "a@example.com",
+        "--skip-images",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("lower-case"), "{err}");
+
+    let (ok, out, err) = run(&[
+        "aws",
+        "deploy",
+        "--stack",
+        "pdk-e2e",
+        "--region",
+        "us-east-1",
+        "--admin-email",
+        "admin@example.com",
+        "--skip-images",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains("uploaded the templates to s3://paddock-pdk-e2e-us-east-1-templates/"),
+        "{err}"
+    );
+    assert!(err.contains("CREATE_COMPLETE"), "{err}");
+    let url = out
+        .lines()
+        .find_map(|l| l.strip_prefix("url\t"))
+        .unwrap_or_else(|| panic!("no url in {out}"));
+    assert!(
+        url.starts_with("http://") && url.contains(".elb.amazonaws.com"),
+        "{url}"
+    );
+    assert!(out.contains("ClusterName\tpdk-e2e"), "{out}");
+    assert!(err.contains("password could not be set"), "{err}");
+
+    // What the stack made, as the emulator has it.
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new("us-east-1"))
+        .endpoint_url(&Moto::shared().endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let clusters = ecs
+        .describe_clusters()
+        .clusters("pdk-e2e")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clusters.clusters().len(), 1);
+    let services = ecs.list_services().cluster("pdk-e2e").send().await.unwrap();
+    assert_eq!(
+        services.service_arns().len(),
+        1,
+        "the control plane's service"
+    );
+
+    // A second deploy updates the stack in place.
+    let (ok, out, err) = run(&[
+        "aws",
+        "deploy",
+        "--stack",
+        "pdk-e2e",
+        "--region",
+        "us-east-1",
+        "--admin-email",
+        "admin@example.com",
+        "--skip-images",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        err.contains("UPDATE_COMPLETE") || err.contains("up to date"),
+        "{err}"
+    );
+
+    let (ok, out, err) = run(&[
+        "aws",
+        "destroy",
+        "--stack",
+        "pdk-e2e",
+        "--region",
+        "us-east-1",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("deleted pdk-e2e"), "{out}");
+    let (ok, _, err) = run(&[
+        "aws",
+        "destroy",
+        "--stack",
+        "pdk-e2e",
+        "--region",
+        "us-east-1",
+    ]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}
