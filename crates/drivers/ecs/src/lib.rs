@@ -547,15 +547,7 @@ fn observe(task: &Task) -> Observed {
         .and_then(|d| d.value())
         .unwrap_or_default();
     let running = task.last_status() == Some("RUNNING");
-    // The task's health is its essential containers'; an emulator that
-    // reports only the container's is read through it.
-    let status = task.health_status().cloned().or_else(|| {
-        task.containers()
-            .iter()
-            .find(|c| c.name() == Some(CONTAINER))
-            .and_then(|c| c.health_status().cloned())
-    });
-    let health = match status {
+    let health = match health_status(task) {
         Some(HealthStatus::Healthy) if running && !ip.is_empty() => Health::Healthy,
         Some(HealthStatus::Unhealthy) if running => Health::Unhealthy,
         _ => Health::Unknown,
@@ -568,6 +560,17 @@ fn observe(task: &Task) -> Observed {
         },
         health: Some(health),
     }
+}
+
+/// The task's health: its essential containers', or, from an emulator
+/// that reports only the container's, the model container's.
+fn health_status(task: &Task) -> Option<HealthStatus> {
+    task.health_status().cloned().or_else(|| {
+        task.containers()
+            .iter()
+            .find(|c| c.name() == Some(CONTAINER))
+            .and_then(|c| c.health_status().cloned())
+    })
 }
 
 /// Why a task stopped: ECS's reason, and the model container's exit code.
@@ -606,14 +609,8 @@ fn status_line(task: Option<&Task>, r: &TaskRef) -> String {
                 _ => format!(
                     "[ecs] task {} {status} on {provider}, health {}",
                     r.task_id(),
-                    t.health_status()
-                        .map(|h| h.as_str().to_owned())
-                        .or_else(|| t
-                            .containers()
-                            .first()
-                            .and_then(|c| c.health_status())
-                            .map(|h| h.as_str().to_owned()))
-                        .unwrap_or_else(|| "UNKNOWN".into())
+                    health_status(t)
+                        .map_or_else(|| "UNKNOWN".to_owned(), |h| h.as_str().to_owned())
                 ),
             }
         }
