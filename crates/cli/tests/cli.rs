@@ -199,5 +199,5 @@ fn serve_takes_the_driver_from_a_flag_and_names_the_choices_of_a_wrong_one() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("choose process or docker"), "{err}");
+    assert!(err.contains("choose process, docker or ecs"), "{err}");
 }
