@@ -48,8 +48,8 @@ inst = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="g5.x
 doc = json.dumps({"accountId": "123456789012", "region": "us-east-1", "instanceId": inst,
                   "instanceType": "g5.xlarge", "imageId": ami,
                   "privateIp": "10.40.1.10", "availabilityZone": "us-east-1a"})
-# (moto gives every container instance the same resources; the launcher
-# sizes them as a g5.12xlarge.)
+# (moto gives every container instance the same resources; the testkit's
+# shims size them as a g5.12xlarge.)
 ecs.register_container_instance(cluster=name, instanceIdentityDocument=doc)
 group = f"/{name}/models"
 logs.create_log_group(logGroupName=group)

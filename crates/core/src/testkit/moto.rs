@@ -16,27 +16,14 @@ pub struct Moto {
 /// Runs the server in a thread, says so on stdout, and exits when the test
 /// process that started it is gone (a static is never dropped).
 ///
-/// moto gives every ECS container instance 4 vCPU and 7.3 GiB, less than
-/// any GPU instance type: the launcher sizes them as a g5.12xlarge (48
-/// vCPU, 192 GiB), so EC2 (GPU) tasks can be placed.
-///
-/// It also applies `moto_shims.py` (its second argument), two shims for
-/// gaps in moto's CloudFormation that paddock's nested stacks meet.
+/// It first applies `moto_shims.py` (its second argument): two shims for
+/// gaps in moto's CloudFormation that paddock's nested stacks meet, and
+/// ECS container instances sized as a g5.12xlarge, so GPU tasks can be
+/// placed.
 const LAUNCHER: &str = r#"
 import os, sys, time
 exec(sys.argv[2])
 from moto.server import ThreadedMotoServer
-import moto.ecs.models as ecs_models
-_init = ecs_models.ContainerInstance.__init__
-def _sized(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    for resources in (self.registered_resources, self.remaining_resources):
-        for r in resources:
-            if r["name"] == "CPU":
-                r["integerValue"] = 48 * 1024
-            elif r["name"] == "MEMORY":
-                r["integerValue"] = 192 * 1024
-ecs_models.ContainerInstance.__init__ = _sized
 parent = os.getppid()
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=int(sys.argv[1]), verbose=False)
 server.start()

@@ -15,7 +15,7 @@
 //!   with ECS's health status (the reconciler trusts it and never connects
 //!   to probe); a stopped one has exited with its `stoppedReason` and the
 //!   container's exit code; a task ECS no longer knows is gone. Statuses are
-//!   asked 100 tasks per DescribeTasks.
+//!   asked 100 tasks per DescribeTasks, five such calls at a time.
 //! - **Logs** come from CloudWatch Logs (the task's stream), after a line
 //!   with the task's ECS status, so a task that never started (an image
 //!   that cannot be pulled) still says why.
@@ -23,6 +23,7 @@
 //!   adopts them, so a rolling update of the control plane is no outage.
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
     ContainerDefinition, ContainerOverride, DesiredStatus, HealthCheck, HealthStatus, KeyValuePair,
@@ -50,6 +51,10 @@ pub const TAG_INSTANCE: &str = "paddock:instance";
 pub const TAG_DEPLOYMENT: &str = "paddock:deployment";
 /// Tasks one DescribeTasks call may name.
 pub const DESCRIBE_BATCH: usize = 100;
+
+/// DescribeTasks calls in flight at once when a reconcile pass reads every
+/// task: 1,000 tasks are ten calls, two rounds of them.
+pub const DESCRIBE_CONCURRENCY: usize = 5;
 
 /// Where and how the driver runs tasks (`[driver]` with `kind = "ecs"`).
 #[derive(Debug, Clone, Default)]
@@ -679,8 +684,14 @@ impl ComputeDriver for EcsDriver {
             .collect();
         let mut seen = HashMap::new();
         let mut failed: Option<String> = None;
-        for batch in arns.chunks(DESCRIBE_BATCH) {
-            match self.describe(batch).await {
+        // Owned batches: a future borrowing a chunk of `arns` is not Send
+        // for every lifetime, as the trait's boxed future needs.
+        let batches: Vec<Vec<String>> = arns.chunks(DESCRIBE_BATCH).map(<[String]>::to_vec).collect();
+        let mut batches = futures::stream::iter(batches)
+            .map(|batch| async move { self.describe(&batch).await })
+            .buffer_unordered(DESCRIBE_CONCURRENCY);
+        while let Some(result) = batches.next().await {
+            match result {
                 Ok(tasks) => seen.extend(tasks),
                 Err(e) => failed = Some(e.to_string()),
             }
