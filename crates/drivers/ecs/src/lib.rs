@@ -23,13 +23,13 @@
 //!   adopts them, so a rolling update of the control plane is no outage.
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
     ContainerDefinition, ContainerOverride, DesiredStatus, HealthCheck, HealthStatus, KeyValuePair,
     LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping,
     ResourceRequirement, ResourceType, Tag, Task, TaskOverride, TransportProtocol,
 };
+use futures::StreamExt;
 use paddock_core::compute::{ComputeSpec, ComputeTable};
 use paddock_core::driver::{
     model_image_tag, Capabilities, ComputeDriver, DriverError, Handle, Health, LaunchSpec, Observed,
@@ -686,7 +686,10 @@ impl ComputeDriver for EcsDriver {
         let mut failed: Option<String> = None;
         // Owned batches: a future borrowing a chunk of `arns` is not Send
         // for every lifetime, as the trait's boxed future needs.
-        let batches: Vec<Vec<String>> = arns.chunks(DESCRIBE_BATCH).map(<[String]>::to_vec).collect();
+        let batches: Vec<Vec<String>> = arns
+            .chunks(DESCRIBE_BATCH)
+            .map(<[String]>::to_vec)
+            .collect();
         let mut batches = futures::stream::iter(batches)
             .map(|batch| async move { self.describe(&batch).await })
             .buffer_unordered(DESCRIBE_CONCURRENCY);
