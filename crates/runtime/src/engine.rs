@@ -6,8 +6,19 @@
 //! HTTP handlers tokenize on their own task, then hand a [`Job`] to the
 //! scheduler over a channel and read [`Event`]s back from an unbounded tokio
 //! channel. A job whose event receiver is dropped (the client went away) is
-//! cancelled at the next step: its KV cache is cleared and its sequence slot
-//! freed. This module does not know about HTTP or wire formats.
+//! cancelled at the next step and its sequence slot freed. This module does
+//! not know about HTTP or wire formats.
+//!
+//! Prefix cache: a sequence keeps its KV cells when its job ends, and the
+//! scheduler remembers which tokens they hold. A new job goes to the free
+//! sequence whose cached tokens share the longest prefix with its prompt
+//! (ties, and no shared prefix: the least recently used), which keeps that
+//! prefix and decodes only the rest: the next turn of a conversation, or a
+//! new conversation with the same system prompt, skips what was read
+//! before. The context is created with a full-size sliding-window cache
+//! (`swa_full`), so a kept prefix has every cell its next token attends to
+//! in models with sliding-window attention (Gemma 3); without it, such a
+//! model's window layers hold only the newest cells of each sequence.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -128,6 +139,8 @@ pub(crate) struct Completion {
     pub generated_tokens: u32,
     /// From arrival to admission into a sequence slot.
     pub queued: Duration,
+    /// Prompt tokens found in the prefix cache (not evaluated again).
+    pub cached_tokens: u32,
     /// Prompt evaluation, from admission to the first sampled token.
     pub prompt_eval: Duration,
     /// From the first to the last sampled token.
@@ -213,7 +226,8 @@ impl Engine {
                     .with_n_ubatch(N_BATCH as u32)
                     .with_n_seq_max(u32::try_from(parallel).unwrap_or(u32::MAX))
                     .with_n_threads(threads)
-                    .with_n_threads_batch(threads);
+                    .with_n_threads_batch(threads)
+                    .with_swa_full(true);
                 let ctx = match thread_model.new_context(backend, params) {
                     Ok(ctx) => ctx,
                     Err(e) => {
@@ -344,6 +358,8 @@ struct Slot {
     prefilter: Option<usize>,
     /// Prompt tokens already in the batch or the KV cache.
     fed: usize,
+    /// Leading prompt tokens that were in the prefix cache.
+    cached: usize,
     /// Position of the next token.
     n_past: i32,
     /// Token to feed in the next step once the prompt is done.
@@ -361,12 +377,23 @@ struct Slot {
     piece: Vec<u8>,
 }
 
+/// What one sequence's KV cells hold, kept after its job ends.
+#[derive(Debug, Default)]
+struct Cached {
+    /// The tokens at positions `0..tokens.len()`, in the batch or decoded.
+    tokens: Vec<LlamaToken>,
+    /// When its last job ended; `None` while one runs or before the first.
+    ended: Option<Instant>,
+}
+
 /// Owns the context and runs the decode loop until every job sender is gone.
 struct Scheduler<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
     slots: Vec<Option<Slot>>,
+    /// Per sequence, beside `slots`: the prefix cache.
+    cached: Vec<Cached>,
     waiting: VecDeque<Job>,
     ctx_per_seq: u32,
     metrics: Arc<Metrics>,
@@ -387,6 +414,7 @@ impl<'m> Scheduler<'m> {
             ctx,
             batch: LlamaBatch::new(N_BATCH, 1),
             slots: (0..parallel).map(|_| None).collect(),
+            cached: (0..parallel).map(|_| Cached::default()).collect(),
             waiting: VecDeque::new(),
             ctx_per_seq,
             metrics,
@@ -413,11 +441,11 @@ impl<'m> Scheduler<'m> {
             }
             if let Err(e) = self.ctx.decode(&mut self.batch) {
                 tracing::error!(error = %e, "llama_decode failed");
+                // What this batch added to the sequences is not in their
+                // cells: every sequence in it starts again from nothing.
                 for i in 0..self.slots.len() {
-                    if self.slots[i]
-                        .as_ref()
-                        .is_some_and(|s| s.logits_at.is_some())
-                    {
+                    if self.slots[i].is_some() {
+                        self.forget(i);
                         self.fail(i, format!("decoding failed: {e}"));
                     }
                 }
@@ -437,10 +465,7 @@ impl<'m> Scheduler<'m> {
             }
             alive
         });
-        for i in 0..self.slots.len() {
-            if self.slots[i].is_some() {
-                continue;
-            }
+        while self.slots.iter().any(Option::is_none) {
             let Some(job) = self.waiting.pop_front() else {
                 break;
             };
@@ -460,15 +485,18 @@ impl<'m> Scheduler<'m> {
                     continue;
                 }
             };
+            let (i, kept) = self.reuse(&job.prompt);
             self.metrics.active.inc();
+            self.metrics.cached_prompt_tokens.inc_by(kept as u64);
             let now = Instant::now();
             let prefilter = prefilter_size(&job.sampling, self.model.n_vocab());
             self.slots[i] = Some(Slot {
                 job,
                 sampler,
                 prefilter,
-                fed: 0,
-                n_past: 0,
+                fed: kept,
+                cached: kept,
+                n_past: i32::try_from(kept).unwrap_or(i32::MAX),
                 last: LlamaToken::new(0),
                 logits_at: None,
                 generated: 0,
@@ -480,6 +508,47 @@ impl<'m> Scheduler<'m> {
                 piece: Vec::with_capacity(32),
             });
         }
+    }
+
+    /// Picks the free sequence for `prompt` and trims its cache to the
+    /// prefix it shares with the prompt; returns the sequence and how many
+    /// leading prompt tokens it already holds. At least the prompt's last
+    /// token is always decoded again, for its logits. There is a free
+    /// sequence (`admit` checks).
+    fn reuse(&mut self, prompt: &[LlamaToken]) -> (usize, usize) {
+        let (i, shared) = choose_sequence(
+            self.slots
+                .iter()
+                .zip(&self.cached)
+                .map(|(slot, c)| slot.is_none().then_some(c)),
+            prompt,
+        );
+        let keep = shared.min(prompt.len().saturating_sub(1));
+        let cached = &mut self.cached[i];
+        cached.ended = None;
+        if keep < cached.tokens.len() {
+            let seq = u32::try_from(i).unwrap_or(u32::MAX);
+            let trimmed = u32::try_from(keep)
+                .ok()
+                .and_then(|p0| self.ctx.clear_kv_cache_seq(Some(seq), Some(p0), None).ok())
+                .unwrap_or(false);
+            if !trimmed {
+                // The memory cannot cut a sequence short: start it afresh.
+                self.forget(i);
+                return (i, 0);
+            }
+            self.cached[i].tokens.truncate(keep);
+        }
+        (i, keep)
+    }
+
+    /// Empties sequence `i`'s KV cells and its cache entry.
+    fn forget(&mut self, i: usize) {
+        let seq = u32::try_from(i).unwrap_or(u32::MAX);
+        if let Err(e) = self.ctx.clear_kv_cache_seq(Some(seq), None, None) {
+            tracing::warn!(error = %e, seq, "clearing a sequence's KV cache failed");
+        }
+        self.cached[i].tokens.clear();
     }
 
     fn cancel_disconnected(&mut self) {
@@ -498,16 +567,17 @@ impl<'m> Scheduler<'m> {
     /// Returns whether there is anything to decode.
     fn build_batch(&mut self) -> bool {
         self.batch.clear();
-        for (seq, slot) in self.slots.iter_mut().enumerate() {
+        for (seq, (slot, cached)) in self.slots.iter_mut().zip(&mut self.cached).enumerate() {
             let Some(slot) = slot else { continue };
             slot.logits_at = None;
             if slot.fed == slot.job.prompt.len() {
                 slot.logits_at = Some(self.batch.n_tokens());
                 add(&mut self.batch, slot.last, slot.n_past, seq, true);
+                cached.tokens.push(slot.last);
                 slot.n_past += 1;
             }
         }
-        for (seq, slot) in self.slots.iter_mut().enumerate() {
+        for (seq, (slot, cached)) in self.slots.iter_mut().zip(&mut self.cached).enumerate() {
             let Some(slot) = slot else { continue };
             let prompt_len = slot.job.prompt.len();
             if slot.fed == prompt_len {
@@ -523,6 +593,9 @@ impl<'m> Scheduler<'m> {
                 add(&mut self.batch, slot.job.prompt[k], slot.n_past, seq, last);
                 slot.n_past += 1;
             }
+            cached
+                .tokens
+                .extend_from_slice(&slot.job.prompt[slot.fed..slot.fed + take]);
             slot.fed += take;
         }
         self.batch.n_tokens() > 0
@@ -563,7 +636,7 @@ impl<'m> Scheduler<'m> {
                 slot.first_token = Some(now);
                 self.metrics
                     .prompt_tokens
-                    .inc_by(slot.job.prompt.len() as u64);
+                    .inc_by((slot.job.prompt.len() - slot.cached) as u64);
                 self.metrics
                     .observe_ttft(now.duration_since(slot.job.received).as_secs_f64());
             }
@@ -608,6 +681,7 @@ impl<'m> Scheduler<'m> {
         let completion = Completion {
             reason,
             prompt_tokens: u32::try_from(slot.job.prompt.len()).unwrap_or(u32::MAX),
+            cached_tokens: u32::try_from(slot.cached).unwrap_or(u32::MAX),
             generated_tokens: slot.generated,
             queued: slot.admitted.duration_since(slot.job.received),
             prompt_eval: first.duration_since(slot.admitted),
@@ -622,22 +696,56 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Frees slot `i` and its KV cache at once.
+    /// Frees slot `i` at once (its cells stay in the prefix cache).
     fn release(&mut self, i: usize) {
         self.take_slot(i);
     }
 
-    /// Empties slot `i`, clearing its KV cache and the active gauge, and
-    /// returns what ran in it.
+    /// Empties slot `i`, keeping its KV cells for the prefix cache, updates
+    /// the active gauge and returns what ran in it.
     fn take_slot(&mut self, i: usize) -> Option<Slot> {
         let slot = self.slots[i].take()?;
-        let seq = u32::try_from(i).unwrap_or(u32::MAX);
-        if let Err(e) = self.ctx.clear_kv_cache_seq(Some(seq), None, None) {
-            tracing::warn!(error = %e, seq, "clearing a sequence's KV cache failed");
-        }
+        self.cached[i].ended = Some(Instant::now());
         self.metrics.active.dec();
         Some(slot)
     }
+}
+
+/// Shared leading tokens below which a cached sequence counts as sharing
+/// nothing with a prompt: every prompt starts with the same BOS token and
+/// often a template's opening, and reusing those few is worth less than
+/// keeping a conversation's cache from being overwritten.
+const MIN_REUSE: usize = 16;
+
+/// The sequence a prompt goes to among `free` (one entry per sequence,
+/// `None` where a job runs), and how many leading tokens of the prompt it
+/// holds: the longest shared prefix wins; ties, and no shared prefix (less
+/// than [`MIN_REUSE`] tokens), go to the least recently used (one never
+/// used first), so a conversation's cache is the last to be overwritten.
+/// `free` has a `Some`.
+fn choose_sequence<'c>(
+    free: impl Iterator<Item = Option<&'c Cached>>,
+    prompt: &[LlamaToken],
+) -> (usize, usize) {
+    let mut best: Option<(usize, usize, Option<Instant>)> = None;
+    for (i, cached) in free.enumerate() {
+        let Some(cached) = cached else { continue };
+        let shared = cached
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let shared = if shared < MIN_REUSE { 0 } else { shared };
+        let better = match best {
+            None => true,
+            Some((_, s, ended)) => shared > s || (shared == s && cached.ended < ended),
+        };
+        if better {
+            best = Some((i, shared, cached.ended));
+        }
+    }
+    best.map_or((0, 0), |(i, shared, _)| (i, shared))
 }
 
 fn add(batch: &mut LlamaBatch<'_>, token: LlamaToken, pos: i32, seq: usize, logits: bool) {
@@ -843,6 +951,45 @@ fn build_sampler(model: &LlamaModel, s: &Sampling) -> Result<LlamaSampler, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cached(tokens: &[i32], ended: Option<Instant>) -> Cached {
+        Cached {
+            tokens: tokens.iter().map(|&t| LlamaToken::new(t)).collect(),
+            ended,
+        }
+    }
+
+    #[test]
+    fn a_prompt_goes_to_the_longest_cached_prefix_then_the_least_recently_used() {
+        let t0 = Instant::now();
+        let (t1, t2) = (t0 + Duration::from_secs(1), t0 + Duration::from_secs(2));
+        // Tokens 0..n, then `tail`.
+        let run =
+            |n: i32, tail: &[i32]| -> Vec<i32> { (0..n).chain(tail.iter().copied()).collect() };
+        let prompt: Vec<LlamaToken> = run(40, &[]).into_iter().map(LlamaToken::new).collect();
+        let seqs = [
+            cached(&run(20, &[99]), Some(t0)),
+            cached(&run(30, &[99, 99]), Some(t2)),
+            cached(&[0, 1, 2], Some(t1)),
+        ];
+        let all = || seqs.iter().map(Some);
+        assert_eq!(choose_sequence(all(), &prompt), (1, 30));
+        // The longest prefix is busy: the next longest.
+        let busy_1 = seqs.iter().enumerate().map(|(i, c)| (i != 1).then_some(c));
+        assert_eq!(choose_sequence(busy_1, &prompt), (0, 20));
+        // Nothing (or a few tokens: BOS, a template's opening) shared: the
+        // least recently used; a never used one first.
+        let other: Vec<LlamaToken> = run(3, &[77]).into_iter().map(LlamaToken::new).collect();
+        assert_eq!(choose_sequence(all(), &other), (0, 0));
+        let with_new = [cached(&[0, 1, 2, 5], Some(t1)), Cached::default()];
+        assert_eq!(choose_sequence(with_new.iter().map(Some), &other), (1, 0));
+        // Equal prefixes: the least recently used.
+        let tie = [
+            cached(&run(20, &[5]), Some(t2)),
+            cached(&run(20, &[8]), Some(t1)),
+        ];
+        assert_eq!(choose_sequence(tie.iter().map(Some), &prompt), (1, 20));
+    }
 
     #[test]
     fn top_logits_finds_the_highest() {

@@ -22,6 +22,7 @@ pub(crate) struct Metrics {
     pub requests: Counter,
     pub rejected: Counter,
     pub prompt_tokens: Counter,
+    pub cached_prompt_tokens: Counter,
     pub generated_tokens: Counter,
     pub active: Gauge<u64, AtomicU64>,
     pub queued: Gauge<u64, AtomicU64>,
@@ -34,6 +35,7 @@ impl Default for Metrics {
             requests: Counter::default(),
             rejected: Counter::default(),
             prompt_tokens: Counter::default(),
+            cached_prompt_tokens: Counter::default(),
             generated_tokens: Counter::default(),
             active: Gauge::default(),
             queued: Gauge::default(),
@@ -69,6 +71,11 @@ impl Metrics {
                 "paddock_runtime_prompt_tokens",
                 "Prompt tokens evaluated",
                 &self.prompt_tokens,
+            ),
+            (
+                "paddock_runtime_prefix_cache_hit_tokens",
+                "Prompt tokens found in the prefix cache, not evaluated again",
+                &self.cached_prompt_tokens,
             ),
             (
                 "paddock_runtime_generated_tokens",

@@ -153,7 +153,10 @@ async fn generate_streams_ndjson_with_final_statistics() {
     assert_eq!(last["response"], "");
     assert_eq!(last["done_reason"], "length");
     assert_eq!(last["eval_count"], 8);
-    assert_eq!(last["prompt_eval_count"], whole["prompt_eval_count"]);
+    // The same prompt again: what is left after the prefix cache (at least
+    // its last token, which is evaluated again for its logits).
+    let evaluated = last["prompt_eval_count"].as_u64().unwrap();
+    assert!((1..=whole["prompt_eval_count"].as_u64().unwrap()).contains(&evaluated));
     assert!(last["eval_duration"].as_u64().unwrap() > 0);
 }
 

@@ -104,7 +104,12 @@ impl Shape {
         obj.insert("done_reason".into(), reason.into());
         obj.insert("total_duration".into(), nanos(run_started.elapsed()).into());
         obj.insert("load_duration".into(), nanos(c.queued).into());
-        obj.insert("prompt_eval_count".into(), c.prompt_tokens.into());
+        // As Ollama counts it: the prompt tokens evaluated, less those
+        // found in the prefix cache.
+        obj.insert(
+            "prompt_eval_count".into(),
+            (c.prompt_tokens - c.cached_tokens).into(),
+        );
         obj.insert("prompt_eval_duration".into(), nanos(c.prompt_eval).into());
         obj.insert("eval_count".into(), c.generated_tokens.into());
         obj.insert("eval_duration".into(), nanos(c.eval).into());

@@ -225,6 +225,7 @@ fn usage(c: &Completion) -> Value {
         "prompt_tokens": c.prompt_tokens,
         "completion_tokens": c.generated_tokens,
         "total_tokens": c.prompt_tokens + c.generated_tokens,
+        "prompt_tokens_details": { "cached_tokens": c.cached_tokens },
     })
 }
 

@@ -39,7 +39,8 @@ pub struct Server {
     _data: tempfile::TempDir,
 }
 
-fn start(parallel: usize, queue_depth: usize, ctx: u32) -> Server {
+/// Starts a server of its own (not shared with other tests).
+pub fn start(parallel: usize, queue_depth: usize, ctx: u32) -> Server {
     let data = tempfile::tempdir().expect("temp dir");
     paddock_runtime::store::ModelStore::open(data.path())
         .expect("open store")
