@@ -476,7 +476,8 @@ impl Connection {
             }
         };
         let route = match &req.instance {
-            // By model: the caller's least busy RUNNING instance of it.
+            // By model: the caller's RUNNING instance of it for this
+            // conversation, or the least busy.
             None => {
                 let body = &buf[req.head_len..req.head_len + req.body_len];
                 let Ok(model) = model_from_body(body) else {
@@ -485,7 +486,7 @@ impl Connection {
                 if !p.may_use_model(&model) {
                     return Outcome::Decline;
                 }
-                let Ok(route) = choose(state, &routes, &model) else {
+                let Ok(route) = choose(state, &routes, p, &model, body) else {
                     return Outcome::Decline;
                 };
                 route

@@ -2,13 +2,14 @@
 //!
 //! Requests are authenticated like every other route (API keys are the
 //! normal credential for programs), routed by `model` to the caller's
-//! RUNNING instance of it (the least busy when there are several; a
-//! SLEEPING one is woken), or by instance id under `/models/<id>/...`, and
-//! streamed back chunk by chunk. Each request is metered: the token counts
-//! are read from the tail of the response (Ollama's final chunk, OpenAI's
-//! `usage`) and recorded with the caller, key, instance and model. A client
-//! that disconnects drops the upstream request, which frees the model's
-//! sequence.
+//! RUNNING instance of it (when there are several, the one that last
+//! served the conversation's leading messages unless it is much busier,
+//! else the least busy; a SLEEPING one is woken), or by instance id under
+//! `/models/<id>/...`, and streamed back chunk by chunk. Each request is
+//! metered: the token counts are read from the tail of the response
+//! (Ollama's final chunk, OpenAI's `usage`) and recorded with the caller,
+//! key, instance and model. A client that disconnects drops the upstream
+//! request, which frees the model's sequence.
 
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -143,12 +144,23 @@ pub(crate) async fn user_routes(state: &Gateway, p: &Principal) -> Result<Arc<[R
     Ok(fresh)
 }
 
-/// Among `routes`, the least busy RUNNING instance of `model`; failing
+/// How much busier (requests in flight) than the least busy instance the
+/// one holding a conversation's prefix may be and still get its next turn:
+/// more than twice as busy, plus two, and the conversation moves.
+fn much_busier(affine: u32, least: u32) -> bool {
+    affine > least.saturating_mul(2).saturating_add(2)
+}
+
+/// Among `routes`, the RUNNING instance of `model` for the request `body`:
+/// when there are several, the one that last served the request's leading
+/// messages unless it is [`much_busier`], else the least busy. Failing
 /// that, the one to wake (asleep or on its way up), else any deployed one.
 pub(crate) fn choose<'a>(
     state: &Gateway,
     routes: &'a [Route],
+    p: &Principal,
     model: &ModelId,
+    body: &[u8],
 ) -> Result<&'a Route, Option<&'a Route>> {
     let candidates = routes
         .iter()
@@ -181,6 +193,25 @@ pub(crate) fn choose<'a>(
         }
     }
     match best {
+        // Two or more to choose from: the conversation's own, if any.
+        Some((least, Some(least_load))) if state.settings.cache_affinity => {
+            let keys = crate::affinity::prefix_keys(&p.user_id, model, body);
+            let affine = state.affinity.lookup(&keys).and_then(|id| {
+                routes.iter().find(|r| {
+                    r.instance_id == id
+                        && r.is_ready()
+                        && r.desired == DesiredState::Running
+                        && same_model(&r.model_id, model)
+                })
+            });
+            let chosen = match affine {
+                Some(r) if r.instance_id == least.instance_id => r,
+                Some(r) if !much_busier(load(r), least_load) => r,
+                _ => least,
+            };
+            state.affinity.record(&keys, &chosen.instance_id);
+            Ok(chosen)
+        }
         Some((r, _)) => Ok(r),
         None => Err(waking.or(any)),
     }
@@ -188,14 +219,19 @@ pub(crate) fn choose<'a>(
 
 /// The caller's instance to serve `model`: a RUNNING one (least busy), else
 /// one that is asleep or on its way up, which is then woken and awaited.
-async fn pick(state: &Gateway, p: &Principal, model: &ModelId) -> Result<Route, ApiError> {
+async fn pick(
+    state: &Gateway,
+    p: &Principal,
+    model: &ModelId,
+    body: &[u8],
+) -> Result<Route, ApiError> {
     if !p.may_use_model(model) {
         return Err(ApiError::Forbidden(format!(
             "this API key may not use {model}"
         )));
     }
     let routes = user_routes(state, p).await?;
-    let chosen = match choose(state, &routes, model) {
+    let chosen = match choose(state, &routes, p, model, body) {
         Ok(ready) => return Ok(ready.clone()),
         Err(other) => other.ok_or_else(|| {
             ApiError::not_found(format!(
@@ -215,7 +251,7 @@ async fn by_model(
     let (parts, body) = req.into_parts();
     let body = read_body(body, state.settings.body_limit_bytes).await?;
     let model = model_from_body(&body)?;
-    let route = pick(&state, &p, &model).await?;
+    let route = pick(&state, &p, &model, &body).await?;
     let path = parts
         .uri
         .path_and_query()

@@ -1,6 +1,7 @@
 //! [`Gateway`]: the gateway's state (the control layer, the upstream pool,
 //! the route cache) and its [`GatewaySettings`].
 
+use crate::affinity::Affinity;
 use crate::cache::RouteCache;
 use crate::upstream::Pool;
 use axum::extract::FromRef;
@@ -19,6 +20,10 @@ pub struct GatewaySettings {
     pub queue_per_instance: usize,
     /// How long a request waits for a free sequence, seconds.
     pub queue_timeout_secs: u64,
+    /// Whether a request by model goes to the instance that last served its
+    /// conversation's leading messages (see [`crate::affinity`]) rather
+    /// than only the least busy.
+    pub cache_affinity: bool,
 }
 
 impl GatewaySettings {
@@ -47,6 +52,8 @@ pub struct Inner {
     pub upstream: Pool,
     /// Users' instances as routes.
     pub routes: RouteCache,
+    /// The instance each conversation prefix was last routed to.
+    pub affinity: Affinity,
 }
 
 impl std::ops::Deref for Gateway {
@@ -65,6 +72,7 @@ impl Gateway {
             settings,
             upstream,
             routes: RouteCache::default(),
+            affinity: Affinity::default(),
         }))
     }
 }

@@ -401,6 +401,11 @@ pub struct GatewayConfig {
     /// How long a gateway request waits for a free sequence before it is
     /// answered 503 with Retry-After, seconds.
     pub queue_timeout_secs: u64,
+    /// When a user has several RUNNING instances of a model, send a request
+    /// to the one that last served its conversation's leading messages
+    /// (its prefix cache holds them) unless that one is much busier than
+    /// the least busy; `false`: always the least busy.
+    pub cache_affinity: bool,
 }
 
 impl Default for GatewayConfig {
@@ -411,6 +416,7 @@ impl Default for GatewayConfig {
             max_connections: None,
             queue_per_instance: 512,
             queue_timeout_secs: 60,
+            cache_affinity: true,
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn gateway_settings(config: &Config) -> GatewaySettings {
         client_timeout_secs: config.gateway.client_timeout_secs,
         queue_per_instance: config.gateway.queue_per_instance,
         queue_timeout_secs: config.gateway.queue_timeout_secs,
+        cache_affinity: config.gateway.cache_affinity,
     }
 }
 

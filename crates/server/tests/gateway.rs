@@ -441,3 +441,151 @@ async fn a_burst_waits_for_free_sequences_in_a_bounded_queue() {
         "{metrics}"
     );
 }
+
+/// A by-model chat request: a system prompt and `turns` user messages.
+fn chat(key: &str, system: &str, turns: &[&str]) -> Vec<u8> {
+    let mut messages = vec![json!({"role": "system", "content": system})];
+    for (k, t) in turns.iter().enumerate() {
+        if k > 0 {
+            messages.push(json!({"role": "assistant", "content": format!("answer {k}")}));
+        }
+        messages.push(json!({"role": "user", "content": t}));
+    }
+    let body = json!({"model": "gemma3:270m", "messages": messages}).to_string();
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The instances that served the chat requests, in order.
+async fn chat_instances(f: &Fake) -> Vec<String> {
+    // The usage query flushes the writer first.
+    let (st, _) = f.s.get("/api/usage?days=1", &f.token).await;
+    assert_eq!(st, reqwest::StatusCode::OK);
+    let store = paddock_store_sqlite::SqliteStore::open(&f.dir.path().join("paddock.db"))
+        .await
+        .unwrap();
+    let mut rows: Vec<_> = store
+        .list_usage(&UsageQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.route == "/v1/chat/completions")
+        .collect();
+    rows.sort_by_key(|r| r.at);
+    rows.into_iter()
+        .map(|r| r.instance_id.as_str().to_owned())
+        .collect()
+}
+
+/// Keeps `n` requests in flight on `instance` for `secs` seconds.
+fn hold(f: &Fake, instance: &str, n: usize, secs: u32) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let body = json!({"prompt": format!("sleep:{secs}")}).to_string();
+            let req = format!(
+                "POST /models/{instance}/api/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n{body}",
+                f.key,
+                body.len()
+            );
+            let addr = f.addr.clone();
+            tokio::spawn(async move { exchange(&addr, req).await.0 })
+        })
+        .collect()
+}
+
+async fn two_instances(cache_affinity: bool) -> (Fake, [String; 2]) {
+    let f = fake(|c| {
+        c.driver.runtime_parallel = 8;
+        c.gateway.cache_affinity = cache_affinity;
+    })
+    .await;
+    let second = f.s.deploy_gemma(&f.token, 0.0).await;
+    f.s.wait_status(&f.token, &second, "RUNNING", 30).await;
+    let ids = [f.instance.clone(), second];
+    (f, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_stays_on_the_instance_that_read_its_beginning() {
+    let (f, ids) = two_instances(true).await;
+    let system = "You keep the lighthouse.";
+    assert_eq!(
+        exchange(&f.addr, chat(&f.key, system, &["q1"])).await.0,
+        200
+    );
+    let first = chat_instances(&f).await[0].clone();
+    let other = ids.iter().find(|i| **i != first).unwrap().clone();
+
+    // Its instance is busier now, but not much: the next turn, and a new
+    // conversation with the same system prompt, still go there.
+    let held = hold(&f, &first, 1, 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        exchange(&f.addr, chat(&f.key, system, &["q1", "q2"]))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        exchange(&f.addr, chat(&f.key, system, &["other q"]))
+            .await
+            .0,
+        200
+    );
+    // Another system prompt has no instance yet: the least busy.
+    assert_eq!(
+        exchange(&f.addr, chat(&f.key, "Another role.", &["q"]))
+            .await
+            .0,
+        200
+    );
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    // Much busier (3 in flight against none): the conversation moves, and
+    // stays where it moved.
+    let held = hold(&f, &first, 3, 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let turn3 = chat(&f.key, system, &["q1", "q2", "q3"]);
+    assert_eq!(exchange(&f.addr, &turn3).await.0, 200);
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    assert_eq!(
+        exchange(&f.addr, chat(&f.key, system, &["q1", "q2", "q3", "q4"]))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        chat_instances(&f).await,
+        [first.as_str(), &first, &first, &other, &other, &other]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cache_affinity_every_request_goes_to_the_least_busy() {
+    let (f, ids) = two_instances(false).await;
+    let system = "You keep the lighthouse.";
+    assert_eq!(
+        exchange(&f.addr, chat(&f.key, system, &["q1"])).await.0,
+        200
+    );
+    let first = chat_instances(&f).await[0].clone();
+    let other = ids.iter().find(|i| **i != first).unwrap().clone();
+    let held = hold(&f, &first, 1, 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        exchange(&f.addr, chat(&f.key, system, &["q1", "q2"]))
+            .await
+            .0,
+        200
+    );
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    assert_eq!(chat_instances(&f).await, [first.as_str(), &other]);
+}
