@@ -584,7 +584,12 @@ impl<'m> Scheduler<'m> {
                 continue;
             }
             let room = N_BATCH - usize::try_from(self.batch.n_tokens()).unwrap_or(N_BATCH);
-            let take = room.min(prompt_len - slot.fed);
+            // The prompt's last token goes in a step of its own, as it does
+            // when the rest of the prompt is cached: llama.cpp's kernels
+            // round a lone row differently from a row among many, so this
+            // keeps a cached run's text that of an uncached one.
+            let rest = prompt_len - slot.fed;
+            let take = room.min(if rest == 1 { 1 } else { rest - 1 });
             for k in slot.fed..slot.fed + take {
                 let last = k + 1 == prompt_len;
                 if last {
