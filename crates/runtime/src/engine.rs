@@ -724,16 +724,22 @@ const MIN_REUSE: usize = 16;
 
 /// The sequence a prompt goes to among `free` (one entry per sequence,
 /// `None` where a job runs), and how many leading tokens of the prompt it
-/// holds: the longest shared prefix wins; ties, and no shared prefix (less
-/// than [`MIN_REUSE`] tokens), go to the least recently used (one never
-/// used first), so a conversation's cache is the last to be overwritten.
-/// `free` has a `Some`.
+/// holds: the longest shared prefix wins; ties go to the least recently
+/// used (one never used first), so a conversation's cache is the last to be
+/// overwritten. With no shared prefix (less than [`MIN_REUSE`] tokens), a
+/// sequence beside a running one comes first: llama.cpp decodes one step
+/// of sequences with consecutive ids as one batch (one matrix product per
+/// weight), but each run of them separately, so gaps between running
+/// sequences cost a matrix-vector pass each. `free` has a `Some`.
 fn choose_sequence<'c>(
     free: impl Iterator<Item = Option<&'c Cached>>,
     prompt: &[LlamaToken],
 ) -> (usize, usize) {
-    let mut best: Option<(usize, usize, Option<Instant>)> = None;
-    for (i, cached) in free.enumerate() {
+    let seqs: Vec<Option<&Cached>> = free.collect();
+    let running = |i: Option<usize>| i.and_then(|i| seqs.get(i)).is_some_and(Option::is_none);
+    // (sequence, shared tokens, beside a running one, when it last ended)
+    let mut best: Option<(usize, usize, bool, Option<Instant>)> = None;
+    for (i, cached) in seqs.iter().enumerate() {
         let Some(cached) = cached else { continue };
         let shared = cached
             .tokens
@@ -742,15 +748,18 @@ fn choose_sequence<'c>(
             .take_while(|(a, b)| a == b)
             .count();
         let shared = if shared < MIN_REUSE { 0 } else { shared };
+        let beside = shared == 0 && (running(i.checked_sub(1)) || running(Some(i + 1)));
         let better = match best {
             None => true,
-            Some((_, s, ended)) => shared > s || (shared == s && cached.ended < ended),
+            Some((_, s, b, ended)) => {
+                (shared, beside) > (s, b) || ((shared, beside) == (s, b) && cached.ended < ended)
+            }
         };
         if better {
-            best = Some((i, shared, cached.ended));
+            best = Some((i, shared, beside, cached.ended));
         }
     }
-    best.map_or((0, 0), |(i, shared, _)| (i, shared))
+    best.map_or((0, 0), |(i, shared, _, _)| (i, shared))
 }
 
 fn add(batch: &mut LlamaBatch<'_>, token: LlamaToken, pos: i32, seq: usize, logits: bool) {
@@ -994,6 +1003,22 @@ mod tests {
             cached(&run(20, &[8]), Some(t1)),
         ];
         assert_eq!(choose_sequence(tie.iter().map(Some), &prompt), (1, 20));
+        // Nothing shared and a sequence running: the free one beside it
+        // (least recently used among those), so the running ones stay
+        // consecutive; a shared prefix still wins over that.
+        let four = [
+            cached(&[1], Some(t0)),
+            cached(&[2], Some(t2)),
+            cached(&[3], Some(t1)),
+            cached(&run(20, &[4]), Some(t2)),
+        ];
+        let running_0 = four.iter().enumerate().map(|(i, c)| (i != 0).then_some(c));
+        assert_eq!(choose_sequence(running_0, &other), (1, 0));
+        let running_2 = four.iter().enumerate().map(|(i, c)| (i != 2).then_some(c));
+        assert_eq!(choose_sequence(running_2, &other), (1, 0));
+        let running_2 = four.iter().enumerate().map(|(i, c)| (i != 2).then_some(c));
+        assert_eq!(choose_sequence(running_2, &prompt), (3, 20));
+        assert_eq!(choose_sequence(four.iter().map(Some), &other), (0, 0));
     }
 
     #[test]
