@@ -161,6 +161,21 @@ mod tests {
     }
 
     #[test]
+    fn default_catalog_descriptions_are_english_text() {
+        // Dashboard fonts lack CJK glyphs; the original data had some.
+        for m in default_catalog() {
+            assert!(
+                m.description
+                    .chars()
+                    .all(|c| (c as u32) < 0x2E80 || (c as u32) > 0xFFEF),
+                "{}: {:?}",
+                m.model_id,
+                m.description
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_ids() {
         let mut m = default_catalog().remove(0);
         m.model_id = ModelId::new("bad id");
