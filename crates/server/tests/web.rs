@@ -485,6 +485,35 @@ async fn dashboard_from_sign_up_to_logout() {
         .as_str()
         .unwrap()
         .contains(&secret));
+    // Without a secret to show, the snippets read the key from the
+    // environment, and work as given: run with PADDOCK_API_KEY set, each
+    // Python one is let in (the 404 is "no running instance", not a 401).
+    assert!(b
+        .text("[data-test=snippet-env]")
+        .await
+        .contains("PADDOCK_API_KEY"));
+    let curl = b.text("[data-test=snippet-curl]").await;
+    assert!(curl.contains("Bearer $PADDOCK_API_KEY\""), "{curl}");
+    let python = std::env::var("PADDOCK_TEST_PYTHON")
+        .expect("PADDOCK_TEST_PYTHON is not set: run `eval \"$(scripts/test-assets)\"` (scripts/test does it)");
+    for tab in ["openai", "ollama"] {
+        b.click(&format!("[data-tab={tab}]")).await;
+        let code = b.text(&format!("[data-test=snippet-{tab}]")).await;
+        assert!(
+            code.contains("os.environ[\"PADDOCK_API_KEY\"]") && !code.contains('$'),
+            "{code}"
+        );
+        let run = std::process::Command::new(&python)
+            .args(["-c", &code])
+            .env("PADDOCK_API_KEY", &secret)
+            .output()
+            .expect("running the snippet");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            !run.status.success() && err.contains("404") && !err.contains("401"),
+            "{tab}: {err}"
+        );
+    }
     b.js("window.confirm = () => true; return 1").await;
     b.click("[data-test=key-revoke]").await;
     b.until_path("/ui/keys?revoked=1").await;

@@ -17,20 +17,37 @@ use paddock_control::keys::CreateKey;
 use serde::Deserialize;
 use serde_json::Value;
 
-fn snippets(public_url: &str, key: &str, model: &str) -> Markup {
+/// The snippets, with `key` (a secret just created) or, without one, code
+/// that reads the key from `$PADDOCK_API_KEY` in each language.
+fn snippets(public_url: &str, key: Option<&str>, model: &str) -> Markup {
+    let shell_key = key.unwrap_or("$PADDOCK_API_KEY");
+    let (py_import, py_key) = match key {
+        Some(k) => (String::new(), format!("\"{k}\"")),
+        None => (
+            "import os\n".to_string(),
+            "os.environ[\"PADDOCK_API_KEY\"]".to_string(),
+        ),
+    };
     let curl = format!(
-        "curl {public_url}/api/chat \\\n  -H \"Authorization: Bearer {key}\" \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'"
+        "curl {public_url}/api/chat \\\n  -H \"Authorization: Bearer {shell_key}\" \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'"
     );
+    let bearer = match key {
+        Some(k) => format!("\"Bearer {k}\""),
+        None => format!("\"Bearer \" + {py_key}"),
+    };
     let ollama = format!(
-        "from ollama import Client\n\nclient = Client(host=\"{public_url}\", headers={{\"Authorization\": \"Bearer {key}\"}})\nreply = client.chat(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}])\nprint(reply.message.content)"
+        "{py_import}from ollama import Client\n\nclient = Client(host=\"{public_url}\", headers={{\"Authorization\": {bearer}}})\nreply = client.chat(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}])\nprint(reply.message.content)"
     );
     let openai = format!(
-        "from openai import OpenAI\n\nclient = OpenAI(base_url=\"{public_url}/v1\", api_key=\"{key}\")\nreply = client.chat.completions.create(\n    model=\"{model}\",\n    messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}],\n)\nprint(reply.choices[0].message.content)"
+        "{py_import}from openai import OpenAI\n\nclient = OpenAI(base_url=\"{public_url}/v1\", api_key={py_key})\nreply = client.chat.completions.create(\n    model=\"{model}\",\n    messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}],\n)\nprint(reply.choices[0].message.content)"
     );
     html! {
         section.card {
             h2 { "Use your key" }
             p.muted { "Requests are routed by " code { "model" } " to one of your running instances of that model." }
+            @if key.is_none() {
+                p.muted data-test="snippet-env" { "The snippets read your key from " code { "PADDOCK_API_KEY" } ": " code { "export PADDOCK_API_KEY=pdk_…" } " with a key's secret first." }
+            }
             div.tabs data-tabs {
                 div.tab-list role="tablist" {
                     button.tab.active type="button" role="tab" data-tab="curl" { "curl" }
@@ -114,7 +131,7 @@ fn page_body(
                 }
             }
         }
-        (snippets(public_url, secret.unwrap_or("$PADDOCK_API_KEY"), "gemma3:270m"))
+        (snippets(public_url, secret, "gemma3:270m"))
     }
 }
 
