@@ -287,6 +287,8 @@
     }
     const set = (k, text) => { const el = $(`[data-f="${k}"]`, root); if (el) el.textContent = text; };
     set("reason", v.status_reason || "");
+    const line = $('[data-f="reason"].one-line', root);
+    if (line) line.title = v.status_reason || "";
     set("uptime", duration(v.uptime_seconds || 0));
     set("cost", usd(v.cost_usd || 0));
     const chat = $('[data-a="chat"]', root);

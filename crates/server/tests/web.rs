@@ -412,6 +412,20 @@ async fn dashboard_from_sign_up_to_logout() {
     .await;
     let reason = b.text(&format!("{row} [data-f=reason]")).await;
     assert!(!reason.is_empty(), "a failure reason is shown");
+    // However long the reason (a log of three restarts), the row stays one
+    // line high; the whole text is its title.
+    let height = b
+        .js(&format!(
+            "const el = document.querySelector(\"{row} [data-f=reason]\"); const was = el.textContent; \
+             el.textContent = 'restart 1 of 3: model gemma3:270m not found in the local store\\n'.repeat(40); \
+             const h = document.querySelector(\"{row}\").getBoundingClientRect().height; \
+             el.textContent = was; return [h, el.title == was];"
+        ))
+        .await;
+    assert!(
+        height[0].as_f64().unwrap() < 120.0 && height[1] == true,
+        "{height}"
+    );
     assert!(b
         .text(&format!("{row} .copyable code"))
         .await

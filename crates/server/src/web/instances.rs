@@ -48,7 +48,9 @@ fn rows(base: &str, list: &[Value], owners: Option<&HashMap<UserId, String>>) ->
                 }
                 td data-label="Status" {
                     (status_badge(status))
-                    div.muted.small.reason data-f="reason" { (st(v, "status_reason")) }
+                    // One line, however long the reason (a crash log can
+                    // be); all of it on hover and on the detail page.
+                    div.muted.small.reason.one-line data-f="reason" title=(st(v, "status_reason")) { (st(v, "status_reason")) }
                 }
                 td data-label="Compute" {
                     span.nowrap { (st(v, "instance_type")) @if v["spot"] == true { " · spot" } }
