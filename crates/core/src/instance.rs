@@ -81,10 +81,12 @@ impl InstanceState {
                 // Back to PENDING: paddock stopped and ended the model server.
                 | (Starting, Running | Failed | Stopping | Pending)
                 | (Running, Stopping | Sleeping | Failed | Pending)
-                | (Sleeping, Starting | Stopping | Stopped)
+                // Or FAILED: a wake whose launch failed.
+                | (Sleeping, Starting | Stopping | Stopped | Failed)
                 | (Stopping, Stopped | Failed)
-                // A failed instance is restarted (with backoff) or stopped.
-                | (Failed, Starting | Stopping | Stopped)
+                // A failed instance is restarted (with backoff) or stopped;
+                // a restart whose launch fails is a new failure, counted.
+                | (Failed, Starting | Stopping | Stopped | Failed)
         )
     }
 
@@ -330,6 +332,9 @@ mod tests {
         assert_eq!(i.status, InstanceState::Pending);
         assert!(!InstanceState::Stopped.can_go_to(InstanceState::Running));
         assert!(!InstanceState::Sleeping.can_go_to(InstanceState::Running));
+        // A failed launch is recorded whether it was a restart or a wake.
+        assert!(InstanceState::Failed.can_go_to(InstanceState::Failed));
+        assert!(InstanceState::Sleeping.can_go_to(InstanceState::Failed));
     }
 
     #[test]
