@@ -68,6 +68,9 @@ pub struct InstanceView {
     pub status: InstanceState,
     pub desired_status: DesiredState,
     pub status_reason: Option<String>,
+    /// The status as a person reads it: the status, or `restarting (N of
+    /// M)` while a FAILED instance waits for its next automatic restart.
+    pub status_label: String,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -161,6 +164,7 @@ impl Control {
             status: i.status,
             desired_status: i.desired,
             status_reason: i.status_reason.clone(),
+            status_label: self.status_label(i),
             created_at: i.created_at,
             updated_at: i.updated_at,
             last_active_at: i.last_active_at,
@@ -172,6 +176,19 @@ impl Control {
             cost_usd: round6(price * billed as f64 / 3600.0),
             fargate_resources,
             history: None,
+        }
+    }
+
+    /// See [`InstanceView::status_label`].
+    fn status_label(&self, i: &Instance) -> String {
+        let max = self.settings.max_restarts;
+        if i.status == InstanceState::Failed
+            && i.desired == DesiredState::Running
+            && i.restart_count < max
+        {
+            format!("restarting ({} of {max})", i.restart_count + 1)
+        } else {
+            i.status.as_str().to_string()
         }
     }
 

@@ -282,8 +282,9 @@
     root.dataset.status = v.status;
     const badge = $('[data-f="status"]', root);
     if (badge) {
-      badge.textContent = v.status;
-      badge.className = "badge badge-" + v.status.toLowerCase();
+      const label = v.status_label || v.status;
+      badge.textContent = label;
+      badge.className = "badge badge-" + (label.startsWith("restarting") ? "restarting" : v.status.toLowerCase());
     }
     const set = (k, text) => { const el = $(`[data-f="${k}"]`, root); if (el) el.textContent = text; };
     set("reason", v.status_reason || "");

@@ -399,11 +399,18 @@ async fn dashboard_from_sign_up_to_logout() {
     b.js("window.__paddockMark = 1; return 1").await;
     let first = b.text(&format!("{row} [data-f=status]")).await;
     assert!(
-        ["PENDING", "STARTING", "FAILED"].contains(&first.as_str()),
+        ["PENDING", "STARTING"].contains(&first.as_str()) || first.starts_with("restarting ("),
         "{first}"
     );
-    // This server has no runtime binary, so the launch fails: FAILED shows
-    // up live with its reason.
+    // This server has no runtime binary, so the launch fails: while the
+    // reconciler retries, the row says so rather than FAILED, then FAILED
+    // shows up live with its reason once the restarts are spent.
+    b.until(
+        "a restart to be announced",
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent.startsWith('restarting (') && window.__paddockMark === 1"),
+        30,
+    )
+    .await;
     b.until(
         "the status to change live",
         &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'FAILED' && window.__paddockMark === 1"),

@@ -260,6 +260,21 @@ pub fn status_badge(status: &str) -> Markup {
     }
 }
 
+/// An instance view's status badge: its `status_label` (a failed instance
+/// that will be restarted reads `restarting (N of M)`, styled as starting).
+pub fn instance_badge(v: &serde_json::Value) -> Markup {
+    let status = v["status"].as_str().unwrap_or("");
+    let label = v["status_label"].as_str().unwrap_or(status);
+    let class = if label.starts_with("restarting") {
+        "restarting".to_string()
+    } else {
+        status.to_ascii_lowercase()
+    };
+    html! {
+        span class={ "badge badge-" (class) } data-f="status" { (label) }
+    }
+}
+
 /// `1h 02m`, `3m 05s`, `12s`.
 pub fn duration(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
