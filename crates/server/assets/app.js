@@ -85,7 +85,8 @@
       const d = new Date(t.getAttribute("datetime"));
       if (!isNaN(d)) {
         t.title = d.toISOString();
-        t.textContent = d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+        const timeStyle = t.hasAttribute("data-precise") ? "medium" : "short";
+        t.textContent = d.toLocaleString(undefined, { dateStyle: "medium", timeStyle });
       }
     });
   }
@@ -392,7 +393,7 @@
           r.textContent = t.reason;
           const at = document.createElement("span");
           at.className = "muted small";
-          at.innerHTML = `<time datetime="${t.at}"></time>`;
+          at.innerHTML = `<time datetime="${t.at}" data-precise></time>`;
           li.append(b, r, at);
           history.appendChild(li);
         });

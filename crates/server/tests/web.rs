@@ -449,6 +449,12 @@ async fn dashboard_from_sign_up_to_logout() {
     )
     .await;
     b.until("the logs panel settles", "!document.querySelector('[data-logs]').textContent.startsWith('Loading') && document.querySelector('[data-logs]').textContent.length > 0", 10).await;
+    // The history's times carry seconds: a start takes a few.
+    let when = b.text("[data-f=history] li time").await;
+    assert!(
+        when.split(':').count() == 3,
+        "no seconds in the history time {when:?}"
+    );
     b.shot("instance-detail").await;
 
     // Stop it from the detail page; the badge follows without reload.

@@ -10,7 +10,7 @@
 
 use super::layout::{
     copyable, duration, empty_state, instance_badge, json_script, page_header, status_badge, time,
-    usd,
+    time_precise, usd,
 };
 use super::session::Session;
 use crate::state::AppState;
@@ -206,7 +206,7 @@ pub(crate) async fn detail_page(
                             li {
                                 (status_badge(t.to.as_str()))
                                 span.reason { (t.reason) }
-                                span.muted.small { (time(&t.at)) }
+                                span.muted.small { (time_precise(&t.at)) }
                             }
                         }
                     }

@@ -319,6 +319,13 @@ pub fn time(t: &paddock_core::Timestamp) -> Markup {
     }
 }
 
+/// [`time`] to the second, for state histories (a start takes seconds).
+pub fn time_precise(t: &paddock_core::Timestamp) -> Markup {
+    html! {
+        time datetime=(t.to_rfc3339()) data-precise { (t.format("%Y-%m-%d %H:%M:%S UTC").to_string()) }
+    }
+}
+
 /// A JSON timestamp (RFC 3339 string) as [`time`], or a dash when absent.
 pub fn time_value(v: &serde_json::Value) -> Markup {
     match v
