@@ -937,6 +937,26 @@ async fn full_flow_with_a_running_model() {
         5,
     )
     .await;
+    b.go("/ui/usage").await;
+    // Local CPU is priced at $0 here, and the page says so; the token
+    // chart's ticks are whole, round numbers.
+    assert!(b
+        .text("[data-test=cost-zero-note]")
+        .await
+        .contains("local CPU"));
+    let ticks = b
+        .js("return [...document.querySelectorAll('svg.chart')[0].querySelectorAll('[data-test=axis-tick]')].map(t => t.textContent)")
+        .await;
+    let ticks: Vec<&str> = ticks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        ticks.len() >= 2 && ticks.iter().all(|t| t.chars().all(|c| c.is_ascii_digit())),
+        "{ticks:?}"
+    );
     b.shot("usage-with-data").await;
 
     // Stop from the list; STOPPED shows without reload.

@@ -59,18 +59,23 @@ fn rows(summary: &Value) -> Vec<Row> {
         .unwrap_or_default()
 }
 
-/// A round axis maximum at or above `x` (1, 2 or 5 times a power of ten).
-fn nice_max(x: f64) -> f64 {
+/// The y axis for values up to `x`: a round step (1, 2 or 5 times a power
+/// of ten, at least `min_step`) and how many steps reach `x` (at most 5;
+/// at least 1).
+fn axis(x: f64, min_step: f64) -> (f64, u32) {
     if x <= 0.0 {
-        return 1.0;
+        return (min_step.max(f64::MIN_POSITIVE), 4);
     }
-    let mag = 10f64.powf(x.log10().floor());
-    for m in [1.0, 2.0, 5.0, 10.0] {
-        if x <= m * mag * 1.000_001 {
-            return m * mag;
-        }
-    }
-    10.0 * mag
+    let raw = x / 4.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| raw <= s * 1.000_001)
+        .unwrap_or(10.0 * mag)
+        .max(min_step);
+    let steps = ((x / step) - 1e-9).ceil().max(1.0) as u32;
+    (step, steps)
 }
 
 fn short(n: u64) -> String {
@@ -88,6 +93,7 @@ fn chart(
     colors: &BTreeMap<String, &str>,
     value: fn(&Row) -> f64,
     label: fn(f64) -> String,
+    min_step: f64,
 ) -> Markup {
     let (w, h, left, bottom, top) = (760.0, 260.0, 48.0, 28.0, 12.0);
     let plot_w = w - left - 8.0;
@@ -103,7 +109,8 @@ fn chart(
         .values()
         .map(|v| v.iter().map(|(_, t)| t).sum::<f64>())
         .fold(0.0, f64::max);
-    let ymax = nice_max(max);
+    let (step, steps) = axis(max, min_step);
+    let ymax = step * f64::from(steps);
     let slot = plot_w / days.len().max(1) as f64;
     let bar = (slot * 0.7).max(2.0);
     let mut rects = Vec::new();
@@ -126,10 +133,10 @@ fn chart(
     let every = (days.len() / 7).max(1);
     html! {
         svg.chart viewBox={ "0 0 " (w) " " (h) } role="img" aria-label="Tokens per day by model" preserveAspectRatio="xMidYMid meet" {
-            @for i in 0..=4 {
-                @let y = top + plot_h - plot_h * i as f64 / 4.0;
+            @for i in 0..=steps {
+                @let y = top + plot_h - plot_h * f64::from(i) / f64::from(steps);
                 line x1=(left) x2=(w - 8.0) y1=(y) y2=(y) class="grid-line" {}
-                text x=(left - 6.0) y=(y + 4.0) text-anchor="end" class="axis" { (label(ymax * i as f64 / 4.0)) }
+                text x=(left - 6.0) y=(y + 4.0) text-anchor="end" class="axis" data-test="axis-tick" { (label(step * f64::from(i))) }
             }
             @for (x, y, bh, color, label) in &rects {
                 rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{bar:.1}")) height=(format!("{bh:.1}")) fill=(color) rx="2" {
@@ -210,11 +217,14 @@ pub(crate) async fn page(
                     h2 { "Tokens per day" }
                     div.legend { @for (m, c) in &colors { span.legend-item { span.swatch style={ "background:" (c) } {} (m) } } }
                 }
-                (chart(&day_list, &rows, &colors, |r| (r.prompt + r.completion) as f64, |v| short(v.round() as u64)))
+                (chart(&day_list, &rows, &colors, |r| (r.prompt + r.completion) as f64, |v| short(v.round() as u64), 1.0))
             }
             section.card {
                 div.card-head { h2 { "Cost per day" } span.muted.small { "Compute time of your instances at their hourly price" } }
-                (chart(&day_list, &rows, &colors, |r| r.cost, usd))
+                @if total.cost == 0.0 && state.control.settings.local_cpu_hour_usd == 0.0 {
+                    p.muted.small data-test="cost-zero-note" { "Cost is $0 because this server prices local CPU at $0 an hour (" code { "driver.local_cpu_hour_usd" } " in the configuration sets a price)." }
+                }
+                (chart(&day_list, &rows, &colors, |r| r.cost, usd, 0.0001))
             }
             div {
                 section.card.table-card {
@@ -242,4 +252,25 @@ pub(crate) async fn page(
         }
     };
     s.page("Usage", "usage", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::axis;
+
+    #[test]
+    fn axis_ticks_are_round() {
+        assert_eq!(axis(7.0, 1.0), (2.0, 4));
+        assert_eq!(axis(3.0, 1.0), (1.0, 3));
+        assert_eq!(axis(5.0, 1.0), (2.0, 3));
+        assert_eq!(axis(1234.0, 1.0), (500.0, 3));
+        assert_eq!(axis(1.0, 1.0), (1.0, 1));
+        assert_eq!(axis(0.0, 1.0), (1.0, 4));
+        let (step, steps) = axis(0.0031, 0.0001);
+        assert!((step - 0.001).abs() < 1e-12 && steps == 4, "{step} {steps}");
+        // Never more than five steps.
+        for x in [1.0, 4.1, 9.9, 21.0, 49.0, 99.0, 101.0] {
+            assert!(axis(x, 1.0).1 <= 5, "{x}");
+        }
+    }
 }
