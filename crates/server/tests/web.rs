@@ -100,14 +100,26 @@ fn shots_dir() -> PathBuf {
 
 impl Browser {
     async fn open(base: &str, prefix: &str) -> Browser {
+        Browser::open_with(base, prefix, &[]).await
+    }
+
+    /// [`Browser::open`] with more Chromium flags.
+    async fn open_with(base: &str, prefix: &str, flags: &[&str]) -> Browser {
         let driver = start_driver().await;
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
             json!({
                 "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         format!("--window-size={},{}", DESKTOP.0, DESKTOP.1)],
+                "args": args,
             }),
         );
         let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -377,6 +389,68 @@ async fn deploy_gemma_in_browser(b: &Browser, shots: bool) -> String {
 
 /// What works without a model server: accounts, catalog, deploy, live
 /// status, instance detail, keys, usage, chat's empty state, logout.
+/// Every element with text of its own whose colour has less than 4.5:1
+/// contrast (WCAG AA) against the background it is drawn on (the nearest
+/// opaque background colour up its ancestors), as "tag.class: ratio".
+const LOW_CONTRAST_JS: &str = r#"
+const lum = (c) => {
+  const m = c.match(/rgba?\(([^)]+)\)/); if (!m) return null;
+  const [r, g, b, a] = m[1].split(',').map(Number);
+  const ch = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return { l: 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2], a: a === undefined ? 1 : a };
+};
+const bg = (el) => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = lum(getComputedStyle(e).backgroundColor);
+    if (c && c.a > 0.5) return c.l;
+  }
+  return lum(getComputedStyle(document.documentElement).backgroundColor)?.l ?? 1;
+};
+const bad = [];
+for (const el of document.querySelectorAll('body *')) {
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own || !el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue;
+  if (el.closest('svg, [hidden], .sr-only, option')) continue;
+  const fg = lum(getComputedStyle(el).color); if (!fg) continue;
+  const b = bg(el);
+  const ratio = (Math.max(fg.l, b) + 0.05) / (Math.min(fg.l, b) + 0.05);
+  if (ratio < 4.5) bad.push(`${el.tagName.toLowerCase()}.${el.className}: ${ratio.toFixed(2)} "${el.textContent.trim().slice(0, 30)}"`);
+}
+return bad;
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_themes_keep_text_readable() {
+    let _guard = BROWSER_LOCK.lock().await;
+    let srv = TestServer::start().await;
+    for (theme, flags) in [
+        ("light", vec!["--blink-settings=preferredColorScheme=1"]),
+        ("dark", vec!["--blink-settings=preferredColorScheme=0"]),
+    ] {
+        let b = Browser::open_with(&srv.url, theme, &flags).await;
+        sign_up_in_browser(&b, &srv, &format!("{theme}@example.com"), false).await;
+        let dark = b
+            .js("return matchMedia('(prefers-color-scheme: dark)').matches")
+            .await;
+        assert_eq!(dark, json!(theme == "dark"), "{theme}");
+        deploy_gemma_in_browser(&b, false).await;
+        for path in [
+            "/ui/instances",
+            "/ui/models",
+            "/ui/keys",
+            "/ui/usage",
+            "/ui/chat",
+        ] {
+            b.go(path).await;
+            b.find("h1").await;
+            let bad = b.js(LOW_CONTRAST_JS).await;
+            assert_eq!(bad, json!([]), "{theme} {path}");
+            b.shot(path.trim_start_matches("/ui/")).await;
+        }
+        b.close().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_from_sign_up_to_logout() {
     let _guard = BROWSER_LOCK.lock().await;
