@@ -508,16 +508,23 @@ async fn two_instances(cache_affinity: bool) -> (Fake, [String; 2]) {
     (f, ids)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conversation_stays_on_the_instance_that_read_its_beginning() {
-    let (f, ids) = two_instances(true).await;
-    let system = "You keep the lighthouse.";
+/// Sends a conversation's first turn; returns the instance that served it
+/// and the other one.
+async fn first_turn(f: &Fake, ids: &[String; 2], system: &str) -> (String, String) {
     assert_eq!(
         exchange(&f.addr, chat(&f.key, system, &["q1"])).await.0,
         200
     );
-    let first = chat_instances(&f).await[0].clone();
+    let first = chat_instances(f).await[0].clone();
     let other = ids.iter().find(|i| **i != first).unwrap().clone();
+    (first, other)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_stays_on_the_instance_that_read_its_beginning() {
+    let (f, ids) = two_instances(true).await;
+    let system = "You keep the lighthouse.";
+    let (first, other) = first_turn(&f, &ids, system).await;
 
     // Its instance is busier now, but not much: the next turn, and a new
     // conversation with the same system prompt, still go there.
@@ -570,12 +577,7 @@ async fn a_conversation_stays_on_the_instance_that_read_its_beginning() {
 async fn without_cache_affinity_every_request_goes_to_the_least_busy() {
     let (f, ids) = two_instances(false).await;
     let system = "You keep the lighthouse.";
-    assert_eq!(
-        exchange(&f.addr, chat(&f.key, system, &["q1"])).await.0,
-        200
-    );
-    let first = chat_instances(&f).await[0].clone();
-    let other = ids.iter().find(|i| **i != first).unwrap().clone();
+    let (first, other) = first_turn(&f, &ids, system).await;
     let held = hold(&f, &first, 1, 3);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
