@@ -225,10 +225,15 @@ async fn serve_on_ecs_deploys_stops_recovers_and_adopts() {
             )
             .await;
         let h = support::history(&v);
-        let failed = h
-            .iter()
-            .any(|(to, why)| to == "FAILED" && why.contains("Your Spot Task was interrupted."));
-        if failed && v["status"] == "RUNNING" {
+        let failed = h.iter().position(|(to, why)| {
+            to == "FAILED" && why.contains("Your Spot Task was interrupted.")
+        });
+        // RUNNING again after the failure, in the history too: the API
+        // reads the record, then its history, and a failure landing between
+        // the two reads shows a RUNNING record with a history ending in
+        // FAILED.
+        let again = failed.is_some_and(|f| h[f..].iter().any(|(to, _)| to == "RUNNING"));
+        if again && v["status"] == "RUNNING" {
             relaunched = Some(v);
             break;
         }
