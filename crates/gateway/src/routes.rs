@@ -162,9 +162,9 @@ pub(crate) fn choose<'a>(
     model: &ModelId,
     body: &[u8],
 ) -> Result<&'a Route, Option<&'a Route>> {
-    let candidates = routes
-        .iter()
-        .filter(|r| r.desired == DesiredState::Running && same_model(&r.model_id, model));
+    let candidate =
+        |r: &&Route| r.desired == DesiredState::Running && same_model(&r.model_id, model);
+    let candidates = routes.iter().filter(candidate);
     // Loads are only looked up once there are two to compare.
     let mut best: Option<(&Route, Option<u32>)> = None;
     let mut waking: Option<&Route> = None;
@@ -197,12 +197,9 @@ pub(crate) fn choose<'a>(
         Some((least, Some(least_load))) if state.settings.cache_affinity => {
             let keys = crate::affinity::prefix_keys(&p.user_id, model, body);
             let affine = state.affinity.lookup(&keys).and_then(|id| {
-                routes.iter().find(|r| {
-                    r.instance_id == id
-                        && r.is_ready()
-                        && r.desired == DesiredState::Running
-                        && same_model(&r.model_id, model)
-                })
+                routes
+                    .iter()
+                    .find(|r| r.instance_id == id && r.is_ready() && candidate(r))
             });
             let chosen = match affine {
                 Some(r) if r.instance_id == least.instance_id => r,

@@ -12,7 +12,8 @@
 //! Prefix cache: a sequence keeps its KV cells when its job ends, and the
 //! scheduler remembers which tokens they hold. A new job goes to the free
 //! sequence whose cached tokens share the longest prefix with its prompt
-//! (ties, and no shared prefix: the least recently used), which keeps that
+//! (ties: the least recently used; no shared prefix: see
+//! [`choose_sequence`]), which keeps that
 //! prefix and decodes only the rest: the next turn of a conversation, or a
 //! new conversation with the same system prompt, skips what was read
 //! before. The context is created with a full-size sliding-window cache

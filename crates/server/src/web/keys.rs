@@ -21,20 +21,18 @@ use serde_json::Value;
 /// that reads the key from `$PADDOCK_API_KEY` in each language.
 fn snippets(public_url: &str, key: Option<&str>, model: &str) -> Markup {
     let shell_key = key.unwrap_or("$PADDOCK_API_KEY");
-    let (py_import, py_key) = match key {
-        Some(k) => (String::new(), format!("\"{k}\"")),
+    // The Python import, the key as an expression and the bearer header.
+    let (py_import, py_key, bearer) = match key {
+        Some(k) => ("", format!("\"{k}\""), format!("\"Bearer {k}\"")),
         None => (
-            "import os\n".to_string(),
+            "import os\n",
             "os.environ[\"PADDOCK_API_KEY\"]".to_string(),
+            "\"Bearer \" + os.environ[\"PADDOCK_API_KEY\"]".to_string(),
         ),
     };
     let curl = format!(
         "curl {public_url}/api/chat \\\n  -H \"Authorization: Bearer {shell_key}\" \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'"
     );
-    let bearer = match key {
-        Some(k) => format!("\"Bearer {k}\""),
-        None => format!("\"Bearer \" + {py_key}"),
-    };
     let ollama = format!(
         "{py_import}from ollama import Client\n\nclient = Client(host=\"{public_url}\", headers={{\"Authorization\": {bearer}}})\nreply = client.chat(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}])\nprint(reply.message.content)"
     );

@@ -255,8 +255,12 @@ pub fn field(
 
 /// A status badge colored by instance state.
 pub fn status_badge(status: &str) -> Markup {
+    badge(&status.to_ascii_lowercase(), status)
+}
+
+fn badge(class: &str, label: &str) -> Markup {
     html! {
-        span class={ "badge badge-" (status.to_ascii_lowercase()) } data-f="status" { (status) }
+        span class={ "badge badge-" (class) } data-f="status" { (label) }
     }
 }
 
@@ -265,13 +269,10 @@ pub fn status_badge(status: &str) -> Markup {
 pub fn instance_badge(v: &serde_json::Value) -> Markup {
     let status = v["status"].as_str().unwrap_or("");
     let label = v["status_label"].as_str().unwrap_or(status);
-    let class = if label.starts_with("restarting") {
-        "restarting".to_string()
+    if label.starts_with("restarting") {
+        badge("restarting", label)
     } else {
-        status.to_ascii_lowercase()
-    };
-    html! {
-        span class={ "badge badge-" (class) } data-f="status" { (label) }
+        status_badge(status)
     }
 }
 
