@@ -175,6 +175,9 @@ pub struct DeployArgs {
     /// interrupted (the instance is then restarted). The ecs driver only.
     #[arg(long)]
     spot: bool,
+    /// A name for the instance (default: the model and a short suffix).
+    #[arg(long)]
+    name: Option<String>,
     /// Return at once instead of waiting for RUNNING.
     #[arg(long)]
     no_wait: bool,
@@ -198,20 +201,22 @@ pub async fn deploy(c: &mut Client, out: &Output, a: DeployArgs) -> Result<()> {
     if a.spot {
         body["spot"] = json!(true);
     }
+    if let Some(n) = &a.name {
+        body["name"] = json!(n);
+    }
     let v = c.post("/api/models/deploy", &body).await?;
     let id = v["instance_id"].as_str().unwrap_or_default().to_owned();
     if a.no_wait {
         out.message(&v, &format!("{id} {}", cell(&v["status"])));
         return Ok(());
     }
-    let v = wait_for(
-        c,
-        &id,
-        &["RUNNING", "FAILED", "STOPPED"],
-        a.timeout,
-        out.json,
-    )
-    .await?;
+    await_running(c, out, &id, a.timeout).await
+}
+
+/// Waits for an instance that was deployed or started to run, then says
+/// where it answers, or why it did not start.
+async fn await_running(c: &mut Client, out: &Output, id: &str, timeout: u64) -> Result<()> {
+    let v = wait_for(c, id, &["RUNNING", "FAILED", "STOPPED"], timeout, out.json).await?;
     if v["status"] == "RUNNING" {
         out.message(
             &v,
@@ -230,6 +235,19 @@ pub async fn deploy(c: &mut Client, out: &Output, a: DeployArgs) -> Result<()> {
             cell(&v["status_reason"])
         )
     }
+}
+
+/// Starts a stopped, sleeping or failed instance again and waits for it to
+/// run (unless `no_wait`).
+pub async fn start(c: &mut Client, out: &Output, id: &str, no_wait: bool) -> Result<()> {
+    let v = c
+        .post(&format!("/api/instances/{id}/start"), &json!({}))
+        .await?;
+    if no_wait {
+        out.message(&v, &format!("{id} {}", cell(&v["status"])));
+        return Ok(());
+    }
+    await_running(c, out, id, 600).await
 }
 
 /// Polls an instance until its status is one of `done`, showing a spinner.
@@ -275,6 +293,7 @@ fn instance_rows(v: &Value) -> Vec<Vec<String>> {
         .map(|i| {
             vec![
                 cell(&i["instance_id"]),
+                cell(&i["name"]),
                 cell(&i["model_name"]),
                 if i["spot"].as_bool() == Some(true) {
                     format!("{} (spot)", cell(&i["instance_type"]))
@@ -301,7 +320,7 @@ pub async fn ps(c: &mut Client, out: &Output, all: bool) -> Result<()> {
     out.print(
         &v,
         &[
-            "INSTANCE", "MODEL", "SIZE", "STATUS", "UPTIME", "COST", "ENDPOINT",
+            "INSTANCE", "NAME", "MODEL", "SIZE", "STATUS", "UPTIME", "COST", "ENDPOINT",
         ],
         instance_rows(&v),
     );
@@ -333,6 +352,7 @@ pub async fn show(c: &mut Client, out: &Output, id: &str) -> Result<()> {
     }
     for k in [
         "instance_id",
+        "name",
         "model_name",
         "instance_type",
         "compute",
@@ -471,6 +491,11 @@ pub enum UsersCmd {
     Promote { user_id: String },
     /// Make an admin a plain user.
     Demote { user_id: String },
+    /// Give a user a temporary password, changed at their next login.
+    ResetPassword { user_id: String },
+    /// Delete a user: their instances are stopped and keys revoked; their
+    /// usage stays.
+    Delete { user_id: String },
 }
 
 pub async fn users(c: &mut Client, out: &Output, cmd: UsersCmd) -> Result<()> {
@@ -510,6 +535,34 @@ pub async fn users(c: &mut Client, out: &Output, cmd: UsersCmd) -> Result<()> {
                     "created {} ({role}); temporary password: {}\nthey must choose a new one at first login",
                     cell(&v["email"]),
                     cell(&v["temporary_password"])
+                ),
+            );
+            return Ok(());
+        }
+        UsersCmd::ResetPassword { user_id } => {
+            let v = c
+                .post(&format!("/api/users/{user_id}/reset-password"), &json!({}))
+                .await?;
+            out.message(
+                &v,
+                &format!(
+                    "temporary password for {user_id}: {}\nthey must choose a new one at their next login",
+                    cell(&v["temporary_password"])
+                ),
+            );
+            return Ok(());
+        }
+        UsersCmd::Delete { user_id } => {
+            let v = c
+                .request(Method::DELETE, &format!("/api/users/{user_id}"), None)
+                .await?;
+            out.message(
+                &v,
+                &format!(
+                    "deleted {}: {} instance(s) stopped, {} key(s) revoked; their usage stays",
+                    cell(&v["email"]),
+                    v["instances_stopped"],
+                    v["keys_revoked"]
                 ),
             );
             return Ok(());

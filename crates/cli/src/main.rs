@@ -63,6 +63,14 @@ enum Command {
     },
     /// Stop an instance.
     Stop { instance_id: String },
+    /// Start a stopped, sleeping or failed instance again (same id and
+    /// endpoint) and wait until it runs.
+    Start {
+        instance_id: String,
+        /// Return at once instead of waiting for RUNNING.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Delete a stopped instance.
     Rm { instance_id: String },
     /// Show an instance with its state history.
@@ -227,6 +235,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Deploy(args) => commands::deploy(&mut client(), &out, args).await,
         Command::Ps { all } => commands::ps(&mut client(), &out, all).await,
         Command::Stop { instance_id } => commands::stop(&mut client(), &out, &instance_id).await,
+        Command::Start {
+            instance_id,
+            no_wait,
+        } => commands::start(&mut client(), &out, &instance_id, no_wait).await,
         Command::Rm { instance_id } => commands::rm(&mut client(), &instance_id).await,
         Command::Show { instance_id } => commands::show(&mut client(), &out, &instance_id).await,
         Command::Logs { instance_id, lines } => {

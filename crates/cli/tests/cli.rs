@@ -108,9 +108,20 @@ async fn a_user_drives_paddock_from_the_cli() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("not valid with cpu 1024"));
 
         // Deploy waits for RUNNING.
-        let out = cli.ok(&["deploy", "gemma3:270m", "--cpu", "1", "--memory", "2048"]);
+        let out = cli.ok(&[
+            "deploy",
+            "gemma3:270m",
+            "--cpu",
+            "1",
+            "--memory",
+            "2048",
+            "--name",
+            "night shift",
+        ]);
         assert!(out.contains("is RUNNING"), "{out}");
+        assert!(cli.ok(&["ps"]).contains("night shift"));
         let ps = cli.json(&["ps"]);
+        assert_eq!(ps["instances"][0]["name"], "night shift");
         let id = ps["instances"][0]["instance_id"]
             .as_str()
             .unwrap()
@@ -160,6 +171,10 @@ async fn a_user_drives_paddock_from_the_cli() {
 
         let out = cli.ok(&["stop", &id]);
         assert!(out.contains("STOPPED"), "{out}");
+        // Started again with the same id, then stopped for good.
+        let out = cli.ok(&["start", &id]);
+        assert!(out.contains("is RUNNING") && out.contains(&id), "{out}");
+        cli.ok(&["stop", &id]);
         cli.ok(&["rm", &id]);
         assert!(cli.json(&["ps"])["instances"]
             .as_array()

@@ -180,6 +180,50 @@ async fn deploy_chat_meter_and_stop() {
     .await;
     assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
     assert!(v["error"]["message"].as_str().unwrap().contains("deploy"));
+    let (_, stopped) = s.get(&format!("/api/instances/{id}"), &token).await;
+    assert_eq!(stopped["startable"], true, "{stopped}");
+
+    // Started again: the same id and endpoint, the same key works, and the
+    // history goes on.
+    let (st, v) = s
+        .post(&format!("/api/instances/{id}/start"), Some(&token), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["status"], "PENDING", "{v}");
+    assert_eq!(v["startable"], false, "{v}");
+    let v = s.wait_status(&token, &id, "RUNNING", 120).await;
+    assert_eq!(v["endpoint_url"], stopped["endpoint_url"]);
+    assert_eq!(v["restart_count"], 0);
+    let reasons: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"started by user"), "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| **r == "healthy").count(), 2, "{reasons:?}");
+    let (st, v) = chat(
+        &s,
+        &key,
+        &format!("/models/{id}/api/generate"),
+        json!({"model": "gemma3:270m", "prompt": "The sky is", "stream": false, "options": {"num_predict": 4}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Starting what runs is a no-op; another user's is not found.
+    let (st, v) = s
+        .post(&format!("/api/instances/{id}/start"), Some(&token), json!({}))
+        .await;
+    assert_eq!((st, v["status"].as_str()), (StatusCode::ACCEPTED, Some("RUNNING")));
+    let other = s.user_token("bea@example.com").await;
+    let (st, v) = s
+        .post(&format!("/api/instances/{id}/start"), Some(&other), json!({}))
+        .await;
+    assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
+    s.post(&format!("/api/instances/{id}/stop"), Some(&token), json!({}))
+        .await;
+    s.wait_status(&token, &id, "STOPPED", 30).await;
+    assert!(runtime_pids(&s.data_dir).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

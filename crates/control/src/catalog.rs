@@ -2,6 +2,7 @@
 //! run on. Everyone signed in reads the active catalog; admins also see
 //! inactive models and add, edit and deactivate entries ([`AdminOps`]).
 
+use crate::error::FieldErrors;
 use crate::instances::round6;
 use crate::{AdminOps, Control, Error, Result, STALE_RETRIES};
 use paddock_core::catalog::Model;
@@ -67,6 +68,23 @@ pub struct ComputeView {
     /// Spot prices as fractions of on-demand, and whether this paddock's
     /// driver can run spot capacity at all.
     pub spot: SpotView,
+    /// What this paddock's driver can run.
+    pub driver: DriverView,
+}
+
+/// The driver instances run on, as the deploy dialog needs it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct DriverView {
+    /// `process`, `docker` or `ecs`.
+    pub name: &'static str,
+    /// Whether CPU sizes run on this paddock's own machines (not Fargate).
+    pub local: bool,
+    /// Whether GPU sizes can be deployed.
+    pub gpu: bool,
+    /// Why not, when they cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_unavailable_reason: Option<String>,
 }
 
 /// Spot capacity here.
@@ -82,7 +100,11 @@ pub struct SpotView {
 fn parse_model(body: Value) -> Result<Model> {
     let m: Model =
         serde_json::from_value(body).map_err(|e| Error::invalid(format!("model: {e}")))?;
-    m.validate().map_err(|e| Error::invalid(e.to_string()))?;
+    let mut errors = FieldErrors::default();
+    for p in m.problems() {
+        errors.check("model", Err::<(), _>(Error::invalid(p.to_string())))?;
+    }
+    errors.finish()?;
     Ok(m)
 }
 
@@ -150,6 +172,19 @@ impl Control {
             spot: SpotView {
                 available: self.driver.capabilities().spot,
                 prices: t.spot.clone(),
+            },
+            driver: {
+                let caps = self.driver.capabilities();
+                let name = self.driver.name();
+                DriverView {
+                    name,
+                    local: caps.local,
+                    gpu: caps.gpu,
+                    gpu_unavailable_reason: (!caps.gpu).then(|| match name {
+                        "docker" => "This Docker engine has no NVIDIA runtime, so only CPU sizes can run here".to_owned(),
+                        _ => format!("This paddock runs instances with the {name} driver, which has no GPU; GPU sizes need the ecs driver (or docker with an NVIDIA runtime)"),
+                    }),
+                }
             },
         }
     }

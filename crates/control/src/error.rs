@@ -15,6 +15,9 @@ pub enum Error {
     /// Well-formed but unacceptable; names the field and what to change.
     #[error("{0}")]
     Invalid(String),
+    /// Several fields are unacceptable: every one of them, at once.
+    #[error("{}", join_fields(.0))]
+    Fields(Vec<FieldError>),
     /// No credential, or one that is not valid.
     #[error("{0}")]
     Unauthenticated(String),
@@ -47,6 +50,98 @@ impl Error {
 
     pub fn not_found(msg: impl Into<String>) -> Self {
         Error::NotFound(msg.into())
+    }
+}
+
+/// One unacceptable field of a request and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    /// The field's name as the request spells it (`fargate_resources.cpu`);
+    /// `null` when the message is not about one field.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl FieldError {
+    /// Splits a message of the form `field: what to change` (the form
+    /// [`Error::Invalid`] messages take) into its field and the rest.
+    pub fn from_message(m: &str) -> FieldError {
+        match m.split_once(": ") {
+            Some((f, rest))
+                if !f.is_empty()
+                    && f
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.') =>
+            {
+                FieldError {
+                    field: Some(f.to_string()),
+                    message: rest.to_string(),
+                }
+            }
+            _ => FieldError {
+                field: None,
+                message: m.to_string(),
+            },
+        }
+    }
+}
+
+fn join_fields(list: &[FieldError]) -> String {
+    list.iter()
+        .map(|e| match &e.field {
+            Some(f) => format!("{f}: {}", e.message),
+            None => e.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Collects what is wrong with a request so that all of it is reported in
+/// one answer rather than one field per try.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// Records `message` about `field`.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: Some(field.to_string()),
+            message: message.into(),
+        });
+    }
+
+    /// The value of a check, or `None` with its error recorded (an
+    /// [`Error::Invalid`] that names no field of its own is put on
+    /// `field`). Errors other than invalid input are returned as they are.
+    pub fn check<T>(&mut self, field: &str, r: Result<T>) -> Result<Option<T>> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Invalid(m)) => {
+                let mut e = FieldError::from_message(&m);
+                e.field.get_or_insert_with(|| field.to_string());
+                self.0.push(e);
+                Ok(None)
+            }
+            Err(Error::Fields(list)) => {
+                self.0.extend(list);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was recorded, else every recorded error.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Fields(self.0))
+        }
     }
 }
 

@@ -5,9 +5,11 @@
 //! is checked in [`Control::instance`]: another user's instance is the same
 //! [`Error::NotFound`] as one that does not exist, except for admins.
 
+use crate::error::FieldErrors;
 use crate::{AdminOps, Control, Error, Result, STALE_RETRIES};
 use paddock_core::compute::ComputeSpec;
-use paddock_core::instance::{DesiredState, Instance, InstanceState, Transition};
+use paddock_core::catalog::Model;
+use paddock_core::instance::{check_name, DesiredState, Instance, InstanceState, Transition};
 use paddock_core::user::Principal;
 use paddock_core::{InstanceId, ModelId, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,9 @@ pub struct DeployRequest {
     /// cheaper, and may be interrupted; an interrupted instance is FAILED
     /// with the reason and restarted.
     pub spot: Option<bool>,
+    /// A name for the instance (1-64 letters, digits, spaces, `-_.:`);
+    /// default: the model id and a short suffix, e.g. `gemma3-270m-7f3a`.
+    pub name: Option<String>,
 }
 
 /// A Fargate-style CPU size: CPU units (1024 = 1 vCPU) or vCPUs, and MiB.
@@ -56,6 +61,8 @@ pub struct FargateResources {
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceView {
     pub instance_id: InstanceId,
+    /// The instance's name (given at deploy, or the default).
+    pub name: String,
     /// The catalog model id (the original's `model_name`).
     pub model_name: ModelId,
     pub model_display_name: String,
@@ -71,6 +78,9 @@ pub struct InstanceView {
     /// The status as a person reads it: the status, or `restarting (N of
     /// M)` while a FAILED instance waits for its next automatic restart.
     pub status_label: String,
+    /// Whether `POST /api/instances/{id}/start` would start it again: it
+    /// is stopped, asleep, or failed with no restart left.
+    pub startable: bool,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -128,6 +138,51 @@ fn cpu_units(v: &Value) -> Result<u32> {
 }
 
 impl Control {
+    /// The catalog entry a deploy names: by model id, else by display name
+    /// (any case); refused when missing or inactive.
+    async fn catalog_entry(&self, name: &str) -> Result<Result<Model>> {
+        let model = match self.store.get_model(&ModelId::new(name)).await? {
+            Some(m) => Some(m),
+            None => self
+                .store
+                .list_models()
+                .await?
+                .into_iter()
+                .find(|m| m.model_name.eq_ignore_ascii_case(name)),
+        };
+        Ok(match model {
+            Some(m) if m.is_active => Ok(m),
+            Some(_) => Err(Error::invalid(format!(
+                "model_name: {name} is inactive in the catalog and cannot be deployed"
+            ))),
+            None => Err(Error::invalid(format!(
+                "model_name: {name:?} is not in the catalog; GET /api/models lists what can be deployed"
+            ))),
+        })
+    }
+
+    /// A CPU size from a deploy's `fargate_resources`.
+    fn cpu_spec(&self, f: &FargateResources) -> Result<ComputeSpec> {
+        let cpu = cpu_units(&f.cpu);
+        let mem = number("fargate_resources.memory", &f.memory).and_then(|m| {
+            if m.fract() != 0.0 || m > 1e7 {
+                Err(Error::invalid("fargate_resources.memory: must be whole MiB"))
+            } else {
+                Ok(m as u32)
+            }
+        });
+        let mut errors = FieldErrors::default();
+        let cpu = errors.check("fargate_resources.cpu", cpu)?;
+        let mem = errors.check("fargate_resources.memory", mem)?;
+        errors.finish()?;
+        let (Some(cpu), Some(mem)) = (cpu, mem) else {
+            return Err(Error::Internal("a CPU size passed its checks without a value".into()));
+        };
+        self.compute
+            .fargate_spec(cpu, mem)
+            .map_err(|e| Error::invalid(format!("fargate_resources: {e}")))
+    }
+
     /// The price per hour of a size here: CPU sizes run by this paddock use
     /// the configured local price, GPU sizes their list price.
     pub fn price_per_hour(&self, spec: &ComputeSpec) -> f64 {
@@ -154,6 +209,7 @@ impl Control {
         };
         InstanceView {
             instance_id: i.instance_id.clone(),
+            name: i.display_name(),
             model_name: i.model_id.clone(),
             model_display_name: i.model_name.clone(),
             instance_type: i.spec.instance_type(),
@@ -165,6 +221,11 @@ impl Control {
             desired_status: i.desired,
             status_reason: i.status_reason.clone(),
             status_label: self.status_label(i),
+            startable: match i.status {
+                InstanceState::Stopped | InstanceState::Sleeping => true,
+                InstanceState::Failed => !self.restarting(i),
+                _ => false,
+            },
             created_at: i.created_at,
             updated_at: i.updated_at,
             last_active_at: i.last_active_at,
@@ -179,14 +240,21 @@ impl Control {
         }
     }
 
+    /// Whether a FAILED instance waits for its next automatic restart.
+    fn restarting(&self, i: &Instance) -> bool {
+        i.status == InstanceState::Failed
+            && i.desired == DesiredState::Running
+            && i.restart_count < self.settings.max_restarts
+    }
+
     /// See [`InstanceView::status_label`].
     fn status_label(&self, i: &Instance) -> String {
-        let max = self.settings.max_restarts;
-        if i.status == InstanceState::Failed
-            && i.desired == DesiredState::Running
-            && i.restart_count < max
-        {
-            format!("restarting ({} of {max})", i.restart_count + 1)
+        if self.restarting(i) {
+            format!(
+                "restarting ({} of {})",
+                i.restart_count + 1,
+                self.settings.max_restarts
+            )
         } else {
             i.status.as_str().to_string()
         }
@@ -216,95 +284,108 @@ impl Control {
     }
 
     /// Records a deploy: checks the model, the size and the caller's key,
-    /// stores a PENDING instance and wakes the reconciler.
+    /// stores a PENDING instance and wakes the reconciler. Every
+    /// unacceptable field is reported at once ([`Error::Fields`]).
     pub async fn deploy(&self, caller: &Principal, req: DeployRequest) -> Result<InstanceView> {
-        let name = req.model_name.or(req.model_id).ok_or_else(|| {
-            Error::invalid(
-                "model_name: is required (a model_id from GET /api/models, e.g. gemma3:270m)",
-            )
-        })?;
-        let model = match self.store.get_model(&ModelId::new(name.trim())).await? {
-            Some(m) => Some(m),
-            None => self
-                .store
-                .list_models()
-                .await?
-                .into_iter()
-                .find(|m| m.model_name.eq_ignore_ascii_case(name.trim())),
-        };
-        let model = match model {
-            Some(m) if m.is_active => m,
-            Some(_) => {
-                return Err(Error::invalid(format!(
-                    "model_name: {name} is inactive in the catalog and cannot be deployed"
-                )))
-            }
+        let mut errors = FieldErrors::default();
+        let model = match req.model_name.or(req.model_id) {
             None => {
-                return Err(Error::invalid(format!(
-                    "model_name: {name:?} is not in the catalog; GET /api/models lists what can be deployed"
-                )))
+                errors.add(
+                    "model_name",
+                    "is required (a model_id from GET /api/models, e.g. gemma3:270m)",
+                );
+                None
+            }
+            Some(name) => {
+                let found = self.catalog_entry(name.trim()).await?;
+                errors.check("model_name", found)?
             }
         };
-        if !caller.may_use_model(&model.model_id) {
-            return Err(Error::Forbidden(format!(
-                "this API key may not use {}",
-                model.model_id
-            )));
+        if let Some(m) = &model {
+            if !caller.may_use_model(&m.model_id) {
+                return Err(Error::Forbidden(format!(
+                    "this API key may not use {}",
+                    m.model_id
+                )));
+            }
         }
-        let spec = match (req.fargate_resources, req.instance_type) {
-            (Some(f), None) => {
-                let cpu = cpu_units(&f.cpu)?;
-                let mem = number("fargate_resources.memory", &f.memory)?;
-                if mem.fract() != 0.0 || mem > 1e7 {
-                    return Err(Error::invalid("fargate_resources.memory: must be whole MiB"));
-                }
-                self.compute
-                    .fargate_spec(cpu, mem as u32)
-                    .map_err(|e| Error::invalid(format!("fargate_resources: {e}")))?
-            }
-            (None, Some(t)) => self
-                .compute
-                .gpu_spec(t.trim())
-                .map_err(|e| Error::invalid(format!("instance_type: {e}")))?,
-            (Some(_), Some(_)) => {
-                return Err(Error::invalid(
-                    "give either fargate_resources (CPU) or instance_type (GPU), not both",
-                ))
-            }
-            (None, None) => {
-                return Err(Error::invalid(
-                    "give fargate_resources {cpu, memory} for CPU or instance_type for GPU; GET /api/compute lists the sizes",
-                ))
-            }
-        };
         let spot = req.spot.unwrap_or(false);
         if spot && !self.driver.capabilities().spot {
-            return Err(Error::invalid(format!(
-                "spot: this paddock runs instances with the {} driver, which has no spot capacity; deploy without spot, or run paddock with the ecs driver",
+            errors.add("spot", format!(
+                "this paddock runs instances with the {} driver, which has no spot capacity; deploy without spot, or run paddock with the ecs driver",
                 self.driver.name()
-            )));
+            ));
         }
-        let spec = spec.with_spot(spot);
-        self.compute
-            .check_fit(&model, &spec)
-            .map_err(|e| Error::invalid(e.to_string()))?;
-        if matches!(spec, ComputeSpec::Gpu { .. }) && !self.driver.capabilities().gpu {
-            return Err(Error::invalid(format!(
-                "instance_type: this paddock runs instances with the {} driver, which has no GPU; pick a CPU size (fargate_resources) or run paddock with a GPU-capable driver",
-                self.driver.name()
-            )));
+        let (size_field, spec) = match (req.fargate_resources, req.instance_type) {
+            (Some(f), None) => ("fargate_resources", {
+                let spec = self.cpu_spec(&f);
+                errors.check("fargate_resources", spec)?
+            }),
+            (None, Some(t)) => {
+                let spec = self
+                    .compute
+                    .gpu_spec(t.trim())
+                    .map_err(|e| Error::invalid(format!("instance_type: {e}")));
+                let spec = errors.check("instance_type", spec)?;
+                if spec.is_some() && !self.driver.capabilities().gpu {
+                    errors.add("instance_type", format!(
+                        "this paddock runs instances with the {} driver, which has no GPU; pick a CPU size (fargate_resources) or run paddock with a GPU-capable driver",
+                        self.driver.name()
+                    ));
+                }
+                ("instance_type", spec)
+            }
+            (Some(_), Some(_)) => {
+                errors.add(
+                    "instance_type",
+                    "give either fargate_resources (CPU) or instance_type (GPU), not both",
+                );
+                ("instance_type", None)
+            }
+            (None, None) => {
+                errors.add(
+                    "fargate_resources",
+                    "give fargate_resources {cpu, memory} for CPU or instance_type for GPU; GET /api/compute lists the sizes",
+                );
+                ("fargate_resources", None)
+            }
+        };
+        let spec = spec.map(|s| s.with_spot(spot));
+        if let (Some(m), Some(spec)) = (&model, &spec) {
+            if let Err(e) = self.compute.check_fit(m, spec) {
+                errors.add(size_field, e.to_string());
+            }
         }
         let idle_minutes = match req.idle_timeout_minutes {
-            None | Some(Value::Null) => DEFAULT_IDLE_MINUTES as f64,
-            Some(v) => number("idle_timeout_minutes", &v)?,
+            None | Some(Value::Null) => Some(DEFAULT_IDLE_MINUTES as f64),
+            Some(v) => {
+                let n = number("idle_timeout_minutes", &v).and_then(|n| {
+                    if n > MAX_IDLE_MINUTES as f64 {
+                        Err(Error::invalid(format!(
+                            "idle_timeout_minutes: at most {MAX_IDLE_MINUTES} (0 means never sleep)"
+                        )))
+                    } else {
+                        Ok(n)
+                    }
+                });
+                errors.check("idle_timeout_minutes", n)?
+            }
         };
-        if idle_minutes > MAX_IDLE_MINUTES as f64 {
-            return Err(Error::invalid(format!(
-                "idle_timeout_minutes: at most {MAX_IDLE_MINUTES} (0 means never sleep)"
-            )));
-        }
+        let name = match req.name.as_deref() {
+            None => None,
+            Some(n) => {
+                let checked = check_name(n).map_err(|e| Error::invalid(format!("name: {e}")));
+                errors.check("name", checked)?
+            }
+        };
+        errors.finish()?;
+        let (Some(model), Some(spec), Some(idle_minutes)) = (model, spec, idle_minutes) else {
+            return Err(Error::Internal(
+                "a deploy passed its checks without a model, size or idle timeout".into(),
+            ));
+        };
         let now = self.clock.now();
-        let instance = Instance::new(
+        let mut instance = Instance::new(
             caller.user_id.clone(),
             model.model_id.clone(),
             model.model_name.clone(),
@@ -312,6 +393,9 @@ impl Control {
             (idle_minutes * 60.0).round() as u64,
             now,
         );
+        if let Some(name) = name {
+            instance.name = name;
+        }
         let first = Transition {
             instance_id: instance.instance_id.clone(),
             from: None,
@@ -355,6 +439,55 @@ impl Control {
                 Ok(stored) => {
                     self.reconciler.announce();
                     tracing::info!(instance = %stored.instance_id, "stop requested");
+                    self.reconciler.wake();
+                    return Ok(self.instance_view(&stored));
+                }
+                Err(paddock_core::store::StoreError::Stale(_)) => {
+                    i = self.instance(caller, id).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict(
+            "the instance is changing state; retry in a moment".into(),
+        ))
+    }
+
+    /// Starts a stopped, sleeping or failed instance again: the same id,
+    /// endpoint and history, and the keys that could use it still can. It
+    /// becomes PENDING (its restarts counted from zero) and the reconciler
+    /// launches it. One that runs, is on its way up or is being restarted
+    /// after a failure is returned as it is; one that is stopping cannot
+    /// start until it has stopped.
+    pub async fn start_instance(&self, caller: &Principal, id: &str) -> Result<InstanceView> {
+        let mut i = self.instance(caller, id).await?;
+        for _ in 0..STALE_RETRIES {
+            match (i.desired, i.status) {
+                (_, InstanceState::Stopping) => {
+                    return Err(Error::Conflict(format!(
+                        "instance {id} is stopping; start it once it is STOPPED"
+                    )))
+                }
+                (
+                    DesiredState::Running,
+                    InstanceState::Pending | InstanceState::Starting | InstanceState::Running,
+                ) => return Ok(self.instance_view(&i)),
+                (DesiredState::Running, InstanceState::Failed) if self.restarting(&i) => {
+                    return Ok(self.instance_view(&i))
+                }
+                _ => {}
+            }
+            let now = self.clock.now();
+            i.desired = DesiredState::Running;
+            i.restart_count = 0;
+            i.last_active_at = now;
+            let transition = i
+                .transition(InstanceState::Pending, "started by user", now)
+                .map_err(|e| Error::Conflict(e.to_string()))?;
+            match self.store.update_instance(&i, Some(&transition)).await {
+                Ok(stored) => {
+                    self.reconciler.announce();
+                    tracing::info!(instance = %stored.instance_id, user = %caller.user_id, "start requested");
                     self.reconciler.wake();
                     return Ok(self.instance_view(&stored));
                 }

@@ -401,7 +401,14 @@ async fn step_observed(
             release(state, &mut i).await;
             save(state, i, S::Stopped, "stopped").await?
         }
-        (D::Running, S::Pending) => launch(state, i, "launching").await?,
+        (D::Running, S::Pending) => {
+            // Started again by its user after a stop or failure: what the
+            // last run left (an exited container) goes first.
+            if handle_of(&i).is_some() {
+                release(state, &mut i).await;
+            }
+            launch(state, i, "launching").await?
+        }
         (D::Running, S::Sleeping) => return Ok(None),
         (D::Running, S::Starting) => {
             let Some(h) = handle_of(&i) else {
@@ -572,7 +579,7 @@ pub async fn wake_instance(state: &Control, id: &InstanceId) -> Result<Instance,
             }
             (DesiredState::Stopped, _) | (_, InstanceState::Stopped | InstanceState::Stopping) => {
                 return Err(Error::Conflict(format!(
-                    "instance {id} is stopped; deploy the model again to use it"
+                    "instance {id} is stopped; start it again (POST /api/instances/{id}/start) to use it"
                 )));
             }
             _ => {}

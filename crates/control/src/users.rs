@@ -1,6 +1,7 @@
 //! Users, for administrators ([`AdminOps`]): list, create, disable/enable,
-//! promote/demote. Users an admin creates start confirmed and must pick a
-//! new password at first login (NEW_PASSWORD_REQUIRED).
+//! promote/demote, reset a password, delete. Users an admin creates (and
+//! users whose password an admin reset) must pick a new password at their
+//! next login (NEW_PASSWORD_REQUIRED).
 
 use crate::{AdminOps, Error, Result, STALE_RETRIES};
 use paddock_core::store::StoreError;
@@ -62,6 +63,16 @@ pub struct CreatedUser {
     pub temporary_password: Option<String>,
 }
 
+/// What deleting a user did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct DeletedUser {
+    pub user_id: UserId,
+    pub email: String,
+    pub instances_stopped: usize,
+    pub keys_revoked: usize,
+}
+
 /// What to change of a user.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,6 +116,64 @@ impl AdminOps<'_> {
         Ok(CreatedUser {
             user: UserView::from(&user),
             temporary_password: generated.then_some(password),
+        })
+    }
+
+    /// Gives a user a generated temporary password, to be changed at their
+    /// next login; their sessions end (their API keys keep working).
+    /// Returns the password, shown once.
+    pub async fn reset_password(&self, id: &str) -> Result<String> {
+        let c = self.control;
+        let id = UserId::new(id);
+        if c.store.get_user(&id).await?.is_none() {
+            return Err(Error::not_found(format!("user {id} not found")));
+        }
+        let password = paddock_core::secret::generated_password();
+        c.passwords()?.admin_reset_password(&id, &password).await?;
+        tracing::info!(user = %id, by = %self.admin.user_id, "password reset by admin");
+        Ok(password)
+    }
+
+    /// Deletes a user: their instances are stopped, their API keys
+    /// revoked, their account removed (they cannot sign in, and the email
+    /// is free again). Their usage stays, for the records. An admin cannot
+    /// delete themselves.
+    pub async fn delete_user(&self, id: &str) -> Result<DeletedUser> {
+        let c = self.control;
+        let id = UserId::new(id);
+        if id == self.admin.user_id {
+            return Err(Error::invalid(
+                "user: you cannot delete your own account; ask another admin",
+            ));
+        }
+        let Some(user) = c.store.get_user(&id).await? else {
+            return Err(Error::not_found(format!("user {id} not found")));
+        };
+        // Stop what they run first, so nothing is left billing once the
+        // account is gone.
+        let mut stopped = 0;
+        for i in c.store.list_instances(Some(&id)).await? {
+            if i.status != paddock_core::instance::InstanceState::Stopped {
+                c.stop_instance(self.admin, i.instance_id.as_str()).await?;
+                stopped += 1;
+            }
+        }
+        let now = c.clock.now();
+        let mut revoked = 0;
+        for k in c.store.list_api_keys(&id).await? {
+            if k.revoked_at.is_none() {
+                c.store.revoke_api_key(&k.key_id, now).await?;
+                revoked += 1;
+            }
+        }
+        c.keys.clear_keys();
+        c.passwords()?.admin_delete_user(&id).await?;
+        tracing::info!(user = %id, by = %self.admin.user_id, stopped, revoked, "user deleted by admin");
+        Ok(DeletedUser {
+            user_id: id,
+            email: user.email,
+            instances_stopped: stopped,
+            keys_revoked: revoked,
         })
     }
 

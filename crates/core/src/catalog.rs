@@ -28,6 +28,38 @@ pub struct GpuRequirements {
     pub gpu_type: String,
 }
 
+/// Whether a model was tuned to follow chat turns or only continues text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// A base (pretrained) model: it continues text; the playground opens
+    /// it in Complete mode.
+    Base,
+    /// An instruction- or chat-tuned model.
+    #[default]
+    Instruct,
+}
+
+impl ModelKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Base => "base",
+            ModelKind::Instruct => "instruct",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "base" => Some(ModelKind::Base),
+            "instruct" => Some(ModelKind::Instruct),
+            _ => None,
+        }
+    }
+}
+
 /// One catalog entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -45,6 +77,9 @@ pub struct Model {
     pub description: String,
     /// e.g. `chat`, `completion`, `qa`, `vision`, `tool-use`.
     pub supported_tasks: Vec<String>,
+    /// `base` or `instruct` (the default when absent).
+    #[serde(default)]
+    pub kind: ModelKind,
     /// Inactive models stay in the catalog for admins but cannot be deployed.
     pub is_active: bool,
     /// When the entry was last changed (absent in the shipped file).
@@ -95,49 +130,57 @@ pub fn default_catalog() -> Vec<Model> {
 }
 
 impl Model {
-    /// Checks the fields an admin can get wrong.
+    /// Checks the fields an admin can get wrong: the first problem.
     pub fn validate(&self) -> Result<(), CatalogError> {
-        let invalid = |field, message: &str| {
-            Err(CatalogError::Invalid {
+        match self.problems().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem with the fields an admin can get wrong, in field order.
+    pub fn problems(&self) -> Vec<CatalogError> {
+        let mut out = Vec::new();
+        let mut invalid = |field, message: &str| {
+            out.push(CatalogError::Invalid {
                 field,
                 message: message.to_owned(),
             })
         };
         let id = self.model_id.as_str();
         if id.is_empty() || id.len() > 128 {
-            return invalid("model_id", "must be 1 to 128 characters");
-        }
-        if !id
+            invalid("model_id", "must be 1 to 128 characters");
+        } else if !id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
         {
-            return invalid(
+            invalid(
                 "model_id",
                 "may contain only letters, digits and - _ . : / (an Ollama tag such as llama3.1:8b)",
             );
         }
         if self.model_name.trim().is_empty() {
-            return invalid("model_name", "must not be empty");
+            invalid("model_name", "must not be empty");
         }
         if self.model_family.trim().is_empty() {
-            return invalid("model_family", "must not be empty");
+            invalid("model_family", "must not be empty");
         }
         if !(self.model_size_gb.is_finite() && self.model_size_gb > 0.0) {
-            return invalid("model_size_gb", "must be a positive number");
+            invalid("model_size_gb", "must be a positive number");
         }
         if !(self.cpu_requirements.vcpu.is_finite() && self.cpu_requirements.vcpu > 0.0) {
-            return invalid("cpu_requirements.vcpu", "must be a positive number");
+            invalid("cpu_requirements.vcpu", "must be a positive number");
         }
         if self.cpu_requirements.memory_mb == 0 {
-            return invalid("cpu_requirements.memory_mb", "must be positive");
+            invalid("cpu_requirements.memory_mb", "must be positive");
         }
         if self.gpu_requirements.gpu_memory_mb == 0 {
-            return invalid("gpu_requirements.gpu_memory_mb", "must be positive");
+            invalid("gpu_requirements.gpu_memory_mb", "must be positive");
         }
         if self.gpu_requirements.gpu_type.trim().is_empty() {
-            return invalid("gpu_requirements.gpu_type", "must be `any` or a GPU model");
+            invalid("gpu_requirements.gpu_type", "must be `any` or a GPU model");
         }
-        Ok(())
+        out
     }
 
     /// A rough start-time estimate in seconds (pulling and loading the weights),
@@ -173,6 +216,30 @@ mod tests {
                 m.description
             );
         }
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let mut m = default_catalog().remove(0);
+        m.model_name = " ".into();
+        m.model_size_gb = 0.0;
+        m.cpu_requirements.memory_mb = 0;
+        let fields: Vec<String> = m
+            .problems()
+            .iter()
+            .map(|e| e.to_string().split(':').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            fields,
+            ["model_name", "model_size_gb", "cpu_requirements.memory_mb"]
+        );
+        assert!(matches!(
+            m.validate(),
+            Err(CatalogError::Invalid {
+                field: "model_name",
+                ..
+            })
+        ));
     }
 
     #[test]

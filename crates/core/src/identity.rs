@@ -138,4 +138,14 @@ pub trait PasswordAccounts: Send + Sync {
         role: Role,
         must_change: bool,
     ) -> Result<User, IdentityError>;
+    /// An admin gives a user a temporary password, to be changed at their
+    /// next login; their sessions end.
+    async fn admin_reset_password(
+        &self,
+        user: &UserId,
+        temporary_password: &str,
+    ) -> Result<(), IdentityError>;
+    /// An admin deletes a user's account: they cannot sign in again, their
+    /// sessions end, and the email is free for a new account.
+    async fn admin_delete_user(&self, user: &UserId) -> Result<(), IdentityError>;
 }

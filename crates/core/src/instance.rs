@@ -87,6 +87,8 @@ impl InstanceState {
                 // A failed instance is restarted (with backoff) or stopped;
                 // a restart whose launch fails is a new failure, counted.
                 | (Failed, Starting | Stopping | Stopped | Failed)
+                // A user starts it again: the reconciler launches it anew.
+                | (Stopped | Sleeping | Failed, Pending)
         )
     }
 
@@ -145,6 +147,11 @@ pub struct Instance {
     pub model_id: ModelId,
     /// The catalog's human name at deploy time.
     pub model_name: String,
+    /// The instance's own name, chosen at deploy (default: the model's id
+    /// and a short suffix of the instance id). Records from before names
+    /// have none; [`Instance::display_name`] then falls back.
+    #[serde(default)]
+    pub name: String,
     pub spec: ComputeSpec,
     pub status: InstanceState,
     pub desired: DesiredState,
@@ -182,11 +189,14 @@ impl Instance {
         idle_timeout_secs: u64,
         now: Timestamp,
     ) -> Self {
+        let instance_id = InstanceId::generate();
+        let name = default_name(&model_id, &instance_id);
         Instance {
-            instance_id: InstanceId::generate(),
+            instance_id,
             user_id,
             model_id,
             model_name,
+            name,
             spec,
             status: InstanceState::Pending,
             desired: DesiredState::Running,
@@ -201,6 +211,16 @@ impl Instance {
             running_since: None,
             billed_secs: 0,
             version: 0,
+        }
+    }
+
+    /// The name to show: its own, or for a record from before names the
+    /// default one.
+    pub fn display_name(&self) -> String {
+        if self.name.is_empty() {
+            default_name(&self.model_id, &self.instance_id)
+        } else {
+            self.name.clone()
         }
     }
 
@@ -246,6 +266,39 @@ impl Instance {
                 .map(|s| (now - s).num_seconds().max(0) as u64)
                 .unwrap_or(0)
     }
+}
+
+/// The default name of an instance: the model id with `:` and `/` as `-`,
+/// then the last four hex digits of the instance id (`gemma3-270m-7f3a`).
+pub fn default_name(model: &ModelId, id: &InstanceId) -> String {
+    let slug: String = model
+        .as_str()
+        .chars()
+        .map(|c| if c == ':' || c == '/' { '-' } else { c })
+        .collect();
+    let id = id.as_str();
+    format!("{slug}-{}", &id[id.len().saturating_sub(4)..])
+}
+
+/// Checks a name a user gave an instance: 1 to 64 characters, letters,
+/// digits, spaces and `-_.:`, not only spaces. Returns it trimmed.
+pub fn check_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("must not be empty (leave it out for the default name)".into());
+    }
+    if name.chars().count() > 64 {
+        return Err("at most 64 characters".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.' | ':')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed: use letters, digits, spaces and - _ . :"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// One step of an instance's history.
@@ -335,6 +388,23 @@ mod tests {
         // A failed launch is recorded whether it was a restart or a wake.
         assert!(InstanceState::Failed.can_go_to(InstanceState::Failed));
         assert!(InstanceState::Sleeping.can_go_to(InstanceState::Failed));
+    }
+
+    #[test]
+    fn names_default_and_are_checked() {
+        let id = InstanceId::new("i-00000000deadbeef");
+        assert_eq!(
+            default_name(&ModelId::new("library/gemma3:270m"), &id),
+            "library-gemma3-270m-beef"
+        );
+        let mut i = inst();
+        assert!(i.name.starts_with("gemma3-270m-"));
+        i.name.clear();
+        assert_eq!(i.display_name(), default_name(&i.model_id, &i.instance_id));
+        assert_eq!(check_name("  night shift 2 ").unwrap(), "night shift 2");
+        assert!(check_name("   ").is_err());
+        assert!(check_name(&"x".repeat(65)).is_err());
+        assert!(check_name("a<b>").unwrap_err().contains("'<'"));
     }
 
     #[test]

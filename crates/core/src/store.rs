@@ -81,6 +81,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn update_user(&self, user: &User) -> StoreResult<User>;
     /// All users, oldest first.
     async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Removes a user's record and frees their email. What refers to the
+    /// user (instances, keys, usage) stays. Deleting what is not there is
+    /// not an error.
+    async fn delete_user(&self, id: &UserId) -> StoreResult<()>;
 
     // ---- catalog ----
     /// Inserts a model unless one with its id exists; returns whether it was inserted.

@@ -24,6 +24,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@each $make;
             users_roundtrip_and_unique_email,
             user_updates_are_compare_and_swap,
+            users_are_deleted_with_their_email,
             catalog_insert_if_absent_keeps_edits,
             catalog_updates_are_compare_and_swap,
             instances_versioned_updates_and_history,
@@ -139,6 +140,23 @@ pub async fn users_roundtrip_and_unique_email(s: &dyn Store) {
 
 /// A user write made from an old read is refused, so that (for example) a
 /// password change racing an admin's disable cannot re-enable the user.
+/// A deleted user is gone and their email free for a new account.
+pub async fn users_are_deleted_with_their_email(s: &dyn Store) {
+    let u = user("gone@example.com");
+    s.create_user(&u).await.unwrap();
+    s.delete_user(&u.user_id).await.unwrap();
+    assert!(s.get_user(&u.user_id).await.unwrap().is_none());
+    assert!(s
+        .get_user_by_email("gone@example.com")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.list_users().await.unwrap().is_empty());
+    // Deleting again is not an error; the email can sign up again.
+    s.delete_user(&u.user_id).await.unwrap();
+    s.create_user(&user("gone@example.com")).await.unwrap();
+}
+
 pub async fn user_updates_are_compare_and_swap(s: &dyn Store) {
     let u = user("cas@example.com");
     s.create_user(&u).await.unwrap();
@@ -329,6 +347,7 @@ pub async fn catalog_insert_if_absent_keeps_edits(s: &dyn Store) {
     let mut edited = catalog[0].clone();
     edited.description = "edited by an admin".into();
     edited.is_active = false;
+    edited.kind = crate::catalog::ModelKind::Base;
     let stored = s.update_model(&edited).await.unwrap();
     assert_eq!(stored.version, edited.version + 1);
     for m in &catalog {
@@ -339,6 +358,7 @@ pub async fn catalog_insert_if_absent_keeps_edits(s: &dyn Store) {
     let got = s.get_model(&edited.model_id).await.unwrap().unwrap();
     assert_eq!(got.description, "edited by an admin");
     assert!(!got.is_active);
+    assert_eq!(got.kind, crate::catalog::ModelKind::Base);
     assert_eq!(got.cpu_requirements, edited.cpu_requirements);
     assert_eq!(got.supported_tasks, edited.supported_tasks);
     assert!(s
@@ -396,8 +416,14 @@ pub async fn instances_versioned_updates_and_history(s: &dyn Store) {
         data: serde_json::json!({"pid": 42}),
     };
     i.handle = Some(handle.clone());
+    assert!(i.name.starts_with("gemma3-270m-"), "{}", i.name);
+    i.name = "night shift".into();
     let stored = s.update_instance(&i, Some(&t)).await.unwrap();
     assert_eq!(stored.version, i.version + 1);
+    assert_eq!(
+        s.get_instance(&i.instance_id).await.unwrap().unwrap().name,
+        "night shift"
+    );
     assert_eq!(stored.status, InstanceState::Starting);
     assert_eq!(stored.handle, Some(handle));
 

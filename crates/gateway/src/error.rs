@@ -10,6 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::FromRequest;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use paddock_control::error::FieldError;
 use paddock_control::Error as ControlError;
 use paddock_core::identity::IdentityError;
 use paddock_core::store::StoreError;
@@ -24,6 +25,9 @@ pub enum ApiError {
     /// Well-formed but unacceptable; names the field and what to change.
     #[error("{0}")]
     Validation(String),
+    /// Several unacceptable fields, every one of them.
+    #[error("{}", ControlError::Fields(.0.clone()))]
+    Fields(Vec<FieldError>),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -61,13 +65,16 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: String,
+    /// 422 only: every unacceptable field and what to change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<Vec<FieldError>>,
 }
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation(_) | ApiError::Fields(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -87,7 +94,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::Validation(_) => "validation_failed",
+            ApiError::Validation(_) | ApiError::Fields(_) => "validation_failed",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -103,12 +110,19 @@ impl ApiError {
         }
     }
 
-    /// The response body: `{"error": {"code", "message"}}`.
+    /// The response body: `{"error": {"code", "message"}}`, and for 422
+    /// `fields`: `[{field, message}]`, one per unacceptable field.
     pub fn json_body(&self) -> Vec<u8> {
+        let fields = match self {
+            ApiError::Validation(m) => Some(vec![FieldError::from_message(m)]),
+            ApiError::Fields(list) => Some(list.clone()),
+            _ => None,
+        };
         let body = Body {
             error: Inner {
                 code: self.code(),
                 message: self.to_string(),
+                fields,
             },
         };
         serde_json::to_vec(&body).unwrap_or_default()
@@ -160,6 +174,7 @@ impl From<ControlError> for ApiError {
         match e {
             ControlError::Malformed(m) => ApiError::BadRequest(m),
             ControlError::Invalid(m) => ApiError::Validation(m),
+            ControlError::Fields(list) => ApiError::Fields(list),
             ControlError::Unauthenticated(m) => ApiError::Unauthorized(m),
             ControlError::Forbidden(m) => ApiError::Forbidden(m),
             ControlError::NotFound(m) => ApiError::NotFound(m),

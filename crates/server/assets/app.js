@@ -42,14 +42,21 @@
     try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
     if (!r.ok) {
       const msg = (data && data.error && data.error.message) || `${r.status} ${r.statusText}`;
-      const err = new Error(msg);
+      const err = new Error(sentence(msg));
       err.status = r.status;
+      err.fields = (data && data.error && data.error.fields) || [];
       throw err;
     }
     return data;
   }
 
   // ---- small helpers ----
+  // Every error the UI shows: a capital first letter, no closing period.
+  function sentence(msg) {
+    const m = String(msg || "").trim().replace(/\.$/, "");
+    return m.charAt(0).toUpperCase() + m.slice(1);
+  }
+
   function toast(msg, kind = "") {
     const box = $("#toast");
     if (!box) return;
@@ -180,13 +187,31 @@
     const d = (k) => $(`[data-d="${k}"]`, dlg);
     let model = null;
 
-    const cpuSel = $("#d-cpu"), gpuSel = $("#d-gpu");
-    compute.fargate.sizes.forEach((s, i) => {
+    const vcpuSel = $("#d-vcpu"), memSel = $("#d-memory"), gpuSel = $("#d-gpu");
+    const sizes = compute.fargate.sizes;
+    // Step one: the vCPUs; step two: the memory sizes valid with them.
+    [...new Set(sizes.map((s) => s.vcpu))].sort((a, b) => a - b).forEach((v) => {
       const o = document.createElement("option");
-      o.value = String(i);
-      o.textContent = `${s.vcpu} vCPU · ${mem(s.memory)}`;
-      cpuSel.appendChild(o);
+      o.value = String(v);
+      o.textContent = `${v} vCPU`;
+      vcpuSel.appendChild(o);
     });
+    const fillMemory = (want) => {
+      memSel.innerHTML = "";
+      const options = sizes.filter((s) => s.vcpu === Number(vcpuSel.value));
+      options.forEach((s) => {
+        const o = document.createElement("option");
+        o.value = String(s.memory);
+        o.textContent = mem(s.memory);
+        memSel.appendChild(o);
+      });
+      // The asked-for memory if this vCPU count offers it, else the
+      // smallest the model fits in, else the largest there is.
+      const pick = options.find((s) => s.memory === want) ||
+        options.find((s) => s.memory >= model.cpu_memory_mb) || options[options.length - 1];
+      if (pick) memSel.value = String(pick.memory);
+    };
+    const size = () => sizes.find((s) => s.vcpu === Number(vcpuSel.value) && s.memory === Number(memSel.value)) || sizes[0];
     const gpus = compute.gpu_instance_types.slice().sort((a, b) => a.price_per_hour_usd - b.price_per_hour_usd);
     gpus.forEach((g, i) => {
       const o = document.createElement("option");
@@ -195,10 +220,17 @@
       gpuSel.appendChild(o);
     });
 
+    const FIELD_LABELS = {
+      model_name: "Model", fargate_resources: "CPU size", "fargate_resources.cpu": "vCPUs",
+      "fargate_resources.memory": "Memory", instance_type: "GPU", spot: "Spot",
+    };
     const kind = () => dform.kind.value;
-    // Fargate's price of the chosen CPU size (spot is a fraction of it).
-    const s_price_cloud = () => compute.fargate.sizes[+cpuSel.value].price_per_hour_usd;
     d("spot-field").hidden = !compute.spot.available;
+    const clearErrors = () => {
+      d("error").hidden = true;
+      $$("[data-error-for]", dlg).forEach((p) => { p.hidden = true; p.textContent = ""; });
+      $$("[aria-invalid]", dlg).forEach((el) => el.removeAttribute("aria-invalid"));
+    };
     const update = () => {
       const cpu = kind() === "cpu";
       d("cpu-field").hidden = !cpu;
@@ -206,10 +238,10 @@
       const spotOn = compute.spot.available && $("#d-spot").checked;
       let fits, need, have, price, note = "";
       if (cpu) {
-        const s = compute.fargate.sizes[+cpuSel.value];
+        const s = size();
         need = model.cpu_memory_mb; have = s.memory; fits = have >= need;
         price = s.local_price_per_hour_usd;
-        if (s.local_price_per_hour_usd !== s.price_per_hour_usd) note = ` (on Fargate: ${usd(s.price_per_hour_usd)}/h)`;
+        if (s.local_price_per_hour_usd !== s.price_per_hour_usd) note = ` (on Fargate ${usd(s.price_per_hour_usd)}/h)`;
       } else {
         const g = gpus[+gpuSel.value];
         need = model.gpu_memory_mb; have = g.gpu_memory_mb;
@@ -225,11 +257,20 @@
         ? `✓ Fits: ${model.model_id} needs ${mem(need)} of ${what}; this size has ${mem(have)}.`
         : `✗ Too small: ${model.model_id} needs ${mem(need)} of ${what}; this size has ${mem(have)}${cpu ? "" : note}.`;
       if (spotOn) {
-        const onDemand = cpu ? s_price_cloud() : price;
+        const onDemand = cpu ? size().price_per_hour_usd : price;
         price = onDemand * (cpu ? compute.spot.fargate_fraction : compute.spot.gpu_fraction);
         note = ` (spot; on-demand ${usd(onDemand)}/h)`;
       }
-      d("price").textContent = `${usd(price)} / hour${cpu || spotOn ? note : ""}`;
+      d("price").innerHTML = "";
+      const main = document.createElement("span");
+      main.textContent = `${usd(price)} / hour`;
+      d("price").appendChild(main);
+      if (cpu || spotOn) {
+        const sub = document.createElement("span");
+        sub.className = "price-note";
+        sub.textContent = note.trim();
+        if (sub.textContent) d("price").appendChild(sub);
+      }
       d("submit").disabled = !fits;
     };
 
@@ -238,39 +279,65 @@
       if (!b) return;
       model = JSON.parse(b.dataset.deploy);
       d("model-name").textContent = model.model_name;
-      d("error").hidden = true;
+      clearErrors();
       dform.kind.value = "cpu";
       $("#d-spot").checked = false;
-      // Preselect the cheapest size that fits.
-      const ci = compute.fargate.sizes.findIndex((s) => s.memory >= model.cpu_memory_mb);
-      cpuSel.value = String(Math.max(0, ci));
+      $("#d-name").value = "";
+      $("#d-name").placeholder = `${model.model_id.replace(/[:/]/g, "-")}-… (default)`;
+      // Preselect the cheapest size the model fits (the largest if none).
+      const fitting = sizes.filter((s) => s.memory >= model.cpu_memory_mb)
+        .sort((a, b) => a.price_per_hour_usd - b.price_per_hour_usd || a.cpu - b.cpu);
+      const pick = fitting[0] || sizes[sizes.length - 1];
+      vcpuSel.value = String(pick.vcpu);
+      fillMemory(pick.memory);
       const gi = gpus.findIndex((g) => g.gpu_memory_mb >= model.gpu_memory_mb);
       gpuSel.value = String(Math.max(0, gi));
-      if (ci < 0 && gi >= 0) dform.kind.value = "gpu";
+      if (!fitting.length && gi >= 0 && compute.driver.gpu) dform.kind.value = "gpu";
       update();
       dlg.showModal();
     });
     $$("[data-close]", dlg).forEach((b) => b.addEventListener("click", () => dlg.close()));
-    dform.addEventListener("change", update);
+    vcpuSel.addEventListener("change", () => fillMemory(Number(memSel.value)));
+    // A changed choice clears the error it may have caused.
+    dform.addEventListener("input", clearErrors);
+    dform.addEventListener("change", () => { clearErrors(); update(); });
     dform.addEventListener("submit", async (e) => {
       e.preventDefault();
       const btn = d("submit");
-      const body = { model_name: model.model_id, idle_timeout_minutes: Number($("#d-idle").value || 0) };
+      const body = { model_name: model.model_id, idle_timeout_minutes: $("#d-idle").value === "" ? 0 : Number($("#d-idle").value) };
+      const name = $("#d-name").value.trim();
+      if (name) body.name = name;
       if (kind() === "cpu") {
-        const s = compute.fargate.sizes[+cpuSel.value];
+        const s = size();
         body.fargate_resources = { cpu: s.cpu, memory: s.memory };
       } else {
         body.instance_type = gpus[+gpuSel.value].instance_type;
       }
       if (compute.spot.available && $("#d-spot").checked) body.spot = true;
       setBusy(btn, true, "Deploying…");
-      d("error").hidden = true;
+      clearErrors();
       try {
         const inst = await api("POST", "/api/models/deploy", body);
         location.href = "/ui/instances?deployed=" + encodeURIComponent(inst.instance_id);
       } catch (err) {
-        d("error").textContent = err.message;
-        d("error").hidden = false;
+        // Each field's error under it; the rest in the banner.
+        const rest = [];
+        (err.fields.length ? err.fields : [{ field: null, message: err.message }]).forEach((f) => {
+          const slot = f.field && $(`[data-error-for="${CSS.escape(f.field)}"]`, dlg);
+          if (slot) {
+            slot.textContent = sentence(f.message);
+            slot.hidden = false;
+            const input = slot.closest(".field").querySelector("input,select");
+            if (input) input.setAttribute("aria-invalid", "true");
+          } else {
+            const label = FIELD_LABELS[f.field] || f.field;
+            rest.push(sentence(label ? `${label}: ${f.message}` : f.message));
+          }
+        });
+        if (rest.length) {
+          d("error").textContent = rest.join(". ");
+          d("error").hidden = false;
+        }
         setBusy(btn, false);
       }
     });
@@ -299,6 +366,8 @@
     if (stop) stop.hidden = !STOPPABLE(v.status);
     const del = $('[data-action="delete"]', root);
     if (del) del.hidden = v.status !== "STOPPED";
+    const start = $('[data-action="start"]', root);
+    if (start) start.hidden = !v.startable;
   }
 
   function poll(fn, ms) {
@@ -311,14 +380,38 @@
     return () => clearTimeout(timer);
   }
 
+  // The caller's instances, live: from the server's event stream
+  // (`GET /api/instances/events`, a list whenever one changes and every
+  // few seconds), or, if the stream cannot be opened or drops, by polling
+  // `GET /api/instances` every two seconds. `window.__paddockLive` says
+  // which ("sse" or "poll").
+  function liveInstances(all, onList) {
+    const q = all ? "?all=true" : "";
+    let polling = false;
+    const fallBack = () => {
+      if (polling) return;
+      polling = true;
+      window.__paddockLive = "poll";
+      poll(async () => {
+        const data = await api("GET", "/api/instances" + q);
+        await onList(data.instances || []);
+      }, 2000);
+    };
+    if (!window.EventSource) return fallBack();
+    const es = new EventSource("/api/instances/events" + q);
+    window.__paddockLive = "sse";
+    es.addEventListener("instances", async (e) => {
+      try { await onList(JSON.parse(e.data).instances || []); } catch (err) { console.warn(err); }
+    });
+    es.onerror = () => { es.close(); fallBack(); };
+  }
+
   function initInstanceList() {
     const table = $("[data-live-instances]");
     if (!table) return;
     const all = table.dataset.liveInstances === "all";
     const tbody = $("tbody", table);
-    poll(async () => {
-      const data = await api("GET", "/api/instances" + (all ? "?all=true" : ""));
-      const list = data.instances || [];
+    liveInstances(all, async (list) => {
       const ids = list.map((v) => v.instance_id).sort().join(",");
       const shown = $$("tr[data-instance]", tbody).map((r) => r.dataset.instance).sort().join(",");
       if (ids !== shown) {
@@ -334,7 +427,7 @@
         const row = $(`tr[data-instance="${CSS.escape(v.instance_id)}"]`, tbody);
         if (row) paintInstance(row, v);
       });
-    }, 2000);
+    });
   }
 
   document.addEventListener("click", async (e) => {
@@ -350,6 +443,18 @@
         setBusy(b, false);
         if (root) paintInstance(root, v);
         toast("Stop requested.");
+      } catch (err) {
+        setBusy(b, false);
+        toast(err.message, "error");
+      }
+    } else if (b.dataset.action === "start") {
+      setBusy(b, true, "Starting…");
+      try {
+        const v = await api("POST", `/api/instances/${encodeURIComponent(id)}/start`);
+        const root = b.closest("[data-instance],[data-live-instance]");
+        setBusy(b, false);
+        if (root) paintInstance(root, v);
+        toast("Starting: same endpoint, same keys.");
       } catch (err) {
         setBusy(b, false);
         toast(err.message, "error");
@@ -374,12 +479,19 @@
     if (!root) return;
     const id = root.dataset.liveInstance;
     const history = $('[data-f="history"]', root);
-    let gone = false;
-    poll(async () => {
+    let gone = false, seen = "";
+    // The list's view of this instance paints it; its history is fetched
+    // again only when the record changed.
+    liveInstances(!!root.dataset.all, async (list) => {
       if (gone) return;
+      const mine = list.find((x) => x.instance_id === id);
+      if (!mine) { gone = true; toast("This instance no longer exists.", "error"); return; }
+      paintInstance(root, mine);
+      if (mine.updated_at === seen) return;
       let v;
       try { v = await api("GET", `/api/instances/${encodeURIComponent(id)}`); }
       catch (err) { if (err.status === 404) { gone = true; toast("This instance no longer exists.", "error"); } throw err; }
+      seen = v.updated_at;
       paintInstance(root, v);
       if (history && Array.isArray(v.history)) {
         history.innerHTML = "";
@@ -399,20 +511,30 @@
         });
         localTimes(history);
       }
-    }, 2000);
+    });
 
     const pre = $("[data-logs]");
     const state = $('[data-f="logs-state"]');
-    let logsMissing = false;
+    const filter = $("[data-logs-filter]");
+    let logsMissing = false, lines = [];
+    // Only the lines with the filter's text (any case), when there is one.
+    const showLines = () => {
+      const q = filter ? filter.value.trim().toLowerCase() : "";
+      const shown = q ? lines.filter((l) => l.toLowerCase().includes(q)) : lines;
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+      pre.textContent = shown.length ? shown.join("\n") : lines.length ? "No line matches the filter." : "No log lines yet.";
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+      return shown.length;
+    };
+    if (filter) filter.addEventListener("input", showLines);
     poll(async () => {
       if (logsMissing) return;
       try {
         const data = await api("GET", `/api/instances/${encodeURIComponent(id)}/logs?lines=200`);
-        const lines = (data && data.lines) || [];
-        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-        pre.textContent = lines.length ? lines.join("\n") : "No log lines yet.";
-        if (atBottom) pre.scrollTop = pre.scrollHeight;
-        state.textContent = `Last ${lines.length} lines · refreshed ${new Date().toLocaleTimeString()}`;
+        lines = (data && data.lines) || [];
+        const shown = showLines();
+        const of = shown === lines.length ? `Last ${lines.length} lines` : `${shown} of the last ${lines.length} lines`;
+        state.textContent = `${of} · refreshed ${new Date().toLocaleTimeString()}`;
       } catch (err) {
         if (err.status === 404 || err.status === 405) {
           logsMissing = true;
@@ -426,31 +548,74 @@
   }
 
   // ---- chat playground ----
+  // Two modes: Chat (turns over /api/chat) and Complete (one text the
+  // model continues, over /api/generate with raw: true). A base model (the
+  // catalog says so, or the model has no chat template) opens in Complete.
   function initChat() {
     const form = $("#chat-form");
     if (!form) return;
     const log = $("#chat-log"), input = $("#c-input"), sel = $("#c-instance");
     const temp = $("#c-temp"), tempOut = $("#c-temp-out"), system = $("#c-system");
     const send = $("#chat-send"), stopBtn = $("#chat-stop"), stats = $("#chat-stats"), errBox = $("#chat-error");
+    const note = $(".mode-note");
     let messages = [];
     let controller = null;
+    const mode = () => $('input[name="chat-mode"]:checked').value;
+    const emptyText = () => (mode() === "chat" ? "Send a message to start." : "Write the start of a text; the model continues it.");
 
-    temp.addEventListener("input", () => (tempOut.textContent = temp.value));
-    $("[data-chat-clear]").addEventListener("click", () => {
+    const clear = () => {
       messages = [];
-      log.innerHTML = '<p class="chat-empty muted">Send a message to start.</p>';
+      log.innerHTML = "";
+      const p = document.createElement("p");
+      p.className = "chat-empty muted";
+      p.textContent = emptyText();
+      log.appendChild(p);
       stats.textContent = "";
       errBox.hidden = true;
-    });
+    };
+    const setMode = (m) => {
+      $(`input[name="chat-mode"][value="${m}"]`).checked = true;
+      $$("[data-chat-only]").forEach((el) => (el.hidden = m !== "chat"));
+      input.placeholder = m === "chat"
+        ? "Message… (Enter to send, Shift+Enter for a new line)"
+        : "Text to continue… (Enter to run, Shift+Enter for a new line)";
+      send.textContent = m === "chat" ? "Send" : "Continue";
+      clear();
+    };
+    // Picks the mode for the selected instance's model.
+    let asked = 0;
+    const chooseMode = async () => {
+      const opt = sel.selectedOptions[0];
+      const ask = ++asked;
+      let base = opt.dataset.kind === "base", why = "the catalog marks it as a base model";
+      if (!base && opt.dataset.status === "RUNNING") {
+        try {
+          const show = await api("POST", `/models/${encodeURIComponent(sel.value)}/api/show`, { model: opt.dataset.model });
+          if (show && !String(show.template || "").trim()) { base = true; why = "it has no chat template"; }
+        } catch (_) { /* keep Chat */ }
+      }
+      if (ask !== asked) return;
+      note.hidden = !base;
+      note.textContent = base
+        ? `Complete mode: ${opt.dataset.model} is a base model (${why}); it continues text rather than answering turns. Chat still works, but expect echoes.`
+        : "";
+      setMode(base ? "complete" : "chat");
+    };
+
+    temp.addEventListener("input", () => (tempOut.textContent = temp.value));
+    $("[data-chat-clear]").addEventListener("click", clear);
+    $$('input[name="chat-mode"]').forEach((r) => r.addEventListener("change", () => setMode(mode())));
     sel.addEventListener("change", () => {
       const u = new URL(location.href);
       u.searchParams.set("instance", sel.value);
       history.replaceState(null, "", u);
+      chooseMode();
     });
     input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
     });
     stopBtn.addEventListener("click", () => controller && controller.abort());
+    chooseMode();
 
     const bubble = (role, text) => {
       const empty = $(".chat-empty", log);
@@ -465,20 +630,39 @@
 
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
-      const text = input.value.trim();
-      if (!text || controller) return;
+      const text = mode() === "chat" ? input.value.trim() : input.value;
+      if (!text.trim() || controller) return;
       errBox.hidden = true;
-      input.value = "";
-      messages.push({ role: "user", content: text });
-      bubble("user", text);
-      const out = bubble("assistant", "");
-      out.classList.add("streaming");
+      const chat = mode() === "chat";
       const model = sel.selectedOptions[0].dataset.model;
-      const body = {
-        model, stream: true,
-        options: { temperature: Number(temp.value), num_predict: Math.max(1, Number($("#c-max").value) || 512) },
-        messages: (system.value.trim() ? [{ role: "system", content: system.value.trim() }] : []).concat(messages),
-      };
+      const options = { temperature: Number(temp.value), num_predict: Math.max(1, Number($("#c-max").value) || 512) };
+      let out, target, body, path;
+      if (chat) {
+        input.value = "";
+        messages.push({ role: "user", content: text });
+        bubble("user", text);
+        out = bubble("assistant", "");
+        target = out;
+        path = "/api/chat";
+        body = {
+          model, stream: true, options,
+          messages: (system.value.trim() ? [{ role: "system", content: system.value.trim() }] : []).concat(messages),
+        };
+      } else {
+        // One document: the text as written, then the model's continuation.
+        log.innerHTML = "";
+        out = bubble("completion", "");
+        const prompt = document.createElement("span");
+        prompt.className = "prompt";
+        prompt.textContent = text;
+        target = document.createElement("span");
+        target.className = "continuation";
+        target.dataset.test = "completion";
+        out.append(prompt, target);
+        path = "/api/generate";
+        body = { model, stream: true, raw: true, prompt: text, options };
+      }
+      out.classList.add("streaming");
       controller = new AbortController();
       setBusy(send, true, "Generating…");
       stopBtn.hidden = false;
@@ -486,11 +670,11 @@
       const started = performance.now();
       let firstAt = 0, chunks = 0, reply = "";
       try {
-        const r = await request("POST", `/models/${encodeURIComponent(sel.value)}/api/chat`, body, { signal: controller.signal });
+        const r = await request("POST", `/models/${encodeURIComponent(sel.value)}${path}`, body, { signal: controller.signal });
         if (!r.ok) {
           let msg = `${r.status} ${r.statusText}`;
           try { const j = await r.json(); msg = (j.error && (j.error.message || j.error)) || msg; } catch (_) { /* not JSON */ }
-          throw new Error(msg);
+          throw new Error(sentence(msg));
         }
         const reader = r.body.getReader();
         const dec = new TextDecoder();
@@ -505,13 +689,13 @@
             buf = buf.slice(nl + 1);
             if (!line) continue;
             const ev = JSON.parse(line);
-            if (ev.error) throw new Error(ev.error.message || ev.error);
-            const piece = (ev.message && ev.message.content) || "";
+            if (ev.error) throw new Error(sentence(ev.error.message || ev.error));
+            const piece = chat ? (ev.message && ev.message.content) || "" : ev.response || "";
             if (piece) {
               if (!firstAt) firstAt = performance.now();
               chunks++;
               reply += piece;
-              out.textContent = reply;
+              target.textContent = reply;
               log.scrollTop = log.scrollHeight;
               const secs = (performance.now() - firstAt) / 1000;
               if (secs > 0.2) stats.textContent = `${chunks} tokens · ${(chunks / secs).toFixed(1)} tokens/s`;
@@ -524,17 +708,20 @@
             }
           }
         }
-        messages.push({ role: "assistant", content: reply });
+        if (chat) messages.push({ role: "assistant", content: reply });
+        // Complete: the box holds the whole text, ready to continue again.
+        else input.value = text + reply;
       } catch (err) {
         if (err.name === "AbortError") {
           stats.textContent = "Stopped.";
-          if (reply) messages.push({ role: "assistant", content: reply });
+          if (chat && reply) messages.push({ role: "assistant", content: reply });
+          if (!chat) input.value = text + reply;
         } else {
-          errBox.textContent = err.message;
+          errBox.textContent = sentence(err.message);
           errBox.hidden = false;
           stats.textContent = "";
           if (!reply) out.remove();
-          messages.pop();
+          if (chat) messages.pop();
         }
       } finally {
         out.classList.remove("streaming");

@@ -223,6 +223,36 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
     let (st, v) = deploy(&s, &t, json!({"model_name": "gemma3:270m", "cpus": 1})).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("cpus"));
+    // Every bad field at once, each in the list with what to change.
+    let (st, v) = deploy(
+        &s,
+        &t,
+        json!({"model_name": "nosuch:1b", "fargate_resources": {"cpu": "lots", "memory": 1.5},
+               "idle_timeout_minutes": -1, "name": "a<b>"}),
+    )
+    .await;
+    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let fields: Vec<&str> = v["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "model_name",
+            "fargate_resources.cpu",
+            "fargate_resources.memory",
+            "idle_timeout_minutes",
+            "name"
+        ],
+        "{v}"
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("not in the catalog; "));
+    // A single bad field is a list of one.
+    let (_, v) = deploy(&s, &t, cpu("gemma3:270m", json!(1024), json!(1024))).await;
+    assert_eq!(v["error"]["fields"][0]["field"], "fargate_resources", "{v}");
     assert_eq!(instance_count(&s, &t).await, 0);
 
     // The valid forms: CPU units, vCPUs as strings, a GPU type.
@@ -238,9 +268,16 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
         .as_str()
         .unwrap()
         .ends_with(&format!("/models/{id}")));
-    let (st, v) = deploy(&s, &t, cpu("gemma3:270m", json!("0.5"), json!("1024"))).await;
+    assert!(
+        v["name"].as_str().unwrap().starts_with("gemma3-270m-") && v["name"].as_str().unwrap().len() == 16,
+        "{v}"
+    );
+    let mut named = cpu("gemma3:270m", json!("0.5"), json!("1024"));
+    named["name"] = json!("  Night shift: notes ");
+    let (st, v) = deploy(&s, &t, named).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["instance_type"], "cpu-0.5vcpu-1024mb");
+    assert_eq!(v["name"], "Night shift: notes");
     // A GPU size that fits is refused at deploy time when the driver has
     // no GPU (the process driver on this machine), not left to fail later.
     let (st, v) = deploy(

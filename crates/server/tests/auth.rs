@@ -379,6 +379,98 @@ async fn admins_manage_users_and_others_cannot() {
     s.login("plain@example.com", PASSWORD).await;
 }
 
+/// An admin resets a password (temporary, changed at the next login) and
+/// deletes a user: instances stopped, keys revoked, usage kept, the email
+/// free again. Neither works on the admin's own account.
+#[tokio::test]
+async fn admins_reset_passwords_and_delete_users() {
+    let s = TestServer::start().await;
+    let admin = s.admin_token().await;
+    let user = s.user_token("leaving@example.com").await;
+    let key = s.api_key(&user, "script").await;
+    let (st, v) = s
+        .post(
+            "/api/models/deploy",
+            Some(&user),
+            json!({"model_name": "gemma3:270m", "fargate_resources": {"cpu": 1024, "memory": 2048}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let instance = v["instance_id"].as_str().unwrap().to_owned();
+    let (_, me) = s.get("/api/auth/me", &user).await;
+    let id = me["user_id"].as_str().unwrap().to_owned();
+
+    // Reset: the old password stops working, the temporary one must be
+    // changed, and plain users may not reset anyone's.
+    let (st, v) = s
+        .post(&format!("/api/users/{id}/reset-password"), Some(&user), json!({}))
+        .await;
+    assert_error(st, &v, StatusCode::FORBIDDEN, "forbidden");
+    let (st, v) = s
+        .post(&format!("/api/users/{id}/reset-password"), Some(&admin), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let temporary = v["temporary_password"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "leaving@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, v) = s
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "leaving@example.com", "password": temporary}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["challenge"], "NEW_PASSWORD_REQUIRED", "{v}");
+
+    // Delete: not oneself; then the user's instance stops, their key is
+    // refused, they cannot sign in, and the address can sign up again.
+    let (_, admin_me) = s.get("/api/auth/me", &admin).await;
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/users/{}", admin_me["user_id"].as_str().unwrap()),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (st, v) = s
+        .call(Method::DELETE, &format!("/api/users/{id}"), Some(&admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["instances_stopped"], 1, "{v}");
+    assert_eq!(v["keys_revoked"], 1, "{v}");
+    let (st, _) = s.get("/api/instances", &key).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (_, all) = s.get("/api/instances?all=true", &admin).await;
+    let left = all["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["instance_id"] == instance.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(left["desired_status"], "STOPPED", "{left}");
+    let (_, users) = s.get("/api/users", &admin).await;
+    assert!(!users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["email"] == "leaving@example.com"));
+    let (st, _) = s
+        .call(Method::DELETE, &format!("/api/users/{id}"), Some(&admin), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.user_token("leaving@example.com").await;
+}
+
 /// An admin's disable that lands while the user is changing their password
 /// (which reads the account, checks the old password and hashes the new
 /// one before it writes) is never undone by that change.

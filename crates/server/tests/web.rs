@@ -367,14 +367,51 @@ async fn deploy_gemma_in_browser(b: &Browser, shots: bool) -> String {
     assert!(fit.contains("Fits"), "{fit}");
     let price = b.text("[data-d=price]").await;
     assert!(price.contains("/ hour"), "{price}");
-    // GPU sizes show GPU memory and their price.
-    b.click("input[name=kind][value=gpu] + span").await;
-    let gpu = b.text("#d-gpu option").await;
-    assert!(gpu.contains("GPU") && gpu.contains("/h"), "{gpu}");
+    // This server's driver has no GPU: the GPU tab is off and says why,
+    // and the CPU sizes are this machine's, not Fargate's.
+    assert_eq!(
+        b.js("return document.querySelector('[data-test=deploy-gpu-tab]').disabled")
+            .await,
+        true
+    );
+    assert!(b
+        .text("[data-test=gpu-unavailable]")
+        .await
+        .contains("no GPU"));
+    let hint = b.text(".size-hint").await;
+    assert!(hint.starts_with("CPU size") && !hint.contains("Fargate"), "{hint}");
+    // Two steps: vCPUs, then the memory sizes valid with them; the
+    // smallest size the model fits (1 GB) is chosen to begin with.
+    assert_eq!(b.js("return document.getElementById('d-vcpu').value").await, "0.25");
+    assert_eq!(b.js("return document.getElementById('d-memory').value").await, "1024");
+    b.js("const v = document.getElementById('d-vcpu'); v.value = '1'; v.dispatchEvent(new Event('change', {bubbles: true})); return 1")
+        .await;
+    let memories = b
+        .js("return [...document.querySelectorAll('#d-memory option')].map(o => Number(o.value))")
+        .await;
+    assert_eq!(memories, serde_json::json!([2048, 3072, 4096, 5120, 6144, 7168, 8192]));
+    assert_eq!(b.js("return document.getElementById('d-memory').value").await, "2048");
+    // A bad idle timeout is reported under its field, and cleared when
+    // the field changes.
+    b.js("const i = document.getElementById('d-idle'); i.value = '99999'; return 1")
+        .await;
+    b.click("[data-test=deploy-submit]").await;
+    b.until(
+        "the idle timeout's error under it",
+        "(() => { const p = document.querySelector('[data-error-for=idle_timeout_minutes]'); return !p.hidden && /^At most/.test(p.textContent); })()",
+        10,
+    )
+    .await;
     if shots {
-        b.shot_desktop("deploy-dialog-gpu").await;
+        b.shot_desktop("deploy-dialog-error").await;
     }
-    b.click("input[name=kind][value=cpu] + span").await;
+    b.fill("#d-idle", "15").await;
+    assert_eq!(
+        b.js("return document.querySelector('[data-error-for=idle_timeout_minutes]').hidden")
+            .await,
+        true
+    );
+    b.fill("[data-test=deploy-name]", "browser box").await;
     if shots {
         b.shot_desktop("deploy-dialog").await;
     }
@@ -670,8 +707,10 @@ async fn admin_pages_and_forced_new_password() {
         .await
         .contains("already exists"));
 
-    // Promote, then demote, disable and enable bo.
+    // Promote, then demote, disable and enable bo; disabling asks first.
     for label in ["Promote", "Demote", "Disable", "Enable"] {
+        b.js("window.confirm = (m) => { sessionStorage.setItem('asked', (sessionStorage.getItem('asked') || '') + m + '|'); return true; }; return 1")
+            .await;
         let clicked = b
             .js(&format!(
                 "const row = [...document.querySelectorAll('[data-test=users-table] tr')].find(r => r.textContent.includes('bo@example.com'));
@@ -694,17 +733,28 @@ async fn admin_pages_and_forced_new_password() {
         .clone();
     assert_eq!(bo["role"], "user");
     assert_eq!(bo["disabled"], false);
+    let asked = b.js("return sessionStorage.getItem('asked') || ''").await;
+    let asked = asked.as_str().unwrap();
+    assert!(
+        asked.starts_with("Disable bo@example.com?") && asked.matches('|').count() == 1,
+        "{asked}"
+    );
 
     // Catalog editor: edit, a bad value named at its field, deactivate.
     b.go("/ui/admin/models").await;
     b.shot("catalog").await;
     b.go("/ui/admin/models/gemma3:270m").await;
-    b.fill("#f-model_size_gb", "lots").await;
+    // Every bad field at once, each under its input.
+    b.fill("#f-model_size_gb", "").await;
+    b.fill("#f-cpu_vcpu", "").await;
     b.click("[data-test=model-save]").await;
-    assert!(b
-        .text("[data-error-for=model_size_gb]")
-        .await
-        .contains("number"));
+    for f in ["model_size_gb", "cpu_vcpu"] {
+        assert_eq!(
+            b.text(&format!("[data-error-for={f}]")).await,
+            "Must be a non-negative number"
+        );
+    }
+    b.fill("#f-cpu_vcpu", "1").await;
     b.fill("#f-model_size_gb", "0.3").await;
     b.fill("#f-description", "Tiny Gemma for tests").await;
     b.shot("catalog-edit").await;
@@ -732,6 +782,26 @@ async fn admin_pages_and_forced_new_password() {
     )
     .await;
     b.shot("all-instances").await;
+
+    // Delete cy (asked first): their instance stops, and the owner column
+    // says the account is gone.
+    b.go("/ui/admin/users").await;
+    b.js("window.confirm = () => true; return 1").await;
+    b.js("[...document.querySelectorAll('[data-test=users-table] tr')].find(r => r.textContent.includes('cy@example.com')).querySelector('[data-test=user-delete]').click(); return 1")
+        .await;
+    b.until(
+        "the delete notice",
+        "(document.querySelector('.banner-ok') || {}).textContent?.includes('Deleted cy@example.com: 1 instance(s) stopped')",
+        10,
+    )
+    .await;
+    b.go("/ui/admin/instances").await;
+    b.until(
+        "the deleted owner",
+        "document.body.innerText.includes('deleted user')",
+        10,
+    )
+    .await;
 
     // bo logs in with the temporary password and must choose a new one.
     b.click("[data-test=logout]").await;
@@ -960,10 +1030,55 @@ async fn full_flow_with_a_running_model() {
     )
     .await;
     b.shot("instances-running").await;
+    // That came by server-sent events: the page never polled the list.
+    assert_eq!(b.js("return window.__paddockLive").await, "sse");
+    let polled = b
+        .js("return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/api/instances') && !n.includes('/api/instances/events'))")
+        .await;
+    assert_eq!(polled, serde_json::json!([]), "{polled}");
 
-    // Chat: streamed text appears and tokens/s is shown.
+    // The test model is a base model with no chat template: the
+    // playground opens in Complete mode, says why, and the model continues
+    // the text.
     b.click(&format!("{row} [data-a=chat]")).await;
     b.until_path("/ui/chat").await;
+    b.until(
+        "Complete mode",
+        "document.querySelector('[data-test=mode-complete]').checked && !document.querySelector('[data-test=mode-note]').hidden",
+        20,
+    )
+    .await;
+    assert!(b
+        .text("[data-test=mode-note]")
+        .await
+        .contains("no chat template"));
+    assert!(b
+        .js("return document.getElementById('c-system').closest('[data-chat-only]').hidden")
+        .await
+        .as_bool()
+        .unwrap());
+    b.fill("[data-test=chat-max]", "12").await;
+    b.fill("[data-test=chat-input]", "The capital of France is")
+        .await;
+    b.click("[data-test=chat-send]").await;
+    b.until(
+        "the continuation",
+        "(() => { const c = document.querySelector('[data-test=completion]'); return c && c.textContent.trim().length > 0 && !document.querySelector('.msg.streaming'); })()",
+        120,
+    )
+    .await;
+    let doc = b.text(".msg-completion").await;
+    assert!(doc.starts_with("The capital of France is") && doc.len() > 25, "{doc}");
+    // The box holds the whole text, ready to continue.
+    assert!(b
+        .js("return document.querySelector('.msg-completion').textContent === document.querySelector('[data-test=chat-input]').value")
+        .await
+        .as_bool()
+        .unwrap());
+    b.shot("chat-complete").await;
+
+    // Chat is one click away: streamed text appears and tokens/s is shown.
+    b.click("[data-test=mode-chat] + span").await;
     b.fill("#c-system", "You are terse.").await;
     b.fill("[data-test=chat-max]", "40").await;
     b.fill("[data-test=chat-input]", "Say hello in three words.")
@@ -996,6 +1111,38 @@ async fn full_flow_with_a_running_model() {
     )
     .await;
     b.shot("instance-detail-running").await;
+    // The filter keeps the lines with its text; the download has them all.
+    b.fill("[data-test=logs-filter]", "launching").await;
+    let shown = b
+        .js("return document.querySelector('[data-logs]').textContent.split('\\n')")
+        .await;
+    let shown: Vec<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        !shown.is_empty() && shown.iter().all(|l| l.to_lowercase().contains("launching")),
+        "{shown:?}"
+    );
+    let download = b
+        .js("const a = document.querySelector('[data-test=logs-download]'); const x = new XMLHttpRequest(); x.open('GET', a.href, false); x.send(); return [x.status, x.getResponseHeader('content-disposition'), x.responseText.split('\\n').length]")
+        .await;
+    assert_eq!(download[0], 200, "{download}");
+    assert!(download[1].as_str().unwrap().contains(&format!("{id}.log")));
+    assert!(download[2].as_u64().unwrap() > 2, "{download}");
+    // How to call this instance: its own endpoint, with the key from the
+    // environment.
+    let curl = b
+        .js("return document.querySelector('[data-test=snippet-curl]').textContent")
+        .await;
+    assert!(
+        curl.as_str()
+            .unwrap()
+            .contains(&format!("/models/{id}/api/chat")),
+        "{curl}"
+    );
 
     // An API key.
     b.go("/ui/keys").await;
@@ -1045,6 +1192,33 @@ async fn full_flow_with_a_running_model() {
     )
     .await;
     b.shot("instances-stopped").await;
+
+    // Start it again from the list: the same row runs again.
+    b.until(
+        "the Start button",
+        &format!("!document.querySelector(\"{row} [data-action=start]\").hidden"),
+        10,
+    )
+    .await;
+    b.click(&format!("{row} [data-action=start]")).await;
+    b.until(
+        "RUNNING again without reload",
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'RUNNING' && window.__paddockMark === 3"),
+        240,
+    )
+    .await;
+    assert!(b
+        .js(&format!("return document.querySelector(\"{row} [data-action=start]\").hidden"))
+        .await
+        .as_bool()
+        .unwrap());
+    b.click(&format!("{row} [data-action=stop]")).await;
+    b.until(
+        "STOPPED again",
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'STOPPED'"),
+        60,
+    )
+    .await;
 
     b.close().await;
     srv.shutdown().await;

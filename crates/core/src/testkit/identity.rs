@@ -210,6 +210,44 @@ pub async fn new_passwords(h: &dyn IdentityHarness) {
     );
 }
 
+/// An admin's password reset (a temporary password to change at the next
+/// login, sessions ended) and an admin's delete (no login, the address
+/// free again).
+pub async fn admins_reset_and_delete_accounts(h: &dyn IdentityHarness) {
+    let id = h.identity();
+    let email = "gus@example.com";
+    let (user, t) = confirmed(h, email).await;
+    pw(id)
+        .admin_reset_password(&user, NEW_PASSWORD)
+        .await
+        .expect("reset");
+    assert_eq!(
+        pw(id).login(email, PASSWORD).await,
+        Err(IdentityError::InvalidCredentials)
+    );
+    assert!(
+        id.refresh(&t.refresh_token).await.is_err(),
+        "a reset ends their sessions"
+    );
+    let LoginOutcome::NewPasswordRequired { session } =
+        pw(id).login(email, NEW_PASSWORD).await.expect("log in")
+    else {
+        panic!("a reset password must be changed at the next login");
+    };
+    pw(id)
+        .complete_new_password(email, &session, "Th1rd-pass!")
+        .await
+        .expect("choose a new password");
+    tokens(pw(id).login(email, "Th1rd-pass!").await.expect("log in"));
+
+    pw(id).admin_delete_user(&user).await.expect("delete");
+    assert!(pw(id).login(email, "Th1rd-pass!").await.is_err());
+    pw(id)
+        .signup(email, PASSWORD)
+        .await
+        .expect("the address can sign up again");
+}
+
 /// A disabled user can neither log in nor use a token issued before.
 pub async fn disabled_users_are_locked_out(h: &dyn IdentityHarness) {
     let id = h.identity();
@@ -253,6 +291,7 @@ macro_rules! identity_conformance_tests {
             signup_confirm_login,
             refresh_rotation_reuse_and_logout,
             new_passwords,
+            admins_reset_and_delete_accounts,
             disabled_users_are_locked_out,
             access_tokens_expire);
     };

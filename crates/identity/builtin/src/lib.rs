@@ -279,6 +279,33 @@ impl PasswordAccounts for BuiltinIdentity {
         }
     }
 
+    async fn admin_reset_password(
+        &self,
+        user: &UserId,
+        temporary_password: &str,
+    ) -> Result<(), IdentityError> {
+        password::check_policy(temporary_password)?;
+        let record = self
+            .store
+            .get_user(user)
+            .await
+            .map_err(backend)?
+            .ok_or(IdentityError::InvalidToken)?;
+        let hash = hash_blocking(temporary_password.to_owned()).await?;
+        self.write_user(record, |u| {
+            u.password_hash = hash.clone();
+            u.must_change_password = true;
+            Ok(())
+        })
+        .await?;
+        self.end_sessions(user).await
+    }
+
+    async fn admin_delete_user(&self, user: &UserId) -> Result<(), IdentityError> {
+        self.end_sessions(user).await?;
+        self.store.delete_user(user).await.map_err(backend)
+    }
+
     async fn signup(&self, email: &str, password: &str) -> Result<UserId, IdentityError> {
         let email = normalize_email(email)?;
         password::check_policy(password)?;

@@ -651,6 +651,47 @@ impl PasswordAccounts for CognitoIdentity {
         self.end_sessions(user).await
     }
 
+    async fn admin_reset_password(
+        &self,
+        user: &UserId,
+        temporary_password: &str,
+    ) -> Result<(), IdentityError> {
+        let username = self.username_of(user).await?;
+        // Not permanent: Cognito asks for a new password at the next
+        // sign-in (FORCE_CHANGE_PASSWORD), as for a user an admin created.
+        self.client
+            .admin_set_user_password()
+            .user_pool_id(&self.settings.user_pool_id)
+            .username(&username)
+            .password(temporary_password)
+            .permanent(false)
+            .send()
+            .await
+            .map_err(|e| mapped(e, "password"))?;
+        if let Some(record) = self.store.get_user(user).await.map_err(internal)? {
+            let mut record = record;
+            record.must_change_password = true;
+            record.updated_at = self.clock.now();
+            match self.store.update_user(&record).await {
+                Ok(_) | Err(StoreError::Stale(_)) => {}
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        self.end_sessions(user).await
+    }
+
+    async fn admin_delete_user(&self, user: &UserId) -> Result<(), IdentityError> {
+        let username = self.username_of(user).await?;
+        self.client
+            .admin_delete_user()
+            .user_pool_id(&self.settings.user_pool_id)
+            .username(username)
+            .send()
+            .await
+            .map_err(service)?;
+        self.store.delete_user(user).await.map_err(internal)
+    }
+
     async fn admin_create_user(
         &self,
         email: &str,

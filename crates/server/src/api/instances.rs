@@ -50,14 +50,66 @@ pub(crate) async fn list(
     Auth(p): Auth,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<InstanceList>, ApiError> {
-    let c = &state.control;
-    let records = match admin_or_self(c, &p, q.all) {
-        Some(admin) => admin.all_instances().await?,
-        None => c.my_instances(&p).await?,
-    };
     Ok(Json(InstanceList {
-        instances: records.iter().map(|i| c.instance_view(i)).collect(),
+        instances: list_views(&state, &p, q.all).await?,
     }))
+}
+
+/// The caller's instances (everyone's for `all` and an admin) as views.
+async fn list_views(
+    state: &AppState,
+    p: &paddock_core::user::Principal,
+    all: bool,
+) -> Result<Vec<InstanceView>, ApiError> {
+    let c = &state.control;
+    let records = match admin_or_self(c, p, all) {
+        Some(admin) => admin.all_instances().await?,
+        None => c.my_instances(p).await?,
+    };
+    Ok(records.iter().map(|i| c.instance_view(i)).collect())
+}
+
+/// How often the event stream sends the list even when nothing changed
+/// (uptime and cost move on).
+const EVENTS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[utoipa::path(get, path = "/api/instances/events", summary = "Your instances as server-sent events", tag = "instances", params(("all" = Option<bool>, Query, description = "Admins: everyone's instances")),
+    responses((status = 200, description = "`event: instances` with `{instances: [...]}`, at once, whenever an instance changes, and every 5 s", content_type = "text/event-stream", body = InstanceList)))]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<ListQuery>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    // The first list now, so that an unauthorised or failing caller gets
+    // an error answer rather than a stream.
+    let first = list_views(&state, &p, q.all).await?;
+    let changes = state.control.reconciler.subscribe();
+    let start = (state, p, q.all, changes, Some(first));
+    let stream = futures::stream::unfold(start, |(state, p, all, mut changes, first)| async move {
+        let list = match first {
+            Some(list) => list,
+            None => {
+                let _ = tokio::time::timeout(EVENTS_REFRESH, changes.changed()).await;
+                match list_views(&state, &p, all).await {
+                    Ok(list) => list,
+                    // The caller lost access (disabled, say): the stream ends.
+                    Err(_) => return None,
+                }
+            }
+        };
+        let event = Event::default()
+            .event("instances")
+            .json_data(InstanceList { instances: list })
+            .unwrap_or_else(|_| Event::default().comment("unserialisable"));
+        Some((Ok(event), (state, p, all, changes, None)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 #[utoipa::path(get, path = "/api/instances/{instance_id}", summary = "One instance with its state history", tag = "instances", params(("instance_id" = String, Path)),
@@ -96,6 +148,18 @@ pub(crate) async fn stop_by_path(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<InstanceView>), ApiError> {
     let view = state.control.stop_instance(&p, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// `POST /api/instances/{id}/start`.
+#[utoipa::path(post, path = "/api/instances/{instance_id}/start", summary = "Start a stopped, sleeping or failed instance again", tag = "instances", params(("instance_id" = String, Path)),
+    responses((status = 202, description = "Start a stopped, sleeping or failed instance again (same id, endpoint and history)", body = InstanceView)))]
+pub(crate) async fn start_by_path(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<InstanceView>), ApiError> {
+    let view = state.control.start_instance(&p, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 

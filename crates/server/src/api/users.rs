@@ -6,7 +6,7 @@ use super::permit::admin;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use paddock_control::users::{CreateUser, CreatedUser, UpdateUser, UserView};
+use paddock_control::users::{CreateUser, CreatedUser, DeletedUser, UpdateUser, UserView};
 use paddock_gateway::auth::Auth;
 use paddock_gateway::error::{ApiError, Json};
 use serde::Serialize;
@@ -52,4 +52,32 @@ pub(crate) async fn update(
     Ok(Json(
         admin(&state.control, &p)?.update_user(&id, req).await?,
     ))
+}
+
+#[utoipa::path(delete, path = "/api/users/{user_id}", summary = "Admin: delete a user (instances stopped, keys revoked, usage kept)", tag = "admin", params(("user_id" = String, Path)),
+    responses((status = 200, description = "Admin: delete a user (instances stopped, keys revoked, usage kept)", body = DeletedUser)))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<DeletedUser>, ApiError> {
+    Ok(Json(admin(&state.control, &p)?.delete_user(&id).await?))
+}
+
+/// `{temporary_password}`: shown once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResetPassword {
+    pub temporary_password: String,
+}
+
+#[utoipa::path(post, path = "/api/users/{user_id}/reset-password", summary = "Admin: give a user a temporary password (changed at their next login)", tag = "admin", params(("user_id" = String, Path)),
+    responses((status = 200, description = "Admin: give a user a temporary password (changed at their next login)", body = ResetPassword)))]
+pub(crate) async fn reset_password(
+    State(state): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<ResetPassword>, ApiError> {
+    Ok(Json(ResetPassword {
+        temporary_password: admin(&state.control, &p)?.reset_password(&id).await?,
+    }))
 }

@@ -39,9 +39,10 @@ fn users_body(
         (banner_ok(notice))
         @if let Some(c) = created {
             div.card.secret-card data-test="new-user" {
-                h2 { "User " (c["email"].as_str().unwrap_or("")) " created" }
+                @if let Some(h) = c["heading"].as_str() { h2 { (h) } }
+                @else { h2 { "User " (c["email"].as_str().unwrap_or("")) " created" } }
                 @if let Some(pw) = c["temporary_password"].as_str() {
-                    p { "Temporary password (shown once; they must change it at first login):" }
+                    p { "Temporary password (shown once; they must change it at their next login):" }
                     (copyable(pw, "copy-temp-password"))
                 }
             }
@@ -87,10 +88,22 @@ fn users_body(
                                             input type="hidden" name="role" value=(if admin { "user" } else { "admin" });
                                             button.btn.btn-sm.btn-ghost type="submit" { (if admin { "Demote" } else { "Promote" }) }
                                         }
-                                        form method="post" action={ "/ui/admin/users/" (id) } {
+                                        @let email = u["email"].as_str().unwrap_or("");
+                                        form method="post" action={ "/ui/admin/users/" (id) }
+                                            data-confirm=[(!disabled).then(|| format!("Disable {email}? They are signed out and their keys stop working until you enable them again."))] {
                                             (csrf_field(&s.csrf))
                                             input type="hidden" name="disabled" value=(if disabled { "false" } else { "true" });
-                                            button.btn.btn-sm.btn-danger-ghost[!disabled].btn-ghost[disabled] type="submit" { (if disabled { "Enable" } else { "Disable" }) }
+                                            button.btn.btn-sm.btn-danger-ghost[!disabled].btn-ghost[disabled] type="submit" data-test="user-disable" { (if disabled { "Enable" } else { "Disable" }) }
+                                        }
+                                        form method="post" action={ "/ui/admin/users/" (id) "/reset-password" }
+                                            data-confirm=(format!("Reset {email}'s password? They are signed out and get a temporary password to change at their next login.")) {
+                                            (csrf_field(&s.csrf))
+                                            button.btn.btn-sm.btn-ghost type="submit" data-test="user-reset" { "Reset password" }
+                                        }
+                                        form method="post" action={ "/ui/admin/users/" (id) "/delete" }
+                                            data-confirm=(format!("Delete {email}? Their instances are stopped and their API keys revoked; their usage stays in the records. This cannot be undone.")) {
+                                            (csrf_field(&s.csrf))
+                                            button.btn.btn-sm.btn-danger-ghost type="submit" data-test="user-delete" { "Delete" }
                                         }
                                     }
                                 }
@@ -226,15 +239,77 @@ pub(crate) async fn users_update(
     };
     match admin.update_user(&id, req).await {
         Ok(_) => s.cookies.apply(redirect("/ui/admin/users?done=1")),
-        Err(e) => {
-            let e = ApiError::from(e);
-            let status = e.status();
-            let mut r =
-                users_render(&s, &state, None, &FormErrors::form(e.to_string()), "", "").await;
-            *r.status_mut() = status;
-            r
-        }
+        Err(e) => users_failed(&s, &state, e).await,
     }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /ui/admin/users/{id}/reset-password`: a temporary password, shown once.
+pub(crate) async fn users_reset_password(
+    s: Session,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !s.csrf_ok(&headers, &f.csrf) {
+        return csrf_rejected();
+    }
+    let Some(admin) = state.control.as_admin(&s.principal) else {
+        return s.forbidden();
+    };
+    let email = match state.control.store.get_user(&paddock_core::UserId::new(&id)).await {
+        Ok(Some(u)) => u.email,
+        Ok(None) => String::new(),
+        Err(e) => return s.error(paddock_control::Error::from(e).into()),
+    };
+    match admin.reset_password(&id).await {
+        Ok(password) => {
+            let card = json!({"heading": format!("Password reset for {email}"), "temporary_password": password});
+            users_render(&s, &state, Some(&card), &FormErrors::default(), "", "").await
+        }
+        Err(e) => users_failed(&s, &state, e).await,
+    }
+}
+
+/// `POST /ui/admin/users/{id}/delete`.
+pub(crate) async fn users_delete(
+    s: Session,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !s.csrf_ok(&headers, &f.csrf) {
+        return csrf_rejected();
+    }
+    let Some(admin) = state.control.as_admin(&s.principal) else {
+        return s.forbidden();
+    };
+    match admin.delete_user(&id).await {
+        Ok(d) => {
+            let notice = format!(
+                "Deleted {}: {} instance(s) stopped, {} key(s) revoked; their usage stays in the records.",
+                d.email, d.instances_stopped, d.keys_revoked
+            );
+            users_render(&s, &state, None, &FormErrors::default(), "", &notice).await
+        }
+        Err(e) => users_failed(&s, &state, e).await,
+    }
+}
+
+/// The users page with an operation's error on it.
+async fn users_failed(s: &Session, state: &AppState, e: paddock_control::Error) -> Response {
+    let e = ApiError::from(e);
+    let status = e.status();
+    let mut r = users_render(s, state, None, &FormErrors::form(e.to_string()), "", "").await;
+    *r.status_mut() = status;
+    r
 }
 
 /// `GET /ui/admin/models`: the catalog, inactive models included.
@@ -320,7 +395,13 @@ pub(crate) struct ModelForm {
     supported_tasks: String,
     #[serde(default)]
     description: String,
+    #[serde(default = "instruct")]
+    kind: String,
     is_active: Option<String>,
+}
+
+fn instruct() -> String {
+    "instruct".into()
 }
 
 impl ModelForm {
@@ -337,6 +418,7 @@ impl ModelForm {
             gpu_type: m.gpu_requirements.gpu_type.clone(),
             supported_tasks: m.supported_tasks.join(", "),
             description: m.description.clone(),
+            kind: m.kind.as_str().to_owned(),
             is_active: m.is_active.then(|| "on".to_owned()),
         }
     }
@@ -344,22 +426,34 @@ impl ModelForm {
     /// The JSON body `POST /api/models` takes; a number field that does not
     /// parse is named in the error.
     fn to_json(&self) -> Result<Value, FormErrors> {
-        fn num(name: &str, v: &str) -> Result<f64, FormErrors> {
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x >= 0.0)
-                .ok_or_else(|| FormErrors::field(name, "must be a non-negative number"))
+        let mut errors = FormErrors::default();
+        let mut num = |name: &str, v: &str| {
+            let n = v.trim().parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+            if n.is_none() {
+                errors.add(name, "must be a non-negative number");
+            }
+            n.unwrap_or(0.0)
+        };
+        let size = num("model_size_gb", &self.model_size_gb);
+        let vcpu = num("cpu_vcpu", &self.cpu_vcpu);
+        let memory = num("cpu_memory_mb", &self.cpu_memory_mb) as u64;
+        let gpu_memory = num("gpu_memory_mb", &self.gpu_memory_mb) as u64;
+        if !matches!(self.kind.as_str(), "base" | "instruct") {
+            errors.add("kind", "must be base or instruct");
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(json!({
             "model_id": self.model_id.trim(),
             "model_name": self.model_name.trim(),
             "model_family": self.model_family.trim(),
-            "model_size_gb": num("model_size_gb", &self.model_size_gb)?,
-            "cpu_requirements": {"vcpu": num("cpu_vcpu", &self.cpu_vcpu)?, "memory_mb": num("cpu_memory_mb", &self.cpu_memory_mb)? as u64},
-            "gpu_requirements": {"gpu_memory_mb": num("gpu_memory_mb", &self.gpu_memory_mb)? as u64, "gpu_type": if self.gpu_type.trim().is_empty() { "any" } else { self.gpu_type.trim() }},
+            "model_size_gb": size,
+            "cpu_requirements": {"vcpu": vcpu, "memory_mb": memory},
+            "gpu_requirements": {"gpu_memory_mb": gpu_memory, "gpu_type": if self.gpu_type.trim().is_empty() { "any" } else { self.gpu_type.trim() }},
             "description": self.description.trim(),
             "supported_tasks": self.supported_tasks.split(',').map(str::trim).filter(|t| !t.is_empty()).collect::<Vec<_>>(),
+            "kind": self.kind,
             "is_active": self.is_active.is_some(),
         }))
     }
@@ -376,6 +470,7 @@ const MODEL_FIELDS: &[(&str, &str)] = &[
     ("gpu_requirements.gpu_type", "gpu_type"),
     ("supported_tasks", "supported_tasks"),
     ("description", "description"),
+    ("kind", "kind"),
 ];
 
 fn model_form(s: &Session, f: &ModelForm, new: bool, errors: &FormErrors) -> Markup {
@@ -389,7 +484,8 @@ fn model_form(s: &Session, f: &ModelForm, new: bool, errors: &FormErrors) -> Mar
         (page_header(if new { "Add a model" } else { "Edit model" }, "", html!{}))
         section.card.form-card {
             (banner_error(&errors.form))
-            form method="post" action=(action) data-busy {
+            // The server checks every field and reports all that are wrong.
+            form method="post" action=(action) data-busy novalidate {
                 (csrf_field(&s.csrf))
                 div.form-grid {
                     @if new {
@@ -399,12 +495,20 @@ fn model_form(s: &Session, f: &ModelForm, new: bool, errors: &FormErrors) -> Mar
                     }
                     (field(errors, "model_name", "Display name", "text", &f.model_name, "off", "", true))
                     (field(errors, "model_family", "Family", "text", &f.model_family, "off", "e.g. llama, gemma, qwen", true))
-                    (field(errors, "model_size_gb", "Size (GB)", "text", &f.model_size_gb, "off", "", true))
-                    (field(errors, "cpu_vcpu", "CPU: vCPUs", "text", &f.cpu_vcpu, "off", "", true))
-                    (field(errors, "cpu_memory_mb", "CPU: memory (MiB)", "text", &f.cpu_memory_mb, "off", "", true))
-                    (field(errors, "gpu_memory_mb", "GPU memory (MiB)", "text", &f.gpu_memory_mb, "off", "", true))
+                    (field(errors, "model_size_gb", "Size (GB)", ""number", &f.model_size_gb, "off", "", true))
+                    (field(errors, "cpu_vcpu", "CPU: vCPUs", ""number", &f.cpu_vcpu, "off", "", true))
+                    (field(errors, "cpu_memory_mb", "CPU: memory (MiB)", ""number", &f.cpu_memory_mb, "off", "", true))
+                    (field(errors, "gpu_memory_mb", "GPU memory (MiB)", ""number", &f.gpu_memory_mb, "off", "", true))
                     (field(errors, "gpu_type", "GPU type", "text", &f.gpu_type, "off", "`any`, or e.g. A10G", false))
                     (field(errors, "supported_tasks", "Tasks", "text", &f.supported_tasks, "off", "Comma-separated, e.g. chat, code", false))
+                    div.field.has-error[errors.get("kind").is_some()] {
+                        label for="f-kind" { "Kind" }
+                        select id="f-kind" name="kind" data-test="model-kind" {
+                            option value="instruct" selected[f.kind != "base"] { "Instruct (follows chat turns)" }
+                            option value="base" selected[f.kind == "base"] { "Base (continues text; the playground opens in Complete mode)" }
+                        }
+                        @if let Some(m) = errors.get("kind") { p.field-error data-error-for="kind" { (super::layout::sentence(m)) } }
+                    }
                 }
                 div.field.has-error[errors.get("description").is_some()] {
                     label for="f-description" { "Description" }
@@ -505,6 +609,8 @@ async fn save_model(
             let msg = msg.strip_prefix("model: ").unwrap_or(&msg).to_owned();
             let errors = if matches!(e, ApiError::Conflict(_)) {
                 FormErrors::field("model_id", "a model with this id already exists")
+            } else if matches!(e, ApiError::Fields(_)) {
+                FormErrors::from_api(&e, MODEL_FIELDS)
             } else {
                 FormErrors::from_message(&msg, MODEL_FIELDS)
             };

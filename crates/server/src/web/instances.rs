@@ -3,8 +3,9 @@
 //! playground.
 //!
 //! Pages render the current state on the server; the page script then
-//! polls `GET /api/instances` (or `/api/instances/{id}`) every two seconds
-//! and updates status, uptime and cost in place. When instances appear or
+//! follows `GET /api/instances/events` (server-sent events; polling
+//! `GET /api/instances` every two seconds if the stream drops) and updates
+//! status, uptime and cost in place. When instances appear or
 //! vanish it fetches the table body again from `/ui/instances/rows`, so
 //! rows are rendered in one place only ([`rows`]).
 
@@ -40,12 +41,12 @@ fn rows(base: &str, list: &[Value], owners: Option<&HashMap<UserId, String>>) ->
             @let id = st(v, "instance_id");
             @let status = st(v, "status");
             tr data-instance=(id) data-status=(status) {
-                td data-label="Model" {
-                    a.strong href={ "/ui/instances/" (id) } { (st(v, "model_display_name")) }
-                    div.muted.small { code { (id) } }
+                td data-label="Instance" {
+                    a.strong href={ "/ui/instances/" (id) } data-test="instance-name" { (st(v, "name")) }
+                    div.muted.small { (st(v, "model_display_name")) " · " code { (id) } }
                 }
                 @if let Some(o) = owners {
-                    td data-label="Owner" { (o.get(&UserId::new(st(v, "user_id"))).map(String::as_str).unwrap_or("?")) }
+                    td data-label="Owner" { (o.get(&UserId::new(st(v, "user_id"))).map(String::as_str).unwrap_or("deleted user")) }
                 }
                 td data-label="Status" {
                     (instance_badge(v))
@@ -60,17 +61,20 @@ fn rows(base: &str, list: &[Value], owners: Option<&HashMap<UserId, String>>) ->
                 td data-label="Endpoint" { (copyable(&format!("{base}/models/{id}"), "copy-endpoint")) }
                 td.num data-label="Uptime" data-f="uptime" { (duration(v["uptime_seconds"].as_u64().unwrap_or(0))) }
                 td.num data-label="Cost" data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) }
-                td.actions data-label="" { (actions(id, status)) }
+                td.actions data-label="" { (actions(v)) }
             }
         }
     }
 }
 
-fn actions(id: &str, status: &str) -> Markup {
+fn actions(v: &Value) -> Markup {
+    let id = st(v, "instance_id");
+    let status = st(v, "status");
     let stoppable = !matches!(status, "STOPPED" | "STOPPING");
     html! {
         div.btn-row {
             a.btn.btn-sm.btn-ghost href={ "/ui/chat?instance=" (id) } data-a="chat" hidden[status != "RUNNING"] { "Chat" }
+            button.btn.btn-sm type="button" data-action="start" data-id=(id) hidden[v["startable"] != true] data-test="start" { "Start" }
             button.btn.btn-sm type="button" data-action="stop" data-id=(id) hidden[!stoppable] data-test="stop" { "Stop" }
             button.btn.btn-sm.btn-danger-ghost type="button" data-action="delete" data-id=(id) hidden[status != "STOPPED"] data-test="delete" { "Delete" }
         }
@@ -132,7 +136,7 @@ pub(crate) async fn table_page(s: Session, state: AppState, all: bool) -> Respon
         div.card.table-card hidden[list.is_empty()] {
             table.table.responsive data-live-instances=(if all { "all" } else { "mine" }) {
                 thead { tr {
-                    th { "Model" }
+                    th { "Instance" }
                     @if owners.is_some() { th { "Owner" } }
                     th { "Status" } th { "Compute" } th { "Endpoint" } th.num { "Uptime" } th.num { "Cost" } th {}
                 } }
@@ -180,10 +184,12 @@ pub(crate) async fn detail_page(
     };
     let v = view_json(&state, &i);
     let status = s_(&v, "status");
+    let endpoint = format!("{}/models/{}", s.base_url, i.instance_id);
     let body = html! {
         nav.crumbs { a href="/ui/instances" { "Instances" } " / " span { (i.instance_id) } }
-        div data-live-instance=(i.instance_id) data-status=(status) {
-            (page_header(&i.model_name, "", html! { (actions(i.instance_id.as_str(), &status)) }))
+        // An admin looking at someone else's instance follows everyone's.
+        div data-live-instance=(i.instance_id) data-status=(status) data-all=[(i.user_id != s.principal.user_id).then_some("1")] {
+            (page_header(&i.display_name(), &i.model_name, html! { (actions(&v)) }))
             div.detail-grid {
                 section.card {
                     h2 { "Overview" }
@@ -196,7 +202,7 @@ pub(crate) async fn detail_page(
                         div { dt { "Cost so far" } dd data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) } }
                         div { dt { "Idle timeout" } dd { @if i.idle_timeout_secs == 0 { "never sleeps" } @else { (duration(i.idle_timeout_secs)) } } }
                         div { dt { "Created" } dd { (time(&i.created_at)) } }
-                        div.kv-wide { dt { "Endpoint" } dd { (copyable(&format!("{}/models/{}", s.base_url, i.instance_id), "copy-endpoint")) } }
+                        div.kv-wide { dt { "Endpoint" } dd { (copyable(&endpoint, "copy-endpoint")) } }
                     }
                 }
                 section.card {
@@ -215,13 +221,49 @@ pub(crate) async fn detail_page(
             section.card.logs-card {
                 div.card-head {
                     h2 { "Logs" }
+                    div.logs-tools {
+                        input.search type="search" data-logs-filter placeholder="Filter lines…" aria-label="Filter log lines" data-test="logs-filter";
+                        a.btn.btn-sm.btn-ghost href={ "/ui/instances/" (i.instance_id) "/logs.txt" } download data-test="logs-download" { "Download" }
+                    }
                     span.muted.small data-f="logs-state" { "Loading…" }
                 }
                 pre.logs data-logs=(i.instance_id) {}
             }
+            (super::keys::snippets(&endpoint, None, i.model_id.as_str(), "Call this endpoint", html! {
+                p.muted { "This instance only, whatever else you run: the Ollama API at " code { (endpoint) } ", the OpenAI API under " code { (endpoint) "/v1" } ". Keys come from " a href="/ui/keys" { "API keys" } "." }
+            }))
         }
     };
-    s.page(&i.model_name, "instances", body)
+    s.page(&i.display_name(), "instances", body)
+}
+
+/// `GET /ui/instances/{id}/logs.txt`: the model server's log (its last
+/// [`MAX_LOG_LINES`](paddock_control::instances::MAX_LOG_LINES) lines) as
+/// a text file to download.
+pub(crate) async fn logs_download(
+    s: Session,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    let max = paddock_control::instances::MAX_LOG_LINES;
+    match state.control.instance_logs(&s.principal, &id, max).await {
+        Ok((id, lines)) => {
+            let mut text = lines.join("\n");
+            text.push('\n');
+            let disposition = format!("attachment; filename=\"{id}.log\"");
+            s.cookies.apply(
+                (
+                    [
+                        (axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+                        (axum::http::header::CONTENT_DISPOSITION, disposition),
+                    ],
+                    text,
+                )
+                    .into_response(),
+            )
+        }
+        Err(e) => s.error(e.into()),
+    }
 }
 
 fn s_(v: &Value, k: &str) -> String {
@@ -242,6 +284,15 @@ pub(crate) async fn chat_page(
     let (list, _) = match load(&state, &s, false).await {
         Ok(x) => x,
         Err(e) => return s.error(e),
+    };
+    // Base models open in Complete mode (so do models without a chat
+    // template; the page script asks the instance).
+    let kinds: HashMap<String, &'static str> = match state.control.models().await {
+        Ok(models) => models
+            .into_iter()
+            .map(|m| (m.model.model_id.as_str().to_owned(), m.model.kind.as_str()))
+            .collect(),
+        Err(e) => return s.error(e.into()),
     };
     let usable: Vec<&Value> = list
         .iter()
@@ -277,13 +328,23 @@ pub(crate) async fn chat_page(
                         select id="c-instance" data-test="chat-instance" {
                             @for v in &usable {
                                 @let id = st(v, "instance_id");
-                                option value=(id) data-model=(st(v, "model_name")) selected[selected.as_deref() == Some(id)] {
-                                    (st(v, "model_display_name")) " · " (st(v, "status").to_lowercase()) " · " (id)
+                                option value=(id) data-model=(st(v, "model_name")) data-kind=(kinds.get(st(v, "model_name")).copied().unwrap_or("instruct"))
+                                    data-status=(st(v, "status")) selected[selected.as_deref() == Some(id)] {
+                                    (st(v, "name")) " · " (st(v, "model_display_name")) " · " (st(v, "status").to_lowercase())
                                 }
                             }
                         }
                     }
                     div.field {
+                        span.label { "Mode" }
+                        fieldset.segmented.chat-mode {
+                            legend.sr-only { "Mode" }
+                            label { input type="radio" name="chat-mode" value="chat" checked data-test="mode-chat"; span { "Chat" } }
+                            label { input type="radio" name="chat-mode" value="complete" data-test="mode-complete"; span { "Complete" } }
+                        }
+                        p.hint.mode-note data-test="mode-note" hidden {}
+                    }
+                    div.field data-chat-only {
                         label for="c-system" { "System prompt" }
                         textarea id="c-system" rows="4" placeholder="You are a helpful assistant." {}
                     }

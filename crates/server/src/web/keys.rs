@@ -17,9 +17,17 @@ use paddock_control::keys::CreateKey;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The snippets, with `key` (a secret just created) or, without one, code
-/// that reads the key from `$PADDOCK_API_KEY` in each language.
-fn snippets(public_url: &str, key: Option<&str>, model: &str) -> Markup {
+/// The snippets calling `public_url` (the gateway, which routes by model,
+/// or one instance's endpoint), with `key` (a secret just created) or,
+/// without one, code that reads the key from `$PADDOCK_API_KEY` in each
+/// language; under `heading` and `lead`.
+pub(crate) fn snippets(
+    public_url: &str,
+    key: Option<&str>,
+    model: &str,
+    heading: &str,
+    lead: Markup,
+) -> Markup {
     let shell_key = key.unwrap_or("$PADDOCK_API_KEY");
     // The Python import, the key as an expression and the bearer header.
     let (py_import, py_key, bearer) = match key {
@@ -40,9 +48,9 @@ fn snippets(public_url: &str, key: Option<&str>, model: &str) -> Markup {
         "{py_import}from openai import OpenAI\n\nclient = OpenAI(base_url=\"{public_url}/v1\", api_key={py_key})\nreply = client.chat.completions.create(\n    model=\"{model}\",\n    messages=[{{\"role\": \"user\", \"content\": \"Hello!\"}}],\n)\nprint(reply.choices[0].message.content)"
     );
     html! {
-        section.card {
-            h2 { "Use your key" }
-            p.muted { "Requests are routed by " code { "model" } " to one of your running instances of that model." }
+        section.card.snippets {
+            h2 { (heading) }
+            (lead)
             @if key.is_none() {
                 p.muted data-test="snippet-env" { "The snippets read your key from " code { "PADDOCK_API_KEY" } ": " code { "export PADDOCK_API_KEY=pdk_…" } " with a key's secret first." }
             }
@@ -129,7 +137,9 @@ fn page_body(
                 }
             }
         }
-        (snippets(public_url, secret, "gemma3:270m"))
+        (snippets(public_url, secret, "gemma3:270m", "Use your key", html! {
+            p.muted { "Requests are routed by " code { "model" } " to one of your running instances of that model." }
+        }))
     }
 }
 

@@ -162,8 +162,20 @@ pub fn empty_state(title: &str, text: &str) -> Markup {
 pub fn banner_error(msg: &str) -> Markup {
     html! {
         @if !msg.is_empty() {
-            div.banner.banner-error role="alert" { (msg) }
+            div.banner.banner-error role="alert" { (sentence(msg)) }
         }
+    }
+}
+
+/// An error message as the UI shows every one: a capital first letter, no
+/// closing period (`"must be positive."` → `"Must be positive"`).
+pub fn sentence(msg: &str) -> String {
+    let msg = msg.trim();
+    let msg = msg.strip_suffix('.').unwrap_or(msg);
+    let mut chars = msg.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -215,6 +227,42 @@ impl FormErrors {
         }
     }
 
+    /// Files each message of an error answer as [`FormErrors::from_message`]
+    /// does, so that every invalid field shows at once.
+    pub fn from_api(e: &paddock_gateway::error::ApiError, known: &[(&str, &str)]) -> Self {
+        let list = match e {
+            paddock_gateway::error::ApiError::Fields(list) => list.clone(),
+            other => vec![paddock_control::error::FieldError::from_message(
+                &other.to_string(),
+            )],
+        };
+        let mut out = FormErrors::default();
+        for f in list {
+            let msg = match &f.field {
+                Some(field) => format!("{field}: {}", f.message),
+                None => f.message.clone(),
+            };
+            let one = FormErrors::from_message(&msg, known);
+            out.fields.extend(one.fields);
+            if !one.form.is_empty() {
+                if !out.form.is_empty() {
+                    out.form.push_str("; ");
+                }
+                out.form.push_str(&one.form);
+            }
+        }
+        out
+    }
+
+    /// Adds `field`'s error (after any it has).
+    pub fn add(&mut self, field: &str, msg: &str) {
+        self.fields.push((field.to_owned(), msg.to_owned()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.form.is_empty()
+    }
+
     /// The error for `name`, if any.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields
@@ -242,10 +290,12 @@ pub fn field(
         div.field.has-error[err.is_some()] {
             label for=(id) { (label) }
             input id=(id) name=(name) type=(kind) value=(value) autocomplete=(autocomplete)
+                step=[(kind == "number").then_some("any")] min=[(kind == "number").then_some("0")]
+                inputmode=[(kind == "number").then_some("decimal")]
                 required[required] aria-invalid=[err.map(|_| "true")]
                 aria-describedby=[err.map(|_| format!("{id}-err"))];
             @if let Some(m) = err {
-                p.field-error id={ (id) "-err" } data-error-for=(name) { (m) }
+                p.field-error id={ (id) "-err" } data-error-for=(name) { (sentence(m)) }
             } @else if !hint.is_empty() {
                 p.hint { (hint) }
             }

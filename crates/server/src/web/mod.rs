@@ -84,6 +84,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/instances", get(instances::list_page))
         .route("/ui/instances/rows", get(instances::rows_fragment))
         .route("/ui/instances/{id}", get(instances::detail_page))
+        .route("/ui/instances/{id}/logs.txt", get(instances::logs_download))
         .route("/ui/chat", get(instances::chat_page))
         .route("/ui/keys", get(keys::page).post(keys::create))
         .route("/ui/keys/{id}/revoke", post(keys::revoke))
@@ -93,6 +94,11 @@ pub fn router() -> Router<AppState> {
             get(admin::users_page).post(admin::users_create),
         )
         .route("/ui/admin/users/{id}", post(admin::users_update))
+        .route(
+            "/ui/admin/users/{id}/reset-password",
+            post(admin::users_reset_password),
+        )
+        .route("/ui/admin/users/{id}/delete", post(admin::users_delete))
         .route("/ui/admin/models", get(admin::models_page))
         .route(
             "/ui/admin/models/new",

@@ -9,6 +9,7 @@ use super::session::Session;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
+use paddock_control::catalog::ComputeView;
 use paddock_core::catalog::Model;
 use serde::Deserialize;
 use serde_json::json;
@@ -85,10 +86,16 @@ fn card(m: &Model, visible: bool) -> Markup {
     }
 }
 
-fn deploy_dialog() -> Markup {
+/// The deploy dialog: the page script fills the sizes from `compute`.
+/// GPU sizes show only as a disabled choice, with the reason, when this
+/// paddock's driver cannot run them; CPU sizes are "CPU sizes" when they
+/// run here and Fargate's when they run on ECS.
+fn deploy_dialog(compute: &ComputeView) -> Markup {
+    let d = &compute.driver;
+    let gpu_reason = d.gpu_unavailable_reason.clone().unwrap_or_default();
     html! {
         dialog.dialog id="deploy-dialog" aria-labelledby="deploy-title" {
-            form id="deploy-form" method="dialog" {
+            form id="deploy-form" method="dialog" novalidate {
                 div.dialog-head {
                     h2 id="deploy-title" { "Deploy " span data-d="model-name" {} }
                     button.btn.btn-ghost.btn-xs type="button" data-close aria-label="Close" { "✕" }
@@ -97,17 +104,32 @@ fn deploy_dialog() -> Markup {
                 fieldset.segmented {
                     legend.sr-only { "Compute" }
                     label { input type="radio" name="kind" value="cpu" checked; span { "CPU" } }
-                    label { input type="radio" name="kind" value="gpu"; span { "GPU" } }
+                    label title=[(!d.gpu).then_some(gpu_reason.as_str())] {
+                        input type="radio" name="kind" value="gpu" disabled[!d.gpu] data-test="deploy-gpu-tab";
+                        span { "GPU" }
+                    }
                 }
-                div.field data-d="cpu-field" {
-                    label for="d-cpu" { "vCPU and memory" }
-                    select id="d-cpu" name="cpu" {}
-                    p.hint { "Fargate's valid vCPU / memory pairs." }
+                @if !d.gpu {
+                    p.hint.gpu-off data-test="gpu-unavailable" { (gpu_reason) }
+                }
+                div.size-pair data-d="cpu-field" {
+                    div.field {
+                        label for="d-vcpu" { "vCPUs" }
+                        select id="d-vcpu" name="vcpu" data-test="deploy-vcpu" {}
+                    }
+                    div.field {
+                        label for="d-memory" { "Memory" }
+                        select id="d-memory" name="memory" data-test="deploy-memory" {}
+                    }
+                    p.hint.size-hint {
+                        @if d.local { "CPU size: the threads and memory this instance gets on this machine." }
+                        @else { "Fargate's valid vCPU / memory pairs." }
+                    }
                 }
                 div.field data-d="gpu-field" hidden {
                     label for="d-gpu" { "GPU instance type" }
                     select id="d-gpu" name="gpu" {}
-                    p.hint { "EC2 on-demand prices. This server may not have a GPU; it will say so." }
+                    p.hint { "EC2 on-demand prices." }
                 }
                 div.field data-d="spot-field" hidden {
                     label.check {
@@ -117,14 +139,20 @@ fn deploy_dialog() -> Markup {
                     p.hint { "Cheaper spare capacity that AWS may take back; an interrupted instance restarts." }
                 }
                 div.field {
+                    label for="d-name" { "Name " span.muted { "(optional)" } }
+                    input id="d-name" name="name" type="text" maxlength="64" autocomplete="off" data-test="deploy-name";
+                    p.field-error data-error-for="name" hidden {}
+                }
+                div.field {
                     label for="d-idle" { "Idle timeout (minutes)" }
-                    input id="d-idle" name="idle" type="number" min="0" max="10080" step="1" value="15";
+                    input id="d-idle" name="idle" type="number" inputmode="numeric" min="0" max="10080" step="1" value="15";
+                    p.field-error data-error-for="idle_timeout_minutes" hidden {}
                     p.hint { "Sleeps after this long without requests and wakes on the next one. 0 never sleeps." }
                 }
                 div.fit data-d="fit" {}
                 div.price-row {
                     span.muted { "Price" }
-                    strong data-d="price" { "–" }
+                    strong data-d="price" data-test="deploy-price" { "–" }
                 }
                 div.dialog-actions {
                     button.btn.btn-ghost type="button" data-close { "Cancel" }
@@ -175,7 +203,7 @@ pub(crate) async fn page(
             p.muted { "Try another search or clear the filters." }
         }
         (json_script("compute-data", &serde_json::to_value(&compute).unwrap_or_default()))
-        (deploy_dialog())
+        (deploy_dialog(&compute))
     };
     s.page("Models", "models", body)
 }

@@ -586,6 +586,29 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn delete_user(&self, id: &UserId) -> StoreResult<()> {
+        let Some(user) = self.get_user(id).await? else {
+            return Ok(());
+        };
+        // The record and its email claim together.
+        let delete = |key: String| {
+            Delete::builder()
+                .table_name(&self.t.users)
+                .key("id", s(key))
+                .build()
+                .map_err(backend)
+        };
+        self.transact(vec![
+            TransactWriteItem::builder()
+                .delete(delete(format!("user#{}", id.as_str()))?)
+                .build(),
+            TransactWriteItem::builder()
+                .delete(delete(format!("email#{}", user.email))?)
+                .build(),
+        ])
+        .await
+    }
+
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let mut users = self
             .scan_prefix(&self.t.users, Some("user#"))

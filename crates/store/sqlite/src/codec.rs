@@ -7,7 +7,7 @@
 //! run queries; `store.rs` does.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use paddock_core::catalog::{CpuRequirements, GpuRequirements, Model};
+use paddock_core::catalog::{CpuRequirements, GpuRequirements, Model, ModelKind};
 use paddock_core::instance::{DesiredState, Instance, InstanceState, Transition};
 use paddock_core::store::{StoreError, StoreResult, UsageDay};
 use paddock_core::user::{ApiKey, ConfirmationCode, RefreshToken, Role, UsageRecord, User};
@@ -164,6 +164,11 @@ pub(crate) fn model(row: &SqliteRow) -> StoreResult<Model> {
         },
         description: get(row, "description")?,
         supported_tasks: get_json(row, "supported_tasks")?,
+        kind: {
+            let kind: String = get(row, "kind")?;
+            ModelKind::parse(&kind)
+                .ok_or_else(|| corrupt("kind", format!("unknown model kind {kind:?}")))?
+        },
         is_active: get(row, "is_active")?,
         updated_at: get_opt_ts(row, "updated_at")?,
         version: get_uint(row, "version")?,
@@ -178,6 +183,7 @@ pub(crate) fn instance(row: &SqliteRow) -> StoreResult<Instance> {
         user_id: UserId::new(get::<String>(row, "user_id")?),
         model_id: ModelId::new(get::<String>(row, "model_id")?),
         model_name: get(row, "model_name")?,
+        name: get(row, "name")?,
         spec: get_json(row, "spec")?,
         status: parse_state("status", &status)?,
         desired: DesiredState::parse(&desired)

@@ -51,7 +51,7 @@ fn user_conflict(message: &str) -> String {
 
 const INSTANCE_COLUMNS: &str = "instance_id, user_id, model_id, model_name, spec, status, \
      desired, idle_timeout_secs, handle, upstream_url, status_reason, restart_count, \
-     created_at, updated_at, last_active_at, running_since, billed_secs, version";
+     created_at, updated_at, last_active_at, running_since, billed_secs, name, version";
 
 /// Appends one history entry for `id` inside the caller's transaction.
 async fn insert_transition(
@@ -211,8 +211,8 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO models (model_name, model_family, model_size_gb, cpu_vcpu, \
                  cpu_memory_mb, gpu_memory_mb, gpu_type, description, supported_tasks, \
-                 is_active, updated_at, model_id, version) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 is_active, updated_at, kind, model_id, version) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (model_id) DO NOTHING",
             ),
             m,
@@ -233,7 +233,7 @@ impl Store for SqliteStore {
                 "UPDATE models SET model_name = ?, model_family = ?, model_size_gb = ?, \
                  cpu_vcpu = ?, cpu_memory_mb = ?, gpu_memory_mb = ?, gpu_type = ?, \
                  description = ?, supported_tasks = ?, is_active = ?, updated_at = ?, \
-                 version = version + 1 WHERE model_id = ? AND version = ?",
+                 kind = ?, version = version + 1 WHERE model_id = ? AND version = ?",
             ),
             m,
         )?
@@ -276,7 +276,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let sql = format!(
             "INSERT INTO instances ({INSTANCE_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         bind_instance_fields(sqlx::query(&sql).bind(i.instance_id.as_str()), i)?
             .bind(int(i.version, "version")?)
@@ -326,7 +326,8 @@ impl Store for SqliteStore {
                 "UPDATE instances SET user_id = ?, model_id = ?, model_name = ?, spec = ?, \
              status = ?, desired = ?, idle_timeout_secs = ?, handle = ?, upstream_url = ?, \
              status_reason = ?, restart_count = ?, created_at = ?, updated_at = ?, \
-             last_active_at = ?, running_since = ?, billed_secs = ?, version = version + 1 \
+             last_active_at = ?, running_since = ?, billed_secs = ?, name = ?, \
+             version = version + 1 \
              WHERE instance_id = ? AND version = ?",
             ),
             i,
@@ -359,6 +360,15 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend)?;
         decode_all(rows, codec::transition)
+    }
+
+    async fn delete_user(&self, id: &UserId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM users WHERE user_id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn delete_instance(&self, id: &InstanceId) -> StoreResult<()> {
@@ -659,10 +669,11 @@ fn bind_instance_fields<'q>(
         .bind(ts(&i.updated_at))
         .bind(ts(&i.last_active_at))
         .bind(opt_ts(&i.running_since))
-        .bind(int(i.billed_secs, "billed_secs")?))
+        .bind(int(i.billed_secs, "billed_secs")?)
+        .bind(&i.name))
 }
 
-/// Binds the model columns from `model_name` to `updated_at`, then
+/// Binds the model columns from `model_name` to `kind`, then
 /// `model_id`, in the order INSERT and UPDATE both list them.
 fn bind_model_fields<'q>(
     q: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
@@ -679,6 +690,7 @@ fn bind_model_fields<'q>(
         .bind(json(&m.supported_tasks, "supported_tasks")?)
         .bind(m.is_active)
         .bind(opt_ts(&m.updated_at))
+        .bind(m.kind.as_str())
         .bind(m.model_id.as_str()))
 }
 
