@@ -186,7 +186,11 @@ async fn deploy_chat_meter_and_stop() {
     // Started again: the same id and endpoint, the same key works, and the
     // history goes on.
     let (st, v) = s
-        .post(&format!("/api/instances/{id}/start"), Some(&token), json!({}))
+        .post(
+            &format!("/api/instances/{id}/start"),
+            Some(&token),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["status"], "PENDING", "{v}");
@@ -201,7 +205,11 @@ async fn deploy_chat_meter_and_stop() {
         .map(|t| t["reason"].as_str().unwrap())
         .collect();
     assert!(reasons.contains(&"started by user"), "{reasons:?}");
-    assert_eq!(reasons.iter().filter(|r| **r == "healthy").count(), 2, "{reasons:?}");
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "healthy").count(),
+        2,
+        "{reasons:?}"
+    );
     let (st, v) = chat(
         &s,
         &key,
@@ -212,16 +220,31 @@ async fn deploy_chat_meter_and_stop() {
     assert_eq!(st, StatusCode::OK, "{v}");
     // Starting what runs is a no-op; another user's is not found.
     let (st, v) = s
-        .post(&format!("/api/instances/{id}/start"), Some(&token), json!({}))
+        .post(
+            &format!("/api/instances/{id}/start"),
+            Some(&token),
+            json!({}),
+        )
         .await;
-    assert_eq!((st, v["status"].as_str()), (StatusCode::ACCEPTED, Some("RUNNING")));
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::ACCEPTED, Some("RUNNING"))
+    );
     let other = s.user_token("bea@example.com").await;
     let (st, v) = s
-        .post(&format!("/api/instances/{id}/start"), Some(&other), json!({}))
+        .post(
+            &format!("/api/instances/{id}/start"),
+            Some(&other),
+            json!({}),
+        )
         .await;
     assert_error(st, &v, StatusCode::NOT_FOUND, "not_found");
-    s.post(&format!("/api/instances/{id}/stop"), Some(&token), json!({}))
-        .await;
+    s.post(
+        &format!("/api/instances/{id}/stop"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
     s.wait_status(&token, &id, "STOPPED", 30).await;
     assert!(runtime_pids(&s.data_dir).is_empty());
 }

@@ -70,9 +70,9 @@ impl FieldError {
         match m.split_once(": ") {
             Some((f, rest))
                 if !f.is_empty()
-                    && f
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.') =>
+                    && f.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'
+                    }) =>
             {
                 FieldError {
                     field: Some(f.to_string()),

@@ -7,8 +7,8 @@
 
 use crate::error::FieldErrors;
 use crate::{AdminOps, Control, Error, Result, STALE_RETRIES};
-use paddock_core::compute::ComputeSpec;
 use paddock_core::catalog::Model;
+use paddock_core::compute::ComputeSpec;
 use paddock_core::instance::{check_name, DesiredState, Instance, InstanceState, Transition};
 use paddock_core::user::Principal;
 use paddock_core::{InstanceId, ModelId, Timestamp, UserId};
@@ -166,7 +166,9 @@ impl Control {
         let cpu = cpu_units(&f.cpu);
         let mem = number("fargate_resources.memory", &f.memory).and_then(|m| {
             if m.fract() != 0.0 || m > 1e7 {
-                Err(Error::invalid("fargate_resources.memory: must be whole MiB"))
+                Err(Error::invalid(
+                    "fargate_resources.memory: must be whole MiB",
+                ))
             } else {
                 Ok(m as u32)
             }
@@ -176,7 +178,9 @@ impl Control {
         let mem = errors.check("fargate_resources.memory", mem)?;
         errors.finish()?;
         let (Some(cpu), Some(mem)) = (cpu, mem) else {
-            return Err(Error::Internal("a CPU size passed its checks without a value".into()));
+            return Err(Error::Internal(
+                "a CPU size passed its checks without a value".into(),
+            ));
         };
         self.compute
             .fargate_spec(cpu, mem)

@@ -231,7 +231,12 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
                "idle_timeout_minutes": -1, "name": "a<b>"}),
     )
     .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     let fields: Vec<&str> = v["error"]["fields"]
         .as_array()
         .unwrap()
@@ -249,7 +254,10 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
         ],
         "{v}"
     );
-    assert!(v["error"]["message"].as_str().unwrap().contains("not in the catalog; "));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not in the catalog; "));
     // A single bad field is a list of one.
     let (_, v) = deploy(&s, &t, cpu("gemma3:270m", json!(1024), json!(1024))).await;
     assert_eq!(v["error"]["fields"][0]["field"], "fargate_resources", "{v}");
@@ -269,7 +277,8 @@ async fn deploy_validates_and_records_nothing_on_bad_input() {
         .unwrap()
         .ends_with(&format!("/models/{id}")));
     assert!(
-        v["name"].as_str().unwrap().starts_with("gemma3-270m-") && v["name"].as_str().unwrap().len() == 16,
+        v["name"].as_str().unwrap().starts_with("gemma3-270m-")
+            && v["name"].as_str().unwrap().len() == 16,
         "{v}"
     );
     let mut named = cpu("gemma3:270m", json!("0.5"), json!("1024"));
@@ -767,7 +776,7 @@ async fn openapi_documents_every_route_and_every_documented_route_is_served() {
         }
     }
     // The routes of the management API and operations, each once.
-    assert_eq!(operations, 31, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(operations, 35, "{:?}", paths.keys().collect::<Vec<_>>());
     let (st, _) = s.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(st, StatusCode::OK);
     let (st, v) = s.call(Method::GET, "/readyz", None, None).await;

@@ -403,11 +403,19 @@ async fn admins_reset_passwords_and_delete_users() {
     // Reset: the old password stops working, the temporary one must be
     // changed, and plain users may not reset anyone's.
     let (st, v) = s
-        .post(&format!("/api/users/{id}/reset-password"), Some(&user), json!({}))
+        .post(
+            &format!("/api/users/{id}/reset-password"),
+            Some(&user),
+            json!({}),
+        )
         .await;
     assert_error(st, &v, StatusCode::FORBIDDEN, "forbidden");
     let (st, v) = s
-        .post(&format!("/api/users/{id}/reset-password"), Some(&admin), json!({}))
+        .post(
+            &format!("/api/users/{id}/reset-password"),
+            Some(&admin),
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let temporary = v["temporary_password"].as_str().unwrap().to_owned();
@@ -440,9 +448,19 @@ async fn admins_reset_passwords_and_delete_users() {
             None,
         )
         .await;
-    assert_error(st, &v, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_error(
+        st,
+        &v,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
     let (st, v) = s
-        .call(Method::DELETE, &format!("/api/users/{id}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["instances_stopped"], 1, "{v}");
@@ -465,7 +483,12 @@ async fn admins_reset_passwords_and_delete_users() {
         .iter()
         .any(|u| u["email"] == "leaving@example.com"));
     let (st, _) = s
-        .call(Method::DELETE, &format!("/api/users/{id}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/users/{id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.user_token("leaving@example.com").await;

@@ -277,14 +277,14 @@ async fn sign_up_in_browser(b: &Browser, srv: &TestServer, email: &str, shots: b
     b.fill("#f-password", PASSWORD).await;
     b.fill("#f-confirm_password", "something-else").await;
     b.click("[data-test=signup-submit]").await;
-    let err = b.text("[data-error-for=confirm_password]").await;
+    let err = b.text("[data-error-for=confirm_password]").await.to_lowercase();
     assert!(err.contains("does not match"), "{err}");
 
     // A weak password: the policy's message sits under the password.
     b.fill("#f-password", "short").await;
     b.fill("#f-confirm_password", "short").await;
     b.click("[data-test=signup-submit]").await;
-    let err = b.text("[data-error-for=password]").await;
+    let err = b.text("[data-error-for=password]").await.to_lowercase();
     assert!(err.contains("must"), "{err}");
     assert_eq!(
         b.find("#f-email")
@@ -312,7 +312,7 @@ async fn sign_up_in_browser(b: &Browser, srv: &TestServer, email: &str, shots: b
     let wrong = if code == "000000" { "111111" } else { "000000" };
     b.fill("#f-code", wrong).await;
     b.click("[data-test=confirm-submit]").await;
-    let err = b.text("[data-error-for=code]").await;
+    let err = b.text("[data-error-for=code]").await.to_lowercase();
     assert!(err.contains("wrong"), "{err}");
 
     b.fill("#f-code", &code).await;
@@ -323,7 +323,7 @@ async fn sign_up_in_browser(b: &Browser, srv: &TestServer, email: &str, shots: b
     // A wrong password shows next to the password field.
     b.fill("#f-password", "Wrong-pass-1!").await;
     b.click("[data-test=login-submit]").await;
-    let err = b.text("[data-error-for=password]").await;
+    let err = b.text("[data-error-for=password]").await.to_lowercase();
     assert!(err.contains("incorrect"), "{err}");
     if shots {
         b.shot("login-error").await;
@@ -379,18 +379,35 @@ async fn deploy_gemma_in_browser(b: &Browser, shots: bool) -> String {
         .await
         .contains("no GPU"));
     let hint = b.text(".size-hint").await;
-    assert!(hint.starts_with("CPU size") && !hint.contains("Fargate"), "{hint}");
+    assert!(
+        hint.starts_with("CPU size") && !hint.contains("Fargate"),
+        "{hint}"
+    );
     // Two steps: vCPUs, then the memory sizes valid with them; the
     // smallest size the model fits (1 GB) is chosen to begin with.
-    assert_eq!(b.js("return document.getElementById('d-vcpu').value").await, "0.25");
-    assert_eq!(b.js("return document.getElementById('d-memory').value").await, "1024");
+    assert_eq!(
+        b.js("return document.getElementById('d-vcpu').value").await,
+        "0.25"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('d-memory').value")
+            .await,
+        "1024"
+    );
     b.js("const v = document.getElementById('d-vcpu'); v.value = '1'; v.dispatchEvent(new Event('change', {bubbles: true})); return 1")
         .await;
     let memories = b
         .js("return [...document.querySelectorAll('#d-memory option')].map(o => Number(o.value))")
         .await;
-    assert_eq!(memories, serde_json::json!([2048, 3072, 4096, 5120, 6144, 7168, 8192]));
-    assert_eq!(b.js("return document.getElementById('d-memory').value").await, "2048");
+    assert_eq!(
+        memories,
+        serde_json::json!([2048, 3072, 4096, 5120, 6144, 7168, 8192])
+    );
+    assert_eq!(
+        b.js("return document.getElementById('d-memory').value")
+            .await,
+        "2048"
+    );
     // A bad idle timeout is reported under its field, and cleared when
     // the field changes.
     b.js("const i = document.getElementById('d-idle'); i.value = '99999'; return 1")
@@ -705,6 +722,7 @@ async fn admin_pages_and_forced_new_password() {
     assert!(b
         .text("[data-error-for=email]")
         .await
+        .to_lowercase()
         .contains("already exists"));
 
     // Promote, then demote, disable and enable bo; disabling asks first.
@@ -816,6 +834,7 @@ async fn admin_pages_and_forced_new_password() {
     assert!(b
         .text("[data-error-for=new_password]")
         .await
+        .to_lowercase()
         .contains("must"));
     b.shot("new-password").await;
     b.fill("#f-new_password", "N3w-password!").await;
@@ -1068,7 +1087,10 @@ async fn full_flow_with_a_running_model() {
     )
     .await;
     let doc = b.text(".msg-completion").await;
-    assert!(doc.starts_with("The capital of France is") && doc.len() > 25, "{doc}");
+    assert!(
+        doc.starts_with("The capital of France is") && doc.len() > 25,
+        "{doc}"
+    );
     // The box holds the whole text, ready to continue.
     assert!(b
         .js("return document.querySelector('.msg-completion').textContent === document.querySelector('[data-test=chat-input]').value")
@@ -1208,7 +1230,9 @@ async fn full_flow_with_a_running_model() {
     )
     .await;
     assert!(b
-        .js(&format!("return document.querySelector(\"{row} [data-action=start]\").hidden"))
+        .js(&format!(
+            "return document.querySelector(\"{row} [data-action=start]\").hidden"
+        ))
         .await
         .as_bool()
         .unwrap());

@@ -278,7 +278,7 @@ fn confirm_form(csrf: &str, email: &str, errors: &FormErrors, notice: &str) -> M
                     label for="f-code" { "Confirmation code" }
                     input.code-input id="f-code" name="code" inputmode="numeric" autocomplete="one-time-code"
                         pattern="[0-9 ]*" maxlength="8" placeholder="123456" required;
-                    @if let Some(m) = errors.get("code") { p.field-error data-error-for="code" { (m) } }
+                    @if let Some(m) = errors.get("code") { p.field-error data-error-for="code" { (super::layout::sentence(m)) } }
                 }
                 button.btn.btn-primary.w-full type="submit" data-test="confirm-submit" { "Confirm" }
             }

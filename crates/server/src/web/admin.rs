@@ -263,7 +263,12 @@ pub(crate) async fn users_reset_password(
     let Some(admin) = state.control.as_admin(&s.principal) else {
         return s.forbidden();
     };
-    let email = match state.control.store.get_user(&paddock_core::UserId::new(&id)).await {
+    let email = match state
+        .control
+        .store
+        .get_user(&paddock_core::UserId::new(&id))
+        .await
+    {
         Ok(Some(u)) => u.email,
         Ok(None) => String::new(),
         Err(e) => return s.error(paddock_control::Error::from(e).into()),
@@ -428,7 +433,11 @@ impl ModelForm {
     fn to_json(&self) -> Result<Value, FormErrors> {
         let mut errors = FormErrors::default();
         let mut num = |name: &str, v: &str| {
-            let n = v.trim().parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+            let n = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0);
             if n.is_none() {
                 errors.add(name, "must be a non-negative number");
             }
@@ -495,10 +504,10 @@ fn model_form(s: &Session, f: &ModelForm, new: bool, errors: &FormErrors) -> Mar
                     }
                     (field(errors, "model_name", "Display name", "text", &f.model_name, "off", "", true))
                     (field(errors, "model_family", "Family", "text", &f.model_family, "off", "e.g. llama, gemma, qwen", true))
-                    (field(errors, "model_size_gb", "Size (GB)", ""number", &f.model_size_gb, "off", "", true))
-                    (field(errors, "cpu_vcpu", "CPU: vCPUs", ""number", &f.cpu_vcpu, "off", "", true))
-                    (field(errors, "cpu_memory_mb", "CPU: memory (MiB)", ""number", &f.cpu_memory_mb, "off", "", true))
-                    (field(errors, "gpu_memory_mb", "GPU memory (MiB)", ""number", &f.gpu_memory_mb, "off", "", true))
+                    (field(errors, "model_size_gb", "Size (GB)", "number", &f.model_size_gb, "off", "", true))
+                    (field(errors, "cpu_vcpu", "CPU: vCPUs", "number", &f.cpu_vcpu, "off", "", true))
+                    (field(errors, "cpu_memory_mb", "CPU: memory (MiB)", "number", &f.cpu_memory_mb, "off", "", true))
+                    (field(errors, "gpu_memory_mb", "GPU memory (MiB)", "number", &f.gpu_memory_mb, "off", "", true))
                     (field(errors, "gpu_type", "GPU type", "text", &f.gpu_type, "off", "`any`, or e.g. A10G", false))
                     (field(errors, "supported_tasks", "Tasks", "text", &f.supported_tasks, "off", "Comma-separated, e.g. chat, code", false))
                     div.field.has-error[errors.get("kind").is_some()] {
@@ -513,7 +522,7 @@ fn model_form(s: &Session, f: &ModelForm, new: bool, errors: &FormErrors) -> Mar
                 div.field.has-error[errors.get("description").is_some()] {
                     label for="f-description" { "Description" }
                     textarea id="f-description" name="description" rows="3" { (f.description) }
-                    @if let Some(m) = errors.get("description") { p.field-error { (m) } }
+                    @if let Some(m) = errors.get("description") { p.field-error data-error-for="description" { (super::layout::sentence(m)) } }
                 }
                 label.check { input type="checkbox" name="is_active" checked[f.is_active.is_some()]; " Active (users can deploy it)" }
                 div.dialog-actions {

@@ -254,7 +254,10 @@ pub(crate) async fn logs_download(
             s.cookies.apply(
                 (
                     [
-                        (axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+                        (
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; charset=utf-8".to_owned(),
+                        ),
                         (axum::http::header::CONTENT_DISPOSITION, disposition),
                     ],
                     text,

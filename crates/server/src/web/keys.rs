@@ -100,7 +100,7 @@ fn page_body(
                 div.field.has-error[errors.get("name").is_some()] {
                     label for="k-name" { "Name" }
                     input id="k-name" name="name" type="text" maxlength="100" placeholder="e.g. laptop, CI" required data-test="key-name";
-                    @if let Some(m) = errors.get("name") { p.field-error data-error-for="name" { (m) } }
+                    @if let Some(m) = errors.get("name") { p.field-error data-error-for="name" { (super::layout::sentence(m)) } }
                     @else { p.hint { "So you can tell your keys apart later." } }
                 }
                 div.field.field-action { button.btn.btn-primary type="submit" data-test="key-create" { "Create key" } }
