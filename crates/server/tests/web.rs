@@ -277,7 +277,10 @@ async fn sign_up_in_browser(b: &Browser, srv: &TestServer, email: &str, shots: b
     b.fill("#f-password", PASSWORD).await;
     b.fill("#f-confirm_password", "something-else").await;
     b.click("[data-test=signup-submit]").await;
-    let err = b.text("[data-error-for=confirm_password]").await.to_lowercase();
+    let err = b
+        .text("[data-error-for=confirm_password]")
+        .await
+        .to_lowercase();
     assert!(err.contains("does not match"), "{err}");
 
     // A weak password: the policy's message sits under the password.
@@ -430,7 +433,7 @@ async fn deploy_gemma_in_browser(b: &Browser, shots: bool) -> String {
     );
     b.fill("[data-test=deploy-name]", "browser box").await;
     if shots {
-        b.shot_desktop("deploy-dialog").await;
+        b.shot("deploy-dialog").await;
     }
     b.click("[data-test=deploy-submit]").await;
     b.until_path("/ui/instances?deployed=").await;
@@ -800,6 +803,14 @@ async fn admin_pages_and_forced_new_password() {
     )
     .await;
     b.shot("all-instances").await;
+    // At 1280 px every column (cost too) and button fits: no sideways scroll.
+    let fits = b
+        .js("const c = document.querySelector('.table-card'); return [c.scrollWidth, c.clientWidth]")
+        .await;
+    assert!(
+        fits[0].as_u64() <= fits[1].as_u64(),
+        "table {fits} wider than its card"
+    );
 
     // Delete cy (asked first): their instance stops, and the owner column
     // says the account is gone.

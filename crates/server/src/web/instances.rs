@@ -196,7 +196,7 @@ pub(crate) async fn detail_page(
                     dl.kv {
                         div { dt { "Status" } dd { (instance_badge(&v)) div.muted.small data-f="reason" { (s_(&v, "status_reason")) } } }
                         div { dt { "Model" } dd { code { (i.model_id) } } }
-                        div { dt { "Compute" } dd { (s_(&v, "instance_type")) " · " (s_(&v, "compute")) @if v["spot"] == true { " · spot" } } }
+                        div { dt { "Compute" } dd { (s_(&v, "instance_type")) " · " (compute_label(&state, &v)) @if v["spot"] == true { " · spot" } } }
                         div { dt { "Price" } dd { (usd(v["price_per_hour_usd"].as_f64().unwrap_or(0.0))) " / hour" } }
                         div { dt { "Uptime" } dd data-f="uptime" { (duration(v["uptime_seconds"].as_u64().unwrap_or(0))) } }
                         div { dt { "Cost so far" } dd data-f="cost" { (usd(v["cost_usd"].as_f64().unwrap_or(0.0))) } }
@@ -266,6 +266,17 @@ pub(crate) async fn logs_download(
             )
         }
         Err(e) => s.error(e.into()),
+    }
+}
+
+/// Where an instance runs, in words: a CPU size on the local drivers is
+/// this machine's, not Fargate's.
+fn compute_label(state: &AppState, v: &Value) -> String {
+    match st(v, "compute") {
+        "fargate" if state.control.driver.capabilities().local => "CPU on this machine".into(),
+        "fargate" => "Fargate".into(),
+        "gpu" => "GPU".into(),
+        other => other.to_owned(),
     }
 }
 
