@@ -1,7 +1,8 @@
 # Shared by the benchmarks (sourced, not run): builds the release binary
 # and runs `paddock serve` with a RUNNING gemma3:270m instance.
 #
-# bench_build       builds paddock (release, target-cpu=native) into
+# bench_build       builds paddock as the quick start does (release,
+#                   target-cpu=native, no AMX) into
 #                   $CACHE/target-paddock and sets PADDOCK and STORE
 # bench_serve PORT [DATA]
 #                   runs `$PADDOCK serve` on 127.0.0.1:PORT with its data in
@@ -14,8 +15,11 @@ bench_build() {
   # Its own target dir: building the whole `paddock` package unifies
   # dependency features differently from bench-runtime's build, and sharing
   # one dir would rebuild llama.cpp at every switch.
-  log "building paddock (release, target-cpu=native)"
-  CARGO_TARGET_DIR="$CACHE/target-paddock" RUSTFLAGS="-C target-cpu=native" cargo build -q --release -p paddock
+  # The quick start's flags (scripts/lib/native-build.sh).
+  log "building paddock (release, target-cpu=native, no AMX: the quick start's build)"
+  . scripts/lib/native-build.sh
+  native_build_clean "$CACHE/target-paddock"
+  (native_build_flags && CARGO_TARGET_DIR="$CACHE/target-paddock" cargo build -q --release -p paddock)
   PADDOCK="$CACHE/target-paddock/release/paddock"
   STORE="$(dirname "$PADDOCK_TEST_MODEL")/store"
   "$PADDOCK" models list --data-dir "$STORE" | grep -q '^gemma3:270m ' ||
