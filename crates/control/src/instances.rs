@@ -101,6 +101,14 @@ pub struct InstanceView {
     pub history: Option<Vec<Transition>>,
 }
 
+/// What [`Control::change_instance`]'s change did to the record it read.
+enum Change {
+    /// Nothing to write.
+    Unchanged,
+    /// Write the record, with this history entry if any.
+    Write(Option<Transition>),
+}
+
 /// A CPU size in task-definition units.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -414,35 +422,28 @@ impl Control {
         Ok(self.instance_view(&instance))
     }
 
-    /// Asks for an instance to stop. Nothing is held before it starts or
-    /// while it sleeps or after it failed, so such a record stops at once;
-    /// otherwise the reconciler releases the compute and finishes the stop.
-    pub async fn stop_instance(&self, caller: &Principal, id: &str) -> Result<InstanceView> {
+    /// Applies a user's change to an instance record and writes it,
+    /// compare-and-swap: a record another write changed since it was read
+    /// is read again and `change` applied to that. `change` leaves the
+    /// record as it is (then its view is returned), or changes it and
+    /// gives the history entry to write with it, or refuses.
+    async fn change_instance(
+        &self,
+        caller: &Principal,
+        id: &str,
+        what: &'static str,
+        mut change: impl FnMut(&mut Instance, Timestamp) -> Result<Change>,
+    ) -> Result<InstanceView> {
         let mut i = self.instance(caller, id).await?;
         for _ in 0..STALE_RETRIES {
-            if i.desired == DesiredState::Stopped
-                && matches!(i.status, InstanceState::Stopped | InstanceState::Stopping)
-            {
-                return Ok(self.instance_view(&i));
-            }
-            let now = self.clock.now();
-            i.desired = DesiredState::Stopped;
-            i.updated_at = now;
-            let transition = match i.status {
-                InstanceState::Pending | InstanceState::Sleeping | InstanceState::Failed => Some(
-                    i.transition(InstanceState::Stopped, "stopped by user", now)
-                        .map_err(|e| Error::Conflict(e.to_string()))?,
-                ),
-                InstanceState::Starting | InstanceState::Running => Some(
-                    i.transition(InstanceState::Stopping, "stop requested by user", now)
-                        .map_err(|e| Error::Conflict(e.to_string()))?,
-                ),
-                InstanceState::Stopping | InstanceState::Stopped => None,
+            let transition = match change(&mut i, self.clock.now())? {
+                Change::Unchanged => return Ok(self.instance_view(&i)),
+                Change::Write(t) => t,
             };
             match self.store.update_instance(&i, transition.as_ref()).await {
                 Ok(stored) => {
                     self.reconciler.announce();
-                    tracing::info!(instance = %stored.instance_id, "stop requested");
+                    tracing::info!(instance = %stored.instance_id, user = %caller.user_id, "{what}");
                     self.reconciler.wake();
                     return Ok(self.instance_view(&stored));
                 }
@@ -457,6 +458,36 @@ impl Control {
         ))
     }
 
+    /// Asks for an instance to stop. Nothing is held before it starts or
+    /// while it sleeps or after it failed, so such a record stops at once;
+    /// otherwise the reconciler releases the compute and finishes the stop.
+    pub async fn stop_instance(&self, caller: &Principal, id: &str) -> Result<InstanceView> {
+        self.change_instance(caller, id, "stop requested", |i, now| {
+            if i.desired == DesiredState::Stopped
+                && matches!(i.status, InstanceState::Stopped | InstanceState::Stopping)
+            {
+                return Ok(Change::Unchanged);
+            }
+            i.desired = DesiredState::Stopped;
+            i.updated_at = now;
+            let to = match i.status {
+                InstanceState::Pending | InstanceState::Sleeping | InstanceState::Failed => {
+                    Some((InstanceState::Stopped, "stopped by user"))
+                }
+                InstanceState::Starting | InstanceState::Running => {
+                    Some((InstanceState::Stopping, "stop requested by user"))
+                }
+                InstanceState::Stopping | InstanceState::Stopped => None,
+            };
+            let transition = to
+                .map(|(to, reason)| i.transition(to, reason, now))
+                .transpose()
+                .map_err(|e| Error::Conflict(e.to_string()))?;
+            Ok(Change::Write(transition))
+        })
+        .await
+    }
+
     /// Starts a stopped, sleeping or failed instance again: the same id,
     /// endpoint and history, and the keys that could use it still can. It
     /// becomes PENDING (its restarts counted from zero) and the reconciler
@@ -464,8 +495,7 @@ impl Control {
     /// after a failure is returned as it is; one that is stopping cannot
     /// start until it has stopped.
     pub async fn start_instance(&self, caller: &Principal, id: &str) -> Result<InstanceView> {
-        let mut i = self.instance(caller, id).await?;
-        for _ in 0..STALE_RETRIES {
+        self.change_instance(caller, id, "start requested", |i, now| {
             match (i.desired, i.status) {
                 (_, InstanceState::Stopping) => {
                     return Err(Error::Conflict(format!(
@@ -475,35 +505,21 @@ impl Control {
                 (
                     DesiredState::Running,
                     InstanceState::Pending | InstanceState::Starting | InstanceState::Running,
-                ) => return Ok(self.instance_view(&i)),
-                (DesiredState::Running, InstanceState::Failed) if self.restarting(&i) => {
-                    return Ok(self.instance_view(&i))
+                ) => return Ok(Change::Unchanged),
+                (DesiredState::Running, InstanceState::Failed) if self.restarting(i) => {
+                    return Ok(Change::Unchanged)
                 }
                 _ => {}
             }
-            let now = self.clock.now();
             i.desired = DesiredState::Running;
             i.restart_count = 0;
             i.last_active_at = now;
             let transition = i
                 .transition(InstanceState::Pending, "started by user", now)
                 .map_err(|e| Error::Conflict(e.to_string()))?;
-            match self.store.update_instance(&i, Some(&transition)).await {
-                Ok(stored) => {
-                    self.reconciler.announce();
-                    tracing::info!(instance = %stored.instance_id, user = %caller.user_id, "start requested");
-                    self.reconciler.wake();
-                    return Ok(self.instance_view(&stored));
-                }
-                Err(paddock_core::store::StoreError::Stale(_)) => {
-                    i = self.instance(caller, id).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Conflict(
-            "the instance is changing state; retry in a moment".into(),
-        ))
+            Ok(Change::Write(Some(transition)))
+        })
+        .await
     }
 
     /// Deletes a stopped instance and its history.
