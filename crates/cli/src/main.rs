@@ -226,7 +226,14 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Runtime(args) => {
             init_tracing();
-            Ok(paddock_runtime::cli::run(args).await?)
+            match paddock_runtime::cli::run(args).await {
+                // The status tells the driver not to restart it.
+                Err(e) if e.restart_will_not_help() => {
+                    eprintln!("error: {e}");
+                    std::process::exit(paddock_core::driver::EXIT_WONT_FIX);
+                }
+                other => Ok(other?),
+            }
         }
         Command::Pull(args) => Ok(paddock_runtime::cli::pull(args).await?),
         Command::Login(args) => commands::login(cli.url.clone(), args).await,

@@ -317,7 +317,7 @@ async fn a_container_over_its_memory_limit_is_reported_out_of_memory() {
     let h = driver.launch(&small).await.unwrap();
     let mut reason = None;
     for _ in 0..600 {
-        if let Observed::Exited { reason: r } = driver.status(&h).await.unwrap() {
+        if let Observed::Exited { reason: r, .. } = driver.status(&h).await.unwrap() {
             reason = Some(r);
             break;
         }

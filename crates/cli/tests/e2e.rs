@@ -249,6 +249,42 @@ async fn deploy_chat_meter_and_stop() {
     assert!(runtime_pids(&s.data_dir).is_empty());
 }
 
+/// A model that is not in the store and cannot be pulled fails at once,
+/// with a reason naming the registry and the error, and is not restarted:
+/// a restart would fail the same way. It can still be started by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_be_pulled_fails_once_and_is_not_restarted() {
+    let s = TestServer::start_with_runtime(bin()).await;
+    let token = s.user_token("noor@example.com").await;
+    let (st, v) = s
+        .post(
+            "/api/models/deploy",
+            Some(&token),
+            json!({"model_name": "qwen2.5:0.5b", "fargate_resources": {"cpu": 1024, "memory": 2048}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let id = v["instance_id"].as_str().unwrap().to_owned();
+    let v = s.wait_status(&token, &id, "FAILED", 60).await;
+    let reason = v["status_reason"].as_str().unwrap();
+    assert!(reason.contains(UNREACHABLE_REGISTRY), "{reason}");
+    assert!(reason.contains("qwen2.5:0.5b"), "{reason}");
+    assert!(reason.contains("not restarted"), "{reason}");
+    assert_eq!(v["status_label"], "FAILED", "{v}");
+    assert_eq!(v["startable"], true, "{v}");
+    // Well past the first restart's backoff: still one failure, no restart.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (_, v) = s.get(&format!("/api/instances/{id}"), &token).await;
+    let to: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["PENDING", "STARTING", "FAILED"], "{v}");
+    assert!(runtime_pids(&s.data_dir).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_runtime_fails_and_is_restarted() {
     let s = TestServer::start_with_runtime(bin()).await;

@@ -32,6 +32,20 @@ fn ctx_for(spec: &ComputeSpec) -> u32 {
     }
 }
 
+/// How the reason of a failure that a restart will not fix ends.
+const NOT_RESTARTED: &str = "(a restart would fail the same way: not restarted)";
+
+/// The reason to record for a failure; when a restart will not fix it
+/// (the model server exited with `EXIT_WONT_FIX`), its restarts are used
+/// up so the reconciler leaves it FAILED, and the reason says so.
+fn not_restarted_if(state: &Control, i: &mut Instance, reason: String, permanent: bool) -> String {
+    if !permanent {
+        return reason;
+    }
+    i.restart_count = i.restart_count.max(state.settings.max_restarts);
+    format!("{reason}\n{NOT_RESTARTED}")
+}
+
 /// The driver handle stored in an instance record.
 pub fn handle_of(i: &Instance) -> Option<Handle> {
     i.handle.clone()
@@ -440,7 +454,10 @@ async fn step_observed(
                         return Ok(None);
                     }
                 }
-                Ok(Observed::Exited { reason }) => save(state, i, S::Failed, reason).await?,
+                Ok(Observed::Exited { reason, permanent }) => {
+                    let reason = not_restarted_if(state, &mut i, reason, permanent);
+                    save(state, i, S::Failed, reason).await?
+                }
                 Ok(Observed::Gone) => {
                     save(state, i, S::Failed, "the model server disappeared").await?
                 }
@@ -487,7 +504,7 @@ async fn step_observed(
                         return Ok(None);
                     }
                 }
-                Ok(Observed::Exited { reason }) => {
+                Ok(Observed::Exited { reason, permanent }) => {
                     // A long healthy run earns a fresh restart budget.
                     if i.running_since
                         .is_some_and(|s| (now - s).num_seconds() > 300)
@@ -495,6 +512,7 @@ async fn step_observed(
                         i.restart_count = 0;
                     }
                     i.upstream_url = None;
+                    let reason = not_restarted_if(state, &mut i, reason, permanent);
                     save(state, i, S::Failed, reason).await?
                 }
                 Ok(Observed::Gone) => {
@@ -513,7 +531,7 @@ async fn step_observed(
                 let note = format!("(gave up after {max} restarts)");
                 if i.status_reason
                     .as_deref()
-                    .is_some_and(|r| r.contains(&note))
+                    .is_some_and(|r| r.contains(&note) || r.ends_with(NOT_RESTARTED))
                 {
                     return Ok(None);
                 }

@@ -76,6 +76,12 @@ impl Handle {
     }
 }
 
+/// The exit status of a model server (`paddock runtime`) that failed in a
+/// way a restart will not fix: the model is not in the store and cannot be
+/// pulled (no such model, the registry unreachable), or it does not load
+/// at this size. The reconciler does not restart such an instance.
+pub const EXIT_WONT_FIX: i32 = 78;
+
 /// What a driver sees of a launched instance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observed {
@@ -90,7 +96,10 @@ pub enum Observed {
         health: Option<Health>,
     },
     /// It ended; `reason` says how (exit code, last log lines).
-    Exited { reason: String },
+    /// `permanent`: it exited with [`EXIT_WONT_FIX`], so running it again
+    /// the same way fails the same way (its model is missing and cannot be
+    /// pulled, or does not load at this size).
+    Exited { reason: String, permanent: bool },
     /// The driver knows nothing of it (never launched, or already cleaned up).
     Gone,
 }

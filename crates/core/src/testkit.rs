@@ -780,7 +780,7 @@ pub async fn driver_conformance<P, F>(
         for _ in 0..600 {
             match driver.status(h).await.expect("status") {
                 Observed::Alive { endpoint, .. } => return endpoint,
-                Observed::Exited { reason } => panic!("exited while starting: {reason}"),
+                Observed::Exited { reason, .. } => panic!("exited while starting: {reason}"),
                 Observed::Gone => {}
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -16,3 +16,20 @@ pub enum RuntimeError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+impl RuntimeError {
+    /// Whether starting again the same way would fail the same way: the
+    /// model is not there and cannot be pulled, or it does not load. Such
+    /// a runtime exits with [`paddock_core::driver::EXIT_WONT_FIX`].
+    pub fn restart_will_not_help(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Store(
+                StoreError::InvalidName(_)
+                    | StoreError::NotFound { .. }
+                    | StoreError::Unavailable { .. }
+                    | StoreError::Registry { .. }
+            ) | RuntimeError::Load(_)
+        )
+    }
+}

@@ -22,6 +22,9 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "Adm1n-password!";
 pub const PASSWORD: &str = "Str0ng-pass!";
 
+/// The registry the test servers' runtimes pull from: nothing listens there.
+pub const UNREACHABLE_REGISTRY: &str = "http://127.0.0.1:9";
+
 /// A running test server.
 #[derive(Debug)]
 pub struct TestServer {
@@ -127,7 +130,9 @@ impl TestServer {
             root: data_dir.to_owned(),
             models_dir: config.models_dir(),
             parallel: config.driver.runtime_parallel,
-            extra_args: Vec::new(),
+            // Tests reach nothing but loopback: a model that is not in the
+            // store is pulled from a port where nothing listens.
+            extra_args: vec!["--registry".into(), UNREACHABLE_REGISTRY.into()],
             keep_on_shutdown: config.driver.keep_instances_on_shutdown,
         }));
         let mailer = Arc::new(MemoryMailer::default());

@@ -745,8 +745,10 @@ impl ComputeDriver for DockerDriver {
             ) => Observed::alive(data.endpoint),
             _ => {
                 let last = self.container_logs(&data.container, 5).await;
+                let code = c.state.as_ref().and_then(|s| s.exit_code);
                 Observed::Exited {
                     reason: exit_reason(&c, &last),
+                    permanent: code == Some(i64::from(paddock_core::driver::EXIT_WONT_FIX)),
                 }
             }
         })

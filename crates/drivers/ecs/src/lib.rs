@@ -540,8 +540,14 @@ fn observe(task: &Task) -> Observed {
             Some("DEACTIVATING" | "STOPPING" | "DEPROVISIONING" | "STOPPED" | "DELETED")
         );
     if stopping {
+        let code = task
+            .containers()
+            .iter()
+            .find(|c| c.name() == Some(CONTAINER))
+            .and_then(|c| c.exit_code());
         return Observed::Exited {
             reason: stop_reason(task),
+            permanent: code == Some(paddock_core::driver::EXIT_WONT_FIX),
         };
     }
     let ip = task
@@ -608,7 +614,7 @@ fn status_line(task: Option<&Task>, r: &TaskRef) -> String {
             let status = t.last_status().unwrap_or("UNKNOWN");
             let provider = t.capacity_provider_name().unwrap_or("");
             match observe(t) {
-                Observed::Exited { reason } => {
+                Observed::Exited { reason, .. } => {
                     format!("[ecs] task {} {status}: {reason}", r.task_id())
                 }
                 _ => format!(

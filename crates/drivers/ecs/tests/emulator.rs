@@ -245,7 +245,7 @@ async fn a_spot_interruption_is_an_exit_with_its_reason_and_logs_come_from_cloud
         .await
         .unwrap();
     match d.status(&h).await.unwrap() {
-        Observed::Exited { reason } => {
+        Observed::Exited { reason, .. } => {
             assert!(
                 reason.starts_with("Your Spot Task was interrupted."),
                 "{reason}"

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use paddock_core::driver::{
-    Capabilities, ComputeDriver, DriverError, Handle, LaunchSpec, Observed,
+    Capabilities, ComputeDriver, DriverError, Handle, LaunchSpec, Observed, EXIT_WONT_FIX,
 };
 use paddock_core::InstanceId;
 use serde::{Deserialize, Serialize};
@@ -424,17 +424,20 @@ impl ComputeDriver for ProcessDriver {
                     Ok(None) => None,
                     Ok(Some(status)) => {
                         children.remove(&data.instance_id);
-                        Some(format!("the model server exited ({status})"))
+                        Some((
+                            format!("the model server exited ({status})"),
+                            status.code() == Some(EXIT_WONT_FIX),
+                        ))
                     }
-                    Err(e) => Some(format!("the model server cannot be watched: {e}")),
+                    Err(e) => Some((format!("the model server cannot be watched: {e}"), false)),
                 },
                 _ if self.is_ours(data.pid, &data.instance_id) => None,
-                _ => Some("the model server is no longer running".to_owned()),
+                _ => Some(("the model server is no longer running".to_owned(), false)),
             }
         };
         Ok(match exited {
             None => Observed::alive(data.endpoint()),
-            Some(why) => {
+            Some((why, permanent)) => {
                 let last = tail_lines(&data.log, 5);
                 Observed::Exited {
                     reason: if last.is_empty() {
@@ -442,6 +445,7 @@ impl ComputeDriver for ProcessDriver {
                     } else {
                         format!("{why}; last log lines:\n{}", last.join("\n"))
                     },
+                    permanent,
                 }
             }
         })
