@@ -121,17 +121,17 @@ impl AdminOps<'_> {
 
     /// Gives a user a generated temporary password, to be changed at their
     /// next login; their sessions end (their API keys keep working).
-    /// Returns the password, shown once.
-    pub async fn reset_password(&self, id: &str) -> Result<String> {
+    /// Returns the user's email and the password, shown once.
+    pub async fn reset_password(&self, id: &str) -> Result<(String, String)> {
         let c = self.control;
         let id = UserId::new(id);
-        if c.store.get_user(&id).await?.is_none() {
+        let Some(user) = c.store.get_user(&id).await? else {
             return Err(Error::not_found(format!("user {id} not found")));
-        }
+        };
         let password = paddock_core::secret::generated_password();
         c.passwords()?.admin_reset_password(&id, &password).await?;
         tracing::info!(user = %id, by = %self.admin.user_id, "password reset by admin");
-        Ok(password)
+        Ok((user.email, password))
     }
 
     /// Deletes a user: their instances are stopped, their API keys

@@ -78,6 +78,6 @@ pub(crate) async fn reset_password(
     Path(id): Path<String>,
 ) -> Result<Json<ResetPassword>, ApiError> {
     Ok(Json(ResetPassword {
-        temporary_password: admin(&state.control, &p)?.reset_password(&id).await?,
+        temporary_password: admin(&state.control, &p)?.reset_password(&id).await?.1,
     }))
 }

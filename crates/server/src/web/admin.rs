@@ -263,18 +263,8 @@ pub(crate) async fn users_reset_password(
     let Some(admin) = state.control.as_admin(&s.principal) else {
         return s.forbidden();
     };
-    let email = match state
-        .control
-        .store
-        .get_user(&paddock_core::UserId::new(&id))
-        .await
-    {
-        Ok(Some(u)) => u.email,
-        Ok(None) => String::new(),
-        Err(e) => return s.error(paddock_control::Error::from(e).into()),
-    };
     match admin.reset_password(&id).await {
-        Ok(password) => {
+        Ok((email, password)) => {
             let card = json!({"heading": format!("Password reset for {email}"), "temporary_password": password});
             users_render(&s, &state, Some(&card), &FormErrors::default(), "", "").await
         }
