@@ -102,7 +102,7 @@ fn parse_model(body: Value) -> Result<Model> {
         serde_json::from_value(body).map_err(|e| Error::invalid(format!("model: {e}")))?;
     let mut errors = FieldErrors::default();
     for p in m.problems() {
-        errors.check("model", Err::<(), _>(Error::invalid(p.to_string())))?;
+        errors.add_message(&p.to_string());
     }
     errors.finish()?;
     Ok(m)

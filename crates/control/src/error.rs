@@ -131,8 +131,9 @@ impl FieldErrors {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+    /// Records a message of the form `field: what to change`.
+    pub fn add_message(&mut self, msg: &str) {
+        self.0.push(FieldError::from_message(msg));
     }
 
     /// `Ok` when nothing was recorded, else every recorded error.
