@@ -1,10 +1,12 @@
 //! The one place that picks paddock's backends from the configuration:
-//! the store, the identity and the compute driver. A new backend is a new
+//! the store, the identity, the compute driver and the host's model store
+//! its model servers read. A new backend is a new
 //! crate beside its siblings and one arm here.
 
 use anyhow::{Context, Result};
 use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::Identity;
+use paddock_core::models::ModelCache;
 use paddock_core::store::{CredentialStore, Store};
 use paddock_core::Clock;
 use paddock_identity_builtin::mailer::LogMailer;
@@ -92,7 +94,7 @@ pub async fn services(config: &Config) -> Result<Services> {
                 root: config.data_dir.clone(),
                 models_dir: config.models_dir(),
                 parallel: config.driver.runtime_parallel,
-                extra_args: Vec::new(),
+                extra_args: vec!["--registry".into(), config.driver.registry.clone()],
                 keep_on_shutdown: config.driver.keep_instances_on_shutdown,
             },
         )),
@@ -122,6 +124,7 @@ pub async fn services(config: &Config) -> Result<Services> {
                 gpu_capacity_provider: d.gpu_capacity_provider.clone(),
                 gpu_spot_capacity_provider: d.gpu_spot_capacity_provider.clone(),
                 runtime_parallel: d.runtime_parallel,
+                registry: Some(d.registry.clone()),
             };
             Arc::new(
                 paddock_driver_ecs::EcsDriver::new(
@@ -133,10 +136,21 @@ pub async fn services(config: &Config) -> Result<Services> {
             )
         }
     };
+    // The process and Docker drivers' model servers read the host's
+    // store; ECS tasks carry their models or pull them where they run.
+    let models: Option<Arc<dyn ModelCache>> = match config.driver.kind {
+        DriverKind::Process | DriverKind::Docker => Some(Arc::new(
+            paddock_models::ModelStore::open(&config.models_dir())
+                .context("the model store")?
+                .with_registry(config.driver.registry.clone()),
+        )),
+        DriverKind::Ecs => None,
+    };
     Ok(Services {
         store,
         identity,
         driver,
+        models,
         clock,
     })
 }

@@ -131,6 +131,12 @@ pub async fn models(c: &mut Client, out: &Output, cmd: Option<ModelsCmd>) -> Res
                 ),
                 format!("{} MB", m["gpu_requirements"]["gpu_memory_mb"]),
                 cell(&m["supported_tasks"]),
+                match m["availability"].as_str() {
+                    Some("on_host") => "on this host".into(),
+                    Some("download") => "downloads on first deploy".into(),
+                    Some("remote") => "in its image".into(),
+                    _ => String::new(),
+                },
                 if m["is_active"] == true {
                     "yes".into()
                 } else {
@@ -148,6 +154,7 @@ pub async fn models(c: &mut Client, out: &Output, cmd: Option<ModelsCmd>) -> Res
             "CPU NEEDS",
             "GPU NEEDS",
             "TASKS",
+            "WEIGHTS",
             "ACTIVE",
         ],
         rows,
@@ -181,7 +188,8 @@ pub struct DeployArgs {
     /// Return at once instead of waiting for RUNNING.
     #[arg(long)]
     no_wait: bool,
-    /// How long to wait for RUNNING, seconds.
+    /// How long to wait for RUNNING, seconds, once the model is on the
+    /// host (a download first takes as long as it takes).
     #[arg(long, default_value_t = 600)]
     timeout: u64,
 }
@@ -250,7 +258,10 @@ pub async fn start(c: &mut Client, out: &Output, id: &str, no_wait: bool) -> Res
     await_running(c, out, id, 600).await
 }
 
-/// Polls an instance until its status is one of `done`, showing a spinner.
+/// Polls an instance until its status is one of `done`. On a terminal it
+/// shows a spinner, or a bar of bytes while the model downloads
+/// (PULLING); otherwise (a log, CI) it prints a line at each change of
+/// status and every tenth of a download.
 async fn wait_for(
     c: &mut Client,
     id: &str,
@@ -258,24 +269,72 @@ async fn wait_for(
     timeout: u64,
     quiet: bool,
 ) -> Result<Value> {
-    let bar = if quiet || !std::io::stderr().is_terminal() {
+    let tty = std::io::stderr().is_terminal();
+    let bar = if quiet || !tty {
         ProgressBar::hidden()
     } else {
         ProgressBar::new_spinner()
     };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    let spinner = ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bytes = ProgressStyle::with_template(
+        "{spinner} {elapsed:>4} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(spinner.clone());
     bar.enable_steady_tick(Duration::from_millis(120));
-    let start = Instant::now();
+    let mut downloading = false;
+    let mut last_line = String::new();
+    // The timeout counts from the end of a download: a big model takes
+    // as long as it takes, and the bar shows it moving.
+    let mut start = Instant::now();
     loop {
         let v = c.get(&format!("/api/instances/{id}")).await?;
         let status = cell(&v["status"]);
-        bar.set_message(format!("{id} {status} {}", cell(&v["status_reason"])));
+        let pull = v["pull"]["total_bytes"]
+            .as_u64()
+            .filter(|t| *t > 0)
+            .map(|total| (v["pull"]["completed_bytes"].as_u64().unwrap_or(0), total));
+        match pull {
+            Some((completed, total)) => {
+                if !downloading {
+                    bar.set_style(bytes.clone());
+                    downloading = true;
+                }
+                bar.set_length(total);
+                bar.set_position(completed);
+                bar.set_message(format!("{id} PULLING {}", cell(&v["model_name"])));
+            }
+            None => {
+                if downloading {
+                    bar.set_style(spinner.clone());
+                    downloading = false;
+                }
+                bar.set_message(format!("{id} {status} {}", cell(&v["status_reason"])));
+            }
+        }
+        if !quiet && !tty {
+            let line = match pull {
+                Some((completed, total)) => format!(
+                    "{id} PULLING {}: {}% of {}",
+                    cell(&v["model_name"]),
+                    completed * 10 / total * 10,
+                    megabytes(total)
+                ),
+                None => format!("{id} {status}"),
+            };
+            if line != last_line {
+                eprintln!("{line}");
+                last_line = line;
+            }
+        }
         if done.contains(&status.as_str()) {
             bar.finish_and_clear();
             return Ok(v);
+        }
+        if status == "PULLING" {
+            start = Instant::now();
         }
         if start.elapsed() > Duration::from_secs(timeout) {
             bar.finish_and_clear();
@@ -283,6 +342,11 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `253.1 MB`.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 fn instance_rows(v: &Value) -> Vec<Vec<String>> {

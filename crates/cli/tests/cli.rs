@@ -216,3 +216,82 @@ fn serve_takes_the_driver_from_a_flag_and_names_the_choices_of_a_wrong_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("choose process, docker or ecs"), "{err}");
 }
+
+/// `paddock deploy` of a model that is not on the host: where stderr is
+/// not a terminal it says how far the download is (a line every tenth),
+/// then the instance runs, and `paddock models` has it on this host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_follows_the_download_of_a_model_not_on_the_host() {
+    let registry = registry_with_test_model().await;
+    let size = std::fs::metadata(test_model_file()).unwrap().len();
+    registry.hold_at(size / 2);
+    let s = TestServer::start_pulling(bin(), &registry.url).await;
+    let cli = Cli {
+        url: s.url.clone(),
+        config: tempfile::tempdir().unwrap(),
+    };
+    let deploying = tokio::task::spawn_blocking(move || {
+        let out = cli.run(
+            &["login", "--email", ADMIN_EMAIL, "--password-stdin"],
+            Some(&format!("{ADMIN_PASSWORD}\n")),
+        );
+        assert!(out.status.success(), "{out:?}");
+        let models = cli.ok(&["models"]);
+        let gemma = models
+            .lines()
+            .find(|l| l.starts_with("gemma3:270m"))
+            .unwrap();
+        assert!(gemma.contains("downloads on first deploy"), "{models}");
+        let out = cli.run(
+            &["deploy", "gemma3:270m", "--cpu", "1", "--memory", "2048"],
+            None,
+        );
+        (cli, out)
+    });
+    // Held at half until the CLI has had time to see it there.
+    let token = s.admin_token().await;
+    let half = paddock_models::testkit::CONFIG.len() as u64 + size / 2;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, v) = s.get("/api/instances", &token).await;
+        if v["instances"][0]["pull"]["completed_bytes"].as_u64() == Some(half) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no download at half: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    registry.release();
+    let (cli, out) = deploying.await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("is RUNNING"), "{stdout}");
+    let total = format!(
+        "{:.1} MB",
+        (size + paddock_models::testkit::CONFIG.len() as u64) as f64 / 1e6
+    );
+    assert!(
+        stderr.contains(&format!("PULLING gemma3:270m: 50% of {total}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().last().unwrap().ends_with("RUNNING"),
+        "{stderr}"
+    );
+    tokio::task::spawn_blocking(move || {
+        let models = cli.ok(&["models"]);
+        let gemma = models
+            .lines()
+            .find(|l| l.starts_with("gemma3:270m"))
+            .unwrap();
+        assert!(gemma.contains("on this host"), "{models}");
+    })
+    .await
+    .unwrap();
+}

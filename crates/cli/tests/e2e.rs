@@ -256,6 +256,8 @@ async fn deploy_chat_meter_and_stop() {
 async fn a_model_that_cannot_be_pulled_fails_once_and_is_not_restarted() {
     let s = TestServer::start_with_runtime(bin()).await;
     let token = s.user_token("noor@example.com").await;
+    let (_, catalog) = s.get("/api/models/qwen2.5:0.5b", &token).await;
+    assert_eq!(catalog["availability"], "download", "{catalog}");
     let (st, v) = s
         .post(
             "/api/models/deploy",
@@ -269,20 +271,166 @@ async fn a_model_that_cannot_be_pulled_fails_once_and_is_not_restarted() {
     let reason = v["status_reason"].as_str().unwrap();
     assert!(reason.contains(UNREACHABLE_REGISTRY), "{reason}");
     assert!(reason.contains("qwen2.5:0.5b"), "{reason}");
+    assert!(reason.contains("cannot reach the registry"), "{reason}");
     assert!(reason.contains("not restarted"), "{reason}");
     assert_eq!(v["status_label"], "FAILED", "{v}");
     assert_eq!(v["startable"], true, "{v}");
     // Well past the first restart's backoff: still one failure, no restart.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let (_, v) = s.get(&format!("/api/instances/{id}"), &token).await;
-    let to: Vec<&str> = v["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["to"].as_str().unwrap())
-        .collect();
-    assert_eq!(to, ["PENDING", "STARTING", "FAILED"], "{v}");
+    assert_eq!(
+        states(&s, &token, &id).await,
+        ["PENDING", "PULLING", "FAILED"]
+    );
     assert!(runtime_pids(&s.data_dir).is_empty());
+}
+
+/// The states an instance went through, oldest first.
+async fn states(s: &TestServer, token: &str, id: &str) -> Vec<String> {
+    let (_, v) = s.get(&format!("/api/instances/{id}"), token).await;
+    history(&v).into_iter().map(|(to, _)| to).collect()
+}
+
+/// Waits until the instance is PULLING with `bytes` of the weights
+/// downloaded (and the few bytes of the model's config).
+async fn wait_pulled_to(s: &TestServer, token: &str, id: &str, bytes: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = s.get(&format!("/api/instances/{id}"), token).await;
+        let config = paddock_models::testkit::CONFIG.len() as u64;
+        if v["pull"]["completed_bytes"].as_u64() == Some(config + bytes) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} did not download {bytes} bytes: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A catalog model that is not on the host is downloaded on its first
+/// deploy: the instance is PULLING with its bytes and percent, a second
+/// instance of the model waits for the same download, both then run, the
+/// model answers, and the next deploy finds it on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_not_on_the_host_is_pulled_once_and_kept() {
+    let registry = registry_with_test_model().await;
+    let size = std::fs::metadata(test_model_file()).unwrap().len();
+    registry.hold_at(size / 2);
+    let s = TestServer::start_pulling(bin(), &registry.url).await;
+    let token = s.user_token("pia@example.com").await;
+    let key = s.api_key(&token, "k").await;
+    let (_, m) = s.get("/api/models/gemma3:270m", &token).await;
+    assert_eq!(m["availability"], "download", "{m}");
+
+    let first = s.deploy_gemma(&token, 0.0).await;
+    let v = wait_pulled_to(&s, &token, &first, size / 2).await;
+    assert_eq!(v["status"], "PULLING", "{v}");
+    assert_eq!(v["status_label"], "pulling 50%", "{v}");
+    assert_eq!(v["pull"]["percent"], 50, "{v}");
+    let config = paddock_models::testkit::CONFIG.len() as u64;
+    assert_eq!(
+        v["pull"]["total_bytes"].as_u64(),
+        Some(size + config),
+        "{v}"
+    );
+    assert!(
+        v["status_reason"].as_str().unwrap().contains(&registry.url),
+        "{v}"
+    );
+    assert_eq!(v["uptime_seconds"], 0, "a download bills nothing");
+    // A second instance of the model waits for the same download.
+    let second = s.deploy_gemma(&token, 0.0).await;
+    wait_pulled_to(&s, &token, &second, size / 2).await;
+
+    registry.release();
+    s.wait_status(&token, &first, "RUNNING", 180).await;
+    s.wait_status(&token, &second, "RUNNING", 180).await;
+    for id in [&first, &second] {
+        assert_eq!(
+            states(&s, &token, id).await,
+            ["PENDING", "PULLING", "STARTING", "RUNNING"]
+        );
+    }
+    // One download for both: the config blob and the weights, once each.
+    assert_eq!(registry.blob_requests(), 2);
+    let (st, v) = chat(
+        &s,
+        &key,
+        "/api/generate",
+        json!({"model": "gemma3:270m", "prompt": "The capital of France is", "stream": false, "options": {"num_predict": 6, "temperature": 0}}),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(!v["response"].as_str().unwrap().is_empty(), "{v}");
+
+    // Kept for the next deploy: on the host, launched without a download.
+    let (_, m) = s.get("/api/models/gemma3:270m", &token).await;
+    assert_eq!(m["availability"], "on_host", "{m}");
+    for id in [&first, &second] {
+        s.post(
+            &format!("/api/instances/{id}/stop"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    }
+    let third = s.deploy_gemma(&token, 0.0).await;
+    s.wait_status(&token, &third, "RUNNING", 180).await;
+    assert_eq!(
+        states(&s, &token, &third).await,
+        ["PENDING", "STARTING", "RUNNING"]
+    );
+    assert_eq!(registry.blob_requests(), 2);
+}
+
+/// A download whose instances are all stopped is cancelled and its part
+/// kept: starting the instance again resumes it where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_download_resumes_when_started_again() {
+    let registry = registry_with_test_model().await;
+    let size = std::fs::metadata(test_model_file()).unwrap().len();
+    registry.hold_at(size / 4);
+    let s = TestServer::start_pulling(bin(), &registry.url).await;
+    let token = s.user_token("ravi@example.com").await;
+    let id = s.deploy_gemma(&token, 0.0).await;
+    wait_pulled_to(&s, &token, &id, size / 4).await;
+    let (st, v) = s
+        .post(
+            &format!("/api/instances/{id}/stop"),
+            Some(&token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["status"], "STOPPED", "nothing to release: {v}");
+    let partial = || {
+        std::fs::read_dir(s.data_dir.join("pulled/models/blobs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("-partial"))
+            .map(|e| e.metadata().unwrap().len())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(partial(), [size / 4], "the part downloaded is kept");
+    registry.release();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(partial(), [size / 4], "the cancelled download went on");
+    let (_, m) = s.get("/api/models/gemma3:270m", &token).await;
+    assert_eq!(m["availability"], "download", "{m}");
+
+    s.post(
+        &format!("/api/instances/{id}/start"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    s.wait_status(&token, &id, "RUNNING", 180).await;
+    assert_eq!(registry.ranges(), [format!("bytes={}-", size / 4)]);
+    assert_eq!(
+        states(&s, &token, &id).await,
+        ["PENDING", "PULLING", "STOPPED", "PENDING", "PULLING", "STARTING", "RUNNING"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

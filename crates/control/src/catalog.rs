@@ -22,14 +22,46 @@ pub struct ModelView {
     pub model: Model,
     /// About how long a deploy takes to answer, from the model's size.
     pub estimated_start_seconds: u32,
+    /// Whether a deploy starts from what is on this host or downloads the
+    /// model (`model_size_gb`) first.
+    pub availability: Availability,
 }
 
-impl From<Model> for ModelView {
-    fn from(model: Model) -> Self {
-        ModelView {
-            estimated_start_seconds: model.estimated_start_seconds(),
-            model,
+/// Where a deploy of a model gets its weights.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    /// On this host (in its model store, or in the model's Docker image):
+    /// a deploy loads it at once.
+    OnHost,
+    /// Not on this host yet: the first deploy downloads it from the
+    /// registry (the instance is PULLING meanwhile); later deploys find it.
+    Download,
+    /// The model servers run elsewhere (ECS): their image carries the
+    /// model, or they download it as they start.
+    Remote,
+}
+
+impl Availability {
+    /// How the catalog says it, for a model of `size_gb`.
+    pub fn describe(self, size_gb: f64) -> String {
+        match self {
+            Availability::OnHost => "On this host".into(),
+            Availability::Download => {
+                format!("Downloads {} on first deploy", gigabytes(size_gb))
+            }
+            Availability::Remote => "Runs from its image".into(),
         }
+    }
+}
+
+/// A model's size as people read it: `0.25 GB`, `4.7 GB`.
+pub fn gigabytes(gb: f64) -> String {
+    if gb < 1.0 {
+        format!("{gb:.2} GB")
+    } else {
+        format!("{gb:.1} GB")
     }
 }
 
@@ -109,22 +141,52 @@ fn parse_model(body: Value) -> Result<Model> {
 }
 
 impl Control {
+    /// Where a deploy of `model` gets its weights on this paddock.
+    pub async fn availability(&self, model: &ModelId) -> Availability {
+        match &self.models {
+            Some(cache) if self.driver.reads_host_store(model).await => {
+                if cache.has(model) {
+                    Availability::OnHost
+                } else {
+                    Availability::Download
+                }
+            }
+            _ if self.driver.capabilities().local => Availability::OnHost,
+            _ => Availability::Remote,
+        }
+    }
+
+    /// The view of a catalog entry.
+    pub async fn model_view(&self, model: Model) -> ModelView {
+        ModelView {
+            estimated_start_seconds: model.estimated_start_seconds(),
+            availability: self.availability(&model.model_id).await,
+            model,
+        }
+    }
+
+    async fn model_views(&self, models: impl IntoIterator<Item = Model>) -> Vec<ModelView> {
+        let mut views = Vec::new();
+        for m in models {
+            views.push(self.model_view(m).await);
+        }
+        views
+    }
+
     /// The active catalog, by id.
     pub async fn models(&self) -> Result<Vec<ModelView>> {
+        let models = self.store.list_models().await?;
         Ok(self
-            .store
-            .list_models()
-            .await?
-            .into_iter()
-            .filter(|m| m.is_active)
-            .map(ModelView::from)
-            .collect())
+            .model_views(models.into_iter().filter(|m| m.is_active))
+            .await)
     }
 
     /// One model; an inactive one only for admins.
     pub async fn model(&self, caller: &Principal, id: &str) -> Result<ModelView> {
         match self.store.get_model(&ModelId::new(id)).await? {
-            Some(m) if m.is_active || self.as_admin(caller).is_some() => Ok(m.into()),
+            Some(m) if m.is_active || self.as_admin(caller).is_some() => {
+                Ok(self.model_view(m).await)
+            }
             _ => Err(Error::not_found(format!(
                 "model {id:?} is not in the catalog; GET /api/models lists what can be deployed"
             ))),
@@ -193,14 +255,8 @@ impl Control {
 impl AdminOps<'_> {
     /// The whole catalog, inactive models included.
     pub async fn all_models(&self) -> Result<Vec<ModelView>> {
-        Ok(self
-            .control
-            .store
-            .list_models()
-            .await?
-            .into_iter()
-            .map(ModelView::from)
-            .collect())
+        let models = self.control.store.list_models().await?;
+        Ok(self.control.model_views(models).await)
     }
 
     /// Adds a model ([`Error::Conflict`] if its id exists).
@@ -213,7 +269,7 @@ impl AdminOps<'_> {
                 m.model_id, m.model_id
             )));
         }
-        Ok(m.into())
+        Ok(self.control.model_view(m).await)
     }
 
     /// Changes the fields of a model that `patch` names (`is_active: false`
@@ -250,7 +306,7 @@ impl AdminOps<'_> {
                 Err(e) => return Err(e.into()),
             }
         };
-        Ok(stored.into())
+        Ok(self.control.model_view(stored).await)
     }
 }
 
@@ -258,7 +314,10 @@ impl AdminOps<'_> {
 fn merge(existing: &Model, patch: &Map<String, Value>) -> Result<Value> {
     let mut merged = serde_json::to_value(existing).map_err(|e| Error::Internal(e.to_string()))?;
     for (k, v) in patch {
-        if k == "estimated_start_seconds" || k == "updated_at" {
+        if matches!(
+            k.as_str(),
+            "estimated_start_seconds" | "availability" | "updated_at"
+        ) {
             continue;
         }
         merged[k] = v.clone();

@@ -75,12 +75,18 @@ pub struct InstanceView {
     pub status: InstanceState,
     pub desired_status: DesiredState,
     pub status_reason: Option<String>,
-    /// The status as a person reads it: the status, or `restarting (N of
-    /// M)` while a FAILED instance waits for its next automatic restart.
+    /// The status as a person reads it: the status, `restarting (N of M)`
+    /// while a FAILED instance waits for its next automatic restart, or
+    /// `pulling N%` while its model downloads.
     pub status_label: String,
     /// Whether `POST /api/instances/{id}/start` would start it again: it
     /// is stopped, asleep, or failed with no restart left.
     pub startable: bool,
+    /// While PULLING: how far the model's download is (absent before the
+    /// registry has said how big it is, and on a replica that is not the
+    /// one downloading).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullView>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -99,6 +105,18 @@ pub struct InstanceView {
     /// One instance's state history, oldest first (not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<Vec<Transition>>,
+}
+
+/// A model download's progress, as an instance view shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct PullView {
+    /// Bytes of the model on disk so far.
+    pub completed_bytes: u64,
+    /// Bytes of the model in all.
+    pub total_bytes: u64,
+    /// Whole percent done.
+    pub percent: u8,
 }
 
 /// What [`Control::change_instance`]'s change did to the record it read.
@@ -233,6 +251,7 @@ impl Control {
             desired_status: i.desired,
             status_reason: i.status_reason.clone(),
             status_label: self.status_label(i),
+            pull: self.pull_view(i),
             startable: match i.status {
                 InstanceState::Stopped | InstanceState::Sleeping => true,
                 InstanceState::Failed => !self.restarting(i),
@@ -259,6 +278,19 @@ impl Control {
             && i.restart_count < self.settings.max_restarts
     }
 
+    /// See [`InstanceView::pull`].
+    fn pull_view(&self, i: &Instance) -> Option<PullView> {
+        if i.status != InstanceState::Pulling {
+            return None;
+        }
+        let p = self.pulls.progress(&i.model_id)?;
+        Some(PullView {
+            completed_bytes: p.completed,
+            total_bytes: p.total,
+            percent: p.percent()?,
+        })
+    }
+
     /// See [`InstanceView::status_label`].
     fn status_label(&self, i: &Instance) -> String {
         if self.restarting(i) {
@@ -267,6 +299,8 @@ impl Control {
                 i.restart_count + 1,
                 self.settings.max_restarts
             )
+        } else if let Some(p) = self.pull_view(i) {
+            format!("pulling {}%", p.percent)
         } else {
             i.status.as_str().to_string()
         }
@@ -458,8 +492,10 @@ impl Control {
         ))
     }
 
-    /// Asks for an instance to stop. Nothing is held before it starts or
-    /// while it sleeps or after it failed, so such a record stops at once;
+    /// Asks for an instance to stop. Nothing is held before it starts (nor
+    /// while its model downloads: the download is cancelled unless another
+    /// instance waits for it) or while it sleeps or after it failed, so
+    /// such a record stops at once;
     /// otherwise the reconciler releases the compute and finishes the stop.
     pub async fn stop_instance(&self, caller: &Principal, id: &str) -> Result<InstanceView> {
         self.change_instance(caller, id, "stop requested", |i, now| {
@@ -471,9 +507,10 @@ impl Control {
             i.desired = DesiredState::Stopped;
             i.updated_at = now;
             let to = match i.status {
-                InstanceState::Pending | InstanceState::Sleeping | InstanceState::Failed => {
-                    Some((InstanceState::Stopped, "stopped by user"))
-                }
+                InstanceState::Pending
+                | InstanceState::Pulling
+                | InstanceState::Sleeping
+                | InstanceState::Failed => Some((InstanceState::Stopped, "stopped by user")),
                 InstanceState::Starting | InstanceState::Running => {
                     Some((InstanceState::Stopping, "stop requested by user"))
                 }
@@ -504,7 +541,10 @@ impl Control {
                 }
                 (
                     DesiredState::Running,
-                    InstanceState::Pending | InstanceState::Starting | InstanceState::Running,
+                    InstanceState::Pending
+                    | InstanceState::Pulling
+                    | InstanceState::Starting
+                    | InstanceState::Running,
                 ) => return Ok(Change::Unchanged),
                 (DesiredState::Running, InstanceState::Failed) if self.restarting(i) => {
                     return Ok(Change::Unchanged)

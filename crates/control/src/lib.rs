@@ -26,6 +26,7 @@ pub mod instances;
 pub mod keys;
 pub mod keys_cache;
 pub mod metrics;
+pub mod pulls;
 pub mod reconciler;
 pub mod service;
 pub mod usage;

@@ -7,6 +7,9 @@
 //! driver: launch, probe health (STARTING -> RUNNING), fail on a start
 //! deadline or a dead process (with the reason and last log lines), restart
 //! failed instances with backoff, put idle ones to sleep, and finish stops.
+//! An instance whose model the driver reads from the host's model store,
+//! and which the store lacks, is PULLING first: the download runs beside
+//! the loop ([`crate::pulls`]), and the pass that finds it done launches.
 //! Every write is a compare-and-swap on the record's version, so a pass that
 //! races a user's request simply retries on the next pass; running a pass
 //! twice changes nothing. [`wake_instance`] is the gateway's way in: it
@@ -14,6 +17,7 @@
 //! starts, [`shutdown`] when it stops gracefully.
 
 use crate::error::Error;
+use crate::pulls::PullState;
 use crate::service::Control;
 use paddock_core::compute::ComputeSpec;
 use paddock_core::driver::{DriverError, Handle, Health, LaunchSpec, Observed};
@@ -276,25 +280,39 @@ async fn pass_once(state: &Control) -> bool {
         .collect();
     let mut changed = false;
     let mut busy = false;
+    // The models PULLING instances still wait for after this pass.
+    let mut pulling = std::collections::HashSet::new();
     for i in instances {
         if i.status == InstanceState::Stopped {
             continue;
         }
         let id = i.instance_id.clone();
+        let before = (i.status, i.desired, i.model_id.clone());
         let observed = seen.remove(&id);
-        match step_observed(state, i, observed).await {
+        let after = match step_observed(state, i, observed).await {
             Ok(Some(after)) => {
                 changed = true;
                 busy |= matches!(
                     after.status,
                     InstanceState::Pending | InstanceState::Starting | InstanceState::Stopping
                 );
+                (after.status, after.desired, after.model_id)
             }
-            Ok(None) => {}
-            Err(StoreError::Stale(_)) => busy = true,
-            Err(e) => tracing::warn!(instance = %id, error = %e, "reconcile step failed"),
+            Ok(None) => before,
+            Err(StoreError::Stale(_)) => {
+                busy = true;
+                before
+            }
+            Err(e) => {
+                tracing::warn!(instance = %id, error = %e, "reconcile step failed");
+                before
+            }
+        };
+        if (after.0, after.1) == (InstanceState::Pulling, DesiredState::Running) {
+            pulling.insert(after.2);
         }
     }
+    state.pulls.retain(|model| pulling.contains(model));
     if changed {
         state.reconciler.announce();
     }
@@ -326,8 +344,21 @@ async fn save(
     state.store.update_instance(&i, Some(&t)).await
 }
 
-/// Launches an instance's runtime and records STARTING (or FAILED).
+/// Launches an instance's runtime and records STARTING (or FAILED); or,
+/// when its model server would read the host's model store and the model
+/// is not there, starts the download and records PULLING.
 async fn launch(state: &Control, mut i: Instance, reason: &str) -> Result<Instance, StoreError> {
+    if let Some(cache) = &state.models {
+        if !cache.has(&i.model_id) && state.driver.reads_host_store(&i.model_id).await {
+            state.pulls.ensure(cache, &i.model_id, &state.reconciler);
+            let reason = format!(
+                "downloading {} from {}; it launches when the download is complete",
+                i.model_id,
+                cache.registry()
+            );
+            return save(state, i, InstanceState::Pulling, reason).await;
+        }
+    }
     let spec = LaunchSpec {
         instance_id: i.instance_id.clone(),
         model_id: i.model_id.clone(),
@@ -411,7 +442,7 @@ async fn step_observed(
             state.activity.forget(&i.instance_id);
             save(state, i, S::Stopped, "stopped").await?
         }
-        (D::Stopped, S::Pending | S::Sleeping | S::Failed) => {
+        (D::Stopped, S::Pending | S::Pulling | S::Sleeping | S::Failed) => {
             release(state, &mut i).await;
             save(state, i, S::Stopped, "stopped").await?
         }
@@ -424,6 +455,19 @@ async fn step_observed(
             launch(state, i, "launching").await?
         }
         (D::Running, S::Sleeping) => return Ok(None),
+        (D::Running, S::Pulling) => {
+            let Some(cache) = &state.models else {
+                return Ok(Some(launch(state, i, "launching").await?));
+            };
+            match state.pulls.ensure(cache, &i.model_id, &state.reconciler) {
+                PullState::Running(_) => return Ok(None),
+                PullState::Done => launch(state, i, "model downloaded; launching").await?,
+                PullState::Failed(e) => {
+                    let reason = not_restarted_if(state, &mut i, e.message, e.permanent);
+                    save(state, i, S::Failed, reason).await?
+                }
+            }
+        }
         (D::Running, S::Starting) => {
             let Some(h) = handle_of(&i) else {
                 return Ok(Some(launch(state, i, "launching").await?));
@@ -605,8 +649,15 @@ pub async fn wake_instance(state: &Control, id: &InstanceId) -> Result<Instance,
         state.reconciler.wake();
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
+            let message = match state.pulls.progress(&i.model_id).and_then(|p| p.percent()) {
+                Some(pct) if i.status == InstanceState::Pulling => format!(
+                    "instance {id} is downloading {} ({pct}% done); retry when it is RUNNING",
+                    i.model_id
+                ),
+                _ => format!("instance {id} is still starting; retry shortly"),
+            };
             return Err(Error::Unavailable {
-                message: format!("instance {id} is still starting; retry shortly"),
+                message,
                 retry_after: 5,
             });
         }

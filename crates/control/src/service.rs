@@ -6,6 +6,7 @@ use crate::activity::{Activity, Queueing};
 use crate::bus::InstanceBus;
 use crate::keys_cache::KeyCache;
 use crate::metrics::Metrics;
+use crate::pulls::Pulls;
 use crate::usage_writer::UsageWriter;
 use crate::Result;
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use paddock_core::catalog::default_catalog;
 use paddock_core::compute::ComputeTable;
 use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::{Identity, IdentityError};
+use paddock_core::models::ModelCache;
 use paddock_core::store::{Store, StoreError};
 use paddock_core::user::{Principal, Role};
 use paddock_core::Clock;
@@ -68,6 +70,10 @@ pub struct Backends {
     pub store: Arc<dyn Store>,
     pub identity: Arc<dyn Identity>,
     pub driver: Arc<dyn ComputeDriver>,
+    /// The host's model store, where the driver's model servers read
+    /// their weights (the process and Docker drivers); `None` where no
+    /// model server reads it (ECS), so nothing is pulled before a launch.
+    pub models: Option<Arc<dyn ModelCache>>,
     pub probe: Arc<dyn HealthProbe>,
     pub clock: Clock,
 }
@@ -86,6 +92,10 @@ pub struct Inner {
     pub identity: Arc<dyn Identity>,
     /// Where instances run.
     pub driver: Arc<dyn ComputeDriver>,
+    /// The host's model store, when the driver's model servers read it.
+    pub models: Option<Arc<dyn ModelCache>>,
+    /// Model downloads into it under way.
+    pub pulls: Pulls,
     /// Health checks of model servers, for the reconciler.
     pub probe: Arc<dyn HealthProbe>,
     pub compute: ComputeTable,
@@ -123,6 +133,8 @@ impl Control {
             store: backends.store,
             identity: backends.identity,
             driver: backends.driver,
+            models: backends.models,
+            pulls: Pulls::default(),
             probe: backends.probe,
             compute: ComputeTable::builtin(),
             clock: backends.clock,

@@ -44,6 +44,26 @@ pub struct LaunchSpec {
     pub ctx: u32,
 }
 
+impl LaunchSpec {
+    /// The arguments of `paddock runtime` every driver passes for this
+    /// launch: the model, its threads and context, and `parallel`
+    /// sequences. Each driver adds where the runtime listens and where
+    /// its model store is.
+    pub fn runtime_args(&self, parallel: u32) -> Vec<String> {
+        vec![
+            "runtime".into(),
+            "--model".into(),
+            self.model_id.as_str().into(),
+            "--threads".into(),
+            self.threads.to_string(),
+            "--ctx".into(),
+            self.ctx.to_string(),
+            "--parallel".into(),
+            parallel.max(1).to_string(),
+        ]
+    }
+}
+
 /// A driver's reference to what it launched; opaque to everyone else and
 /// persisted in the instance record so it survives restarts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,6 +176,14 @@ pub trait ComputeDriver: Send + Sync + std::fmt::Debug {
     /// Short name stored in handles (`process`).
     fn name(&self) -> &'static str;
     fn capabilities(&self) -> Capabilities;
+    /// Whether the model server launched for `model` reads its weights
+    /// from the host's model store ([`crate::models::ModelCache`]), which
+    /// must then hold the model before the launch: the control plane pulls
+    /// it there first. The default, no: the model comes with the server's
+    /// image, or the server fetches it itself where it runs.
+    async fn reads_host_store(&self, _model: &ModelId) -> bool {
+        false
+    }
     /// Starts a model server; idempotent per instance id.
     async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError>;
     async fn status(&self, handle: &Handle) -> Result<Observed, DriverError>;

@@ -2,10 +2,16 @@
 //!
 //! ```text
 //! PENDING -> STARTING -> RUNNING -> STOPPING -> STOPPED
-//!               |           |  \
-//!               v           v   -> SLEEPING (idle; wakes on request) -> STARTING
-//!             FAILED      FAILED
+//!    |          |           |  \
+//!    v          v           v   -> SLEEPING (idle; wakes on request) -> STARTING
+//! PULLING     FAILED      FAILED
+//!    |
+//!    +-> STARTING (or FAILED)
 //! ```
+//!
+//! An instance whose model is not on the host yet is PULLING while the
+//! control plane downloads it (from PENDING, or from SLEEPING or FAILED
+//! when a wake or a restart finds the model gone), then launches.
 //!
 //! A STARTING or RUNNING instance goes back to PENDING when paddock stops
 //! gracefully and ends its model server; the next start launches it again.
@@ -28,6 +34,9 @@ pub enum InstanceState {
     /// Recorded, not launched yet (or not again: paddock stopped and
     /// ended its model server; the next start launches it).
     Pending,
+    /// Its model is being downloaded to the host; it launches when the
+    /// download is complete. No compute is held (nor billed) meanwhile.
+    Pulling,
     /// Launched; waiting for the health probe.
     Starting,
     /// Healthy and serving.
@@ -44,8 +53,9 @@ pub enum InstanceState {
 
 impl InstanceState {
     /// Every state, in lifecycle order.
-    pub const ALL: [InstanceState; 7] = [
+    pub const ALL: [InstanceState; 8] = [
         InstanceState::Pending,
+        InstanceState::Pulling,
         InstanceState::Starting,
         InstanceState::Running,
         InstanceState::Sleeping,
@@ -58,6 +68,7 @@ impl InstanceState {
     pub fn as_str(self) -> &'static str {
         match self {
             InstanceState::Pending => "PENDING",
+            InstanceState::Pulling => "PULLING",
             InstanceState::Starting => "STARTING",
             InstanceState::Running => "RUNNING",
             InstanceState::Sleeping => "SLEEPING",
@@ -77,7 +88,13 @@ impl InstanceState {
         use InstanceState::*;
         matches!(
             (self, to),
-            (Pending, Starting | Stopping | Stopped | Failed)
+            (Pending, Pulling | Starting | Stopping | Stopped | Failed)
+                // Downloaded and launched, or the download failed, or it
+                // was stopped before the download finished.
+                | (Pulling, Starting | Failed | Stopped)
+                // A launch (a first one, a wake, a restart) finds the
+                // model missing from the host and downloads it first.
+                | (Starting | Sleeping | Failed, Pulling)
                 // Back to PENDING: paddock stopped and ended the model server.
                 | (Starting, Running | Failed | Stopping | Pending)
                 | (Running, Stopping | Sleeping | Failed | Pending)
@@ -388,6 +405,29 @@ mod tests {
         // A failed launch is recorded whether it was a restart or a wake.
         assert!(InstanceState::Failed.can_go_to(InstanceState::Failed));
         assert!(InstanceState::Sleeping.can_go_to(InstanceState::Failed));
+    }
+
+    #[test]
+    fn a_pull_comes_before_a_launch_and_bills_nothing() {
+        let mut i = inst();
+        let t0 = Utc::now();
+        i.transition(InstanceState::Pulling, "downloading", t0)
+            .unwrap();
+        assert_eq!(i.billed_seconds(t0 + Duration::seconds(600)), 0);
+        i.transition(
+            InstanceState::Starting,
+            "launching",
+            t0 + Duration::seconds(600),
+        )
+        .unwrap();
+        assert_eq!(i.billed_seconds(t0 + Duration::seconds(610)), 10);
+        // A wake or a restart may find the model gone; a pull cannot
+        // become RUNNING without a launch, nor hold compute.
+        assert!(InstanceState::Sleeping.can_go_to(InstanceState::Pulling));
+        assert!(InstanceState::Failed.can_go_to(InstanceState::Pulling));
+        assert!(InstanceState::Pulling.can_go_to(InstanceState::Stopped));
+        assert!(!InstanceState::Pulling.can_go_to(InstanceState::Running));
+        assert!(!InstanceState::Pulling.holds_compute());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! It owns the typed ids, the [`Clock`], the catalog and compute types, the
 //! instance state machine, users, API keys and usage records, the
 //! generation of opaque secrets ([`secret`]), and the traits that every
-//! backend implements: [`store::Store`] (where records live) and
-//! [`driver::ComputeDriver`] (where models run). It does not own HTTP,
+//! backend implements: [`store::Store`] (where records live),
+//! [`driver::ComputeDriver`] (where models run) and
+//! [`models::ModelCache`] (the host's model store). It does not own HTTP,
 //! persistence or processes; those live in the crates that implement the
 //! traits.
 
@@ -15,6 +16,7 @@ pub mod driver;
 pub mod identity;
 pub mod ids;
 pub mod instance;
+pub mod models;
 pub mod secret;
 pub mod store;
 pub mod user;

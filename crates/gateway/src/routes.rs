@@ -187,7 +187,10 @@ pub(crate) fn choose<'a>(
             };
         } else if matches!(
             r.status,
-            InstanceState::Sleeping | InstanceState::Starting | InstanceState::Pending
+            InstanceState::Sleeping
+                | InstanceState::Starting
+                | InstanceState::Pending
+                | InstanceState::Pulling
         ) {
             waking.get_or_insert(r);
         }

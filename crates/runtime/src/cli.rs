@@ -280,11 +280,13 @@ impl Bar {
         Self(bar)
     }
 
+    /// One bar for the whole model (every blob), named by the blob
+    /// being fetched.
     fn update(&self, p: &PullProgress) {
         self.0.set_message(p.status.clone());
-        if p.total > 0 {
-            self.0.set_length(p.total);
-            self.0.set_position(p.completed);
+        if p.overall.total > 0 {
+            self.0.set_length(p.overall.total);
+            self.0.set_position(p.overall.completed);
         }
     }
 

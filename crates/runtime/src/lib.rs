@@ -6,7 +6,8 @@
 //! (`/api/*`) and OpenAI (`/v1/*`) requests on that model:
 //!
 //! - [`store`]: the content-addressed local model store, registry pulls and
-//!   the read-only view of an existing Ollama models directory;
+//!   the read-only view of an existing Ollama models directory (the
+//!   `paddock-models` crate, which the control plane shares);
 //! - `engine`: the batch scheduler, one OS thread that owns the llama.cpp
 //!   context and decodes every active sequence together (continuous batching);
 //! - `api`: the axum routes, in Ollama's and OpenAI's wire formats;
@@ -22,7 +23,7 @@ mod config;
 mod engine;
 mod error;
 mod metrics;
-pub mod store;
+pub use paddock_models as store;
 mod template;
 
 pub use config::{default_data_dir, default_threads, RuntimeConfig};

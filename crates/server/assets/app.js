@@ -81,6 +81,10 @@
     return Math.abs(x) < 0.01 ? "$" + x.toFixed(4) : "$" + x.toFixed(2);
   }
 
+  function bytes(n) {
+    return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`;
+  }
+
   function mem(mb) {
     if (mb >= 1024 && mb % 1024 === 0) return `${mb / 1024} GB`;
     if (mb >= 1024) return `${(mb / 1024).toFixed(1)} GB`;
@@ -272,6 +276,10 @@
         if (sub.textContent) d("price").appendChild(sub);
       }
       d("submit").disabled = !fits;
+      d("download").hidden = !model.download;
+      if (model.download) {
+        d("download").textContent = `${model.model_id} is not on this host yet: this deploy first downloads ${model.download} from the registry (the instance shows the progress), and later deploys start at once.`;
+      }
     };
 
     document.addEventListener("click", (e) => {
@@ -360,6 +368,18 @@
     if (line) line.title = v.status_reason || "";
     set("uptime", duration(v.uptime_seconds || 0));
     set("cost", usd(v.cost_usd || 0));
+    tickFrom(root, v);
+    const pull = $('[data-f="pull"]', root);
+    if (pull) {
+      const p = v.pull;
+      pull.hidden = !(p && p.total_bytes > 0);
+      if (!pull.hidden) {
+        const bar = $("progress", pull);
+        bar.max = p.total_bytes;
+        bar.value = p.completed_bytes;
+        set("pull-bytes", `${bytes(p.completed_bytes)} of ${bytes(p.total_bytes)}`);
+      }
+    }
     const chat = $('[data-a="chat"]', root);
     if (chat) chat.hidden = v.status !== "RUNNING";
     const stop = $('[data-action="stop"]', root);
@@ -369,6 +389,25 @@
     const start = $('[data-action="start"]', root);
     if (start) start.hidden = !v.startable;
   }
+
+  // Uptime and cost move on between the server's updates (every few
+  // seconds): while an instance holds compute, both are counted here each
+  // second from its last view, as the server counts them.
+  const HOLDS_COMPUTE = ["STARTING", "RUNNING", "STOPPING"];
+  const ticking = new Map();
+  function tickFrom(root, v) {
+    if (HOLDS_COMPUTE.includes(v.status)) ticking.set(root, { v, at: Date.now() });
+    else ticking.delete(root);
+  }
+  setInterval(() => {
+    ticking.forEach(({ v, at }, root) => {
+      if (!root.isConnected) { ticking.delete(root); return; }
+      const secs = (v.uptime_seconds || 0) + Math.floor((Date.now() - at) / 1000);
+      const up = $('[data-f="uptime"]', root), cost = $('[data-f="cost"]', root);
+      if (up) up.textContent = duration(secs);
+      if (cost) cost.textContent = usd((v.price_per_hour_usd || 0) * secs / 3600);
+    });
+  }, 1000);
 
   function poll(fn, ms) {
     let timer = null;

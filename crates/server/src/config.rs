@@ -235,6 +235,10 @@ pub struct DriverConfig {
     /// The model store instances load from [default: `<data_dir>`, where
     /// `paddock models import` and `paddock pull` put models].
     pub models_dir: Option<PathBuf>,
+    /// The Ollama registry models missing from the store are pulled from
+    /// (by the control plane before an instance launches, or by an ECS
+    /// task's model server as it starts).
+    pub registry: String,
     /// Sequences each instance's runtime decodes together.
     pub runtime_parallel: u32,
     /// Whether instances' model servers keep running when `paddock serve`
@@ -356,6 +360,7 @@ impl Default for DriverConfig {
             kind: DriverKind::Process,
             runtime_binary: None,
             models_dir: None,
+            registry: "https://registry.ollama.ai".into(),
             runtime_parallel: 4,
             keep_instances_on_shutdown: false,
             local_cpu_hour_usd: 0.0,
@@ -717,6 +722,13 @@ impl Config {
             "must be at least 1",
         )?;
         let d = &self.driver;
+        check(
+            (d.registry.starts_with("http://") || d.registry.starts_with("https://"))
+                && d.registry.len() > "https://".len()
+                && !d.registry.contains(char::is_whitespace),
+            "driver.registry",
+            "must be the registry's base URL, like https://registry.ollama.ai",
+        )?;
         check(
             (1..=256).contains(&d.runtime_parallel),
             "driver.runtime_parallel",

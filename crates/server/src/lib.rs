@@ -24,6 +24,7 @@ use paddock_control::reconciler;
 use paddock_control::{Backends, Control, Settings};
 use paddock_core::driver::ComputeDriver;
 use paddock_core::identity::Identity;
+use paddock_core::models::ModelCache;
 use paddock_core::store::Store;
 use paddock_core::Clock;
 use paddock_gateway::upstream::Pool;
@@ -50,6 +51,9 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub identity: Arc<dyn Identity>,
     pub driver: Arc<dyn ComputeDriver>,
+    /// The host's model store the driver's model servers read (`None`
+    /// where they read none: ECS).
+    pub models: Option<Arc<dyn ModelCache>>,
     pub clock: Clock,
 }
 
@@ -92,6 +96,7 @@ pub async fn build(config: Config, services: Services) -> Result<(AppState, Gate
             store: services.store,
             identity: services.identity,
             driver: services.driver,
+            models: services.models,
             probe: Arc::new(pool.clone()),
             clock: services.clock,
         },

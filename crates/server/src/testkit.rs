@@ -7,10 +7,12 @@
 
 use crate::config::{Config, Secret};
 use crate::Services;
+use paddock_core::models::ModelCache;
 use paddock_core::Clock;
 use paddock_driver_process::{ProcessDriver, ProcessDriverConfig};
 use paddock_identity_builtin::mailer::MemoryMailer;
 use paddock_identity_builtin::{BuiltinIdentity, BuiltinSettings};
+pub use paddock_models::testkit::FakeRegistry;
 use paddock_store_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -50,6 +52,10 @@ pub fn test_config(data_dir: &Path) -> Config {
     c.identity.admin_email = ADMIN_EMAIL.into();
     c.identity.admin_password = Some(Secret::new(ADMIN_PASSWORD));
     c.driver.runtime_binary = Some(PathBuf::from("/nonexistent/paddock"));
+    // Tests reach nothing but loopback: a model that is not in the store
+    // is pulled from a port where nothing listens, unless the test starts
+    // a registry of its own ([`registry_with_test_model`]).
+    c.driver.registry = UNREACHABLE_REGISTRY.into();
     c.reconciler.interval_ms = 200;
     c.reconciler.restart_backoff_secs = 1;
     c
@@ -64,14 +70,36 @@ pub fn with_runtime(mut config: Config, paddock_bin: &Path) -> Config {
     config
 }
 
+/// Points a config at the real `paddock` binary and an empty model store
+/// of its own that pulls from `registry`: every model is downloaded on
+/// its first deploy.
+pub fn with_runtime_pulling(config: Config, paddock_bin: &Path, registry: &str) -> Config {
+    let mut config = with_runtime(config, paddock_bin);
+    config.driver.models_dir = Some(config.data_dir.join("pulled"));
+    config.driver.registry = registry.to_owned();
+    config
+}
+
+/// The test model file (`PADDOCK_TEST_MODEL`).
+pub fn test_model_file() -> PathBuf {
+    PathBuf::from(std::env::var("PADDOCK_TEST_MODEL").unwrap_or_else(|_| {
+        panic!("PADDOCK_TEST_MODEL is not set: run `eval \"$(scripts/test-assets)\"` (scripts/test does it)")
+    }))
+}
+
+/// A fake Ollama registry on a loopback port serving the test model as
+/// `gemma3:270m`.
+pub async fn registry_with_test_model() -> FakeRegistry {
+    let registry = FakeRegistry::start().await;
+    registry.add_model_file("gemma3:270m", &test_model_file());
+    registry
+}
+
 /// A model store (shared by all tests) holding the test model as
 /// `gemma3:270m`, imported with `paddock_bin` on first use from
 /// `PADDOCK_TEST_MODEL`.
 pub fn test_model_store(paddock_bin: &Path) -> PathBuf {
-    let model = std::env::var("PADDOCK_TEST_MODEL").unwrap_or_else(|_| {
-        panic!("PADDOCK_TEST_MODEL is not set: run `eval \"$(scripts/test-assets)\"` (scripts/test does it)")
-    });
-    let model = PathBuf::from(model);
+    let model = test_model_file();
     let store = model
         .parent()
         .map(|d| d.join("store"))
@@ -116,6 +144,19 @@ impl TestServer {
         s
     }
 
+    /// A server on a fresh data directory that runs the real model with
+    /// `paddock_bin` from an empty model store of its own, so every model
+    /// is pulled from `registry` on its first deploy
+    /// ([`with_runtime_pulling`]).
+    pub async fn start_pulling(paddock_bin: &Path, registry: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_owned();
+        let config = with_runtime_pulling(test_config(&path), paddock_bin, registry);
+        let mut s = Self::start_in(&path, config).await;
+        s.dir = Some(dir);
+        s
+    }
+
     /// Starts (or restarts) a server on an existing data directory.
     pub async fn start_in(data_dir: &Path, config: Config) -> TestServer {
         let store = SqliteStore::open(&data_dir.join("paddock.db"))
@@ -130,9 +171,7 @@ impl TestServer {
             root: data_dir.to_owned(),
             models_dir: config.models_dir(),
             parallel: config.driver.runtime_parallel,
-            // Tests reach nothing but loopback: a model that is not in the
-            // store is pulled from a port where nothing listens.
-            extra_args: vec!["--registry".into(), UNREACHABLE_REGISTRY.into()],
+            extra_args: vec!["--registry".into(), config.driver.registry.clone()],
             keep_on_shutdown: config.driver.keep_instances_on_shutdown,
         }));
         let mailer = Arc::new(MemoryMailer::default());
@@ -156,10 +195,25 @@ impl TestServer {
                 login_lockout_secs: config.identity.login_lockout_secs,
             },
         ));
+        // A server whose runtime cannot run (no binary) has no store its
+        // model servers read: its instances launch, and fail, at once.
+        let runs_models = config
+            .driver
+            .runtime_binary
+            .as_deref()
+            .is_some_and(Path::is_file);
+        let models = runs_models.then(|| {
+            Arc::new(
+                paddock_models::ModelStore::open(&config.models_dir())
+                    .expect("the model store")
+                    .with_registry(config.driver.registry.clone()),
+            ) as Arc<dyn ModelCache>
+        });
         let services = Services {
             store,
             identity,
             driver: driver.clone(),
+            models,
             clock: clock.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -368,6 +368,19 @@ async fn deploy_gemma_in_browser(b: &Browser, shots: bool) -> String {
     .await;
     let fit = b.text("[data-d=fit]").await;
     assert!(fit.contains("Fits"), "{fit}");
+    // It says when the deploy downloads the model first, as the card does.
+    let downloads = b
+        .js("return document.querySelector(\"[data-model-card]:has([data-test='deploy-gemma3:270m']) [data-test=availability]\").textContent.includes('Downloads')")
+        .await;
+    assert_eq!(
+        b.js("return !document.querySelector('[data-test=deploy-download]').hidden")
+            .await,
+        downloads
+    );
+    if downloads == true {
+        let note = b.text("[data-test=deploy-download]").await;
+        assert!(note.contains("downloads 0.25 GB"), "{note}");
+    }
     let price = b.text("[data-d=price]").await;
     assert!(price.contains("/ hour"), "{price}");
     // This server's driver has no GPU: the GPU tab is off and says why,
@@ -1039,23 +1052,56 @@ fn paddock_bin() -> PathBuf {
 }
 
 /// The whole story with a real model: sign up, confirm, log in, deploy
-/// gemma3:270m on CPU, see it become RUNNING without reloading, chat with
-/// streamed output, create an API key, stop the instance.
+/// gemma3:270m on CPU (not on the host yet: it is downloaded from a fake
+/// registry first, its progress shown), see it become RUNNING without
+/// reloading, chat with streamed output, create an API key, stop the
+/// instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_flow_with_a_running_model() {
     let _guard = BROWSER_LOCK.lock().await;
-    let srv = TestServer::start_with_runtime(&paddock_bin()).await;
+    let registry = registry_with_test_model().await;
+    let size = std::fs::metadata(test_model_file()).unwrap().len();
+    registry.hold_at(size * 2 / 5);
+    let srv = TestServer::start_pulling(&paddock_bin(), &registry.url).await;
     let b = Browser::open(&srv.url, "model").await;
     let email = "eve@example.com";
     sign_up_in_browser(&b, &srv, email, false).await;
 
+    // The catalog says the model is not here, and what the first deploy
+    // downloads.
+    b.go("/ui/models").await;
+    let card = "[data-model-card]:has([data-test='deploy-gemma3:270m']) [data-test=availability]";
+    assert_eq!(b.text(card).await, "↓ Downloads 0.25 GB on first deploy");
     let id = deploy_gemma_in_browser(&b, false).await;
     let row = format!("tr[data-instance='{id}']");
     b.find(&row).await;
     b.js("window.__paddockMark = 1; return 1").await;
+    // PULLING with its percent and bytes, live, in the list and on the
+    // instance's page.
+    b.until(
+        "the download at 40% without reload",
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'pulling 40%' && !document.querySelector(\"{row} [data-f=pull]\").hidden && window.__paddockMark === 1"),
+        60,
+    )
+    .await;
+    let bytes = b.text(&format!("{row} [data-f=pull-bytes]")).await;
+    assert!(bytes.ends_with("of 253.1 MB"), "{bytes}");
+    b.shot("instances-pulling").await;
+    b.go(&format!("/ui/instances/{id}")).await;
+    b.until(
+        "the download on the instance's page",
+        "document.querySelector('[data-live-instance] [data-f=status]').textContent == 'pulling 40%' && !document.querySelector('[data-live-instance] [data-f=pull]').hidden",
+        20,
+    )
+    .await;
+    b.shot("instance-detail-pulling").await;
+    b.go("/ui/instances").await;
+    b.find(&row).await;
+    b.js("window.__paddockMark = 1; return 1").await;
+    registry.release();
     b.until(
         "RUNNING without reload",
-        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'RUNNING' && window.__paddockMark === 1"),
+        &format!("document.querySelector(\"{row} [data-f=status]\").textContent == 'RUNNING' && window.__paddockMark === 1 && document.querySelector(\"{row} [data-f=pull]\").hidden"),
         240,
     )
     .await;
@@ -1212,6 +1258,10 @@ async fn full_flow_with_a_running_model() {
         "{ticks:?}"
     );
     b.shot("usage-with-data").await;
+
+    // The catalog has the model on this host now.
+    b.go("/ui/models").await;
+    assert_eq!(b.text(card).await, "✓ On this host");
 
     // Stop from the list; STOPPED shows without reload.
     b.go("/ui/instances").await;

@@ -87,6 +87,7 @@ impl Serve {
             .env("PADDOCK_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("PADDOCK_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("PADDOCK_MODELS_DIR", test_model_store(bin()))
+            .env("PADDOCK_DRIVER__REGISTRY", UNREACHABLE_REGISTRY)
             .env("PADDOCK_RECONCILE_INTERVAL_MS", "200")
             .env("PADDOCK_LOG", "info,sqlx=warn")
             .envs(env.iter().copied())

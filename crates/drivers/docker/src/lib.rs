@@ -468,19 +468,8 @@ impl DockerDriver {
                 spec.model_id.as_str().to_owned(),
             ),
         ]);
-        let cmd = vec![
-            "runtime".to_owned(),
-            "--model".into(),
-            spec.model_id.as_str().into(),
-            "--threads".into(),
-            spec.threads.to_string(),
-            "--ctx".into(),
-            spec.ctx.to_string(),
-            "--parallel".into(),
-            self.config.parallel.to_string(),
-            "--data-dir".into(),
-            IMAGE_DATA_DIR.into(),
-        ];
+        let mut cmd = spec.runtime_args(self.config.parallel);
+        cmd.extend(["--data-dir".into(), IMAGE_DATA_DIR.into()]);
         let body = ContainerCreateBody {
             image: Some(image.clone()),
             cmd: Some(cmd),
@@ -708,6 +697,16 @@ impl ComputeDriver for DockerDriver {
             spot: false,
             local: true,
         }
+    }
+
+    /// Unless the model's own image will run (weights baked in), the
+    /// container mounts the host's store and reads the model there.
+    async fn reads_host_store(&self, model: &paddock_core::ModelId) -> bool {
+        !(self.config.model_images
+            && self
+                .image_exists(&model_image(model.as_str()))
+                .await
+                .unwrap_or(false))
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError> {

@@ -91,6 +91,10 @@ pub struct EcsSettings {
     pub gpu_spot_capacity_provider: Option<String>,
     /// Sequences each runtime decodes together.
     pub runtime_parallel: u32,
+    /// The registry a task's runtime pulls a model its image lacks from
+    /// (`--registry`); `None`: the runtime's default, the public Ollama
+    /// registry.
+    pub registry: Option<String>,
 }
 
 /// What a handle carries.
@@ -453,22 +457,15 @@ impl EcsDriver {
                     .map_err(|e| backend("network configuration", e))?,
             )
             .build();
-        let command = [
-            "runtime".to_owned(),
-            "--model".into(),
-            spec.model_id.as_str().into(),
-            "--threads".into(),
-            spec.threads.to_string(),
-            "--ctx".into(),
-            spec.ctx.to_string(),
-            "--parallel".into(),
-            s.runtime_parallel.max(1).to_string(),
-        ];
+        let mut command = spec.runtime_args(s.runtime_parallel);
+        if let Some(registry) = &s.registry {
+            command.extend(["--registry".into(), registry.clone()]);
+        }
         let overrides = TaskOverride::builder()
             .container_overrides(
                 ContainerOverride::builder()
                     .name(CONTAINER)
-                    .set_command(Some(command.to_vec()))
+                    .set_command(Some(command))
                     .build(),
             )
             .build();

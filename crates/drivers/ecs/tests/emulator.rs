@@ -42,6 +42,7 @@ fn settings(fx: &EcsFixture, deployment: &str) -> EcsSettings {
         gpu_capacity_provider: Some(fx.gpu_capacity_provider.clone()),
         gpu_spot_capacity_provider: Some(fx.gpu_spot_capacity_provider.clone()),
         runtime_parallel: 2,
+        registry: Some("https://registry.example.com".into()),
     }
 }
 
@@ -140,6 +141,11 @@ async fn sizes_map_to_capacity_providers_and_task_definitions() {
         let o = task.overrides().unwrap().container_overrides();
         let cmd = o[0].command();
         assert_eq!(&cmd[..3], ["runtime", "--model", "gemma3:270m"]);
+        assert_eq!(
+            &cmd[cmd.len() - 2..],
+            ["--registry", "https://registry.example.com"],
+            "a model the image lacks is pulled from the configured registry"
+        );
         // The task definition: the model image, the size, GPUs for GPU sizes.
         let td = ecs
             .describe_task_definition()

@@ -318,6 +318,11 @@ impl ComputeDriver for ProcessDriver {
         }
     }
 
+    /// Always: a runtime reads the store in `models_dir`.
+    async fn reads_host_store(&self, _model: &paddock_core::ModelId) -> bool {
+        true
+    }
+
     async fn launch(&self, spec: &LaunchSpec) -> Result<Handle, DriverError> {
         if matches!(spec.spec, paddock_core::compute::ComputeSpec::Gpu { .. }) {
             return Err(DriverError::Unsupported(
@@ -377,12 +382,8 @@ impl ComputeDriver for ProcessDriver {
         }
         let stderr = log.try_clone().map_err(backend)?;
         let mut cmd = Command::new(&self.config.runtime_binary);
-        cmd.arg("runtime")
-            .args(["--model", spec.model_id.as_str()])
+        cmd.args(spec.runtime_args(self.config.parallel))
             .args(&listen_args)
-            .args(["--threads", &spec.threads.to_string()])
-            .args(["--ctx", &spec.ctx.to_string()])
-            .args(["--parallel", &self.config.parallel.to_string()])
             .arg("--data-dir")
             .arg(&self.config.models_dir)
             .args(&self.config.extra_args)

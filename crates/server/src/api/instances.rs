@@ -74,7 +74,7 @@ async fn list_views(
 const EVENTS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[utoipa::path(get, path = "/api/instances/events", summary = "Your instances as server-sent events", tag = "instances", params(("all" = Option<bool>, Query, description = "Admins: everyone's instances")),
-    responses((status = 200, description = "`event: instances` with `{instances: [...]}`, at once, whenever an instance changes, and every 5 s", content_type = "text/event-stream", body = InstanceList)))]
+    responses((status = 200, description = "`event: instances` with `{instances: [...]}`, at once, whenever an instance changes or a model download moves on, and every 5 s", content_type = "text/event-stream", body = InstanceList)))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     Auth(p): Auth,
@@ -89,13 +89,24 @@ pub(crate) async fn events(
     // The first list now, so that an unauthorised or failing caller gets
     // an error answer rather than a stream.
     let first = list_views(&state, &p, q.all).await?;
-    let changes = state.control.reconciler.subscribe();
+    let changes = (
+        state.control.reconciler.subscribe(),
+        state.control.pulls.subscribe(),
+    );
     let start = (state, p, q.all, changes, Some(first));
     let stream = futures::stream::unfold(start, |(state, p, all, mut changes, first)| async move {
         let list = match first {
             Some(list) => list,
             None => {
-                let _ = tokio::time::timeout(EVENTS_REFRESH, changes.changed()).await;
+                // A record changed, or a model download moved on.
+                let (records, pulls) = &mut changes;
+                let changed = async {
+                    tokio::select! {
+                        _ = records.changed() => {}
+                        _ = pulls.changed() => {}
+                    }
+                };
+                let _ = tokio::time::timeout(EVENTS_REFRESH, changed).await;
                 match list_views(&state, &p, all).await {
                     Ok(list) => list,
                     // The caller lost access (disabled, say): the stream ends.

@@ -10,8 +10,8 @@
 //! rows are rendered in one place only ([`rows`]).
 
 use super::layout::{
-    copyable, duration, empty_state, instance_badge, json_script, page_header, status_badge, time,
-    time_precise, usd,
+    copyable, duration, empty_state, instance_badge, json_script, page_header, pull_progress,
+    status_badge, time, time_precise, usd,
 };
 use super::session::Session;
 use crate::state::AppState;
@@ -50,6 +50,7 @@ fn rows(base: &str, list: &[Value], owners: Option<&HashMap<UserId, String>>) ->
                 }
                 td data-label="Status" {
                     (instance_badge(v))
+                    (pull_progress(v))
                     // One line, however long the reason (a crash log can
                     // be); all of it on hover and on the detail page.
                     div.muted.small.reason.one-line data-f="reason" title=(st(v, "status_reason")) { (st(v, "status_reason")) }
@@ -194,7 +195,7 @@ pub(crate) async fn detail_page(
                 section.card {
                     h2 { "Overview" }
                     dl.kv {
-                        div { dt { "Status" } dd { (instance_badge(&v)) div.muted.small data-f="reason" { (s_(&v, "status_reason")) } } }
+                        div { dt { "Status" } dd { (instance_badge(&v)) (pull_progress(&v)) div.muted.small data-f="reason" { (s_(&v, "status_reason")) } } }
                         div { dt { "Model" } dd { code { (i.model_id) } } }
                         div { dt { "Compute" } dd { (s_(&v, "instance_type")) " · " (compute_label(&state, &v)) @if v["spot"] == true { " · spot" } } }
                         div { dt { "Price" } dd { (usd(v["price_per_hour_usd"].as_f64().unwrap_or(0.0))) " / hour" } }

@@ -315,14 +315,39 @@ fn badge(class: &str, label: &str) -> Markup {
 }
 
 /// An instance view's status badge: its `status_label` (a failed instance
-/// that will be restarted reads `restarting (N of M)`, styled as starting).
+/// that will be restarted reads `restarting (N of M)`, styled as starting;
+/// one whose model downloads, `pulling N%`).
 pub fn instance_badge(v: &serde_json::Value) -> Markup {
     let status = v["status"].as_str().unwrap_or("");
     let label = v["status_label"].as_str().unwrap_or(status);
     if label.starts_with("restarting") {
         badge("restarting", label)
     } else {
-        status_badge(status)
+        badge(&status.to_ascii_lowercase(), label)
+    }
+}
+
+/// A model download's progress under an instance's status (a bar and its
+/// bytes), hidden unless the view has one; the page script keeps it
+/// current.
+pub fn pull_progress(v: &serde_json::Value) -> Markup {
+    let pull = &v["pull"];
+    let done = pull["completed_bytes"].as_u64().unwrap_or(0);
+    let total = pull["total_bytes"].as_u64().unwrap_or(0);
+    html! {
+        div.pull data-f="pull" hidden[total == 0] {
+            progress max=(total.max(1)) value=(done) aria-label="Model download" {}
+            span.muted.small data-f="pull-bytes" { (bytes(done)) " of " (bytes(total)) }
+        }
+    }
+}
+
+/// A byte count as `253.1 MB` or `4.70 GB`.
+pub fn bytes(n: u64) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.2} GB", n as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", n as f64 / 1e6)
     }
 }
 

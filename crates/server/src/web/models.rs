@@ -2,14 +2,16 @@
 //! dialog. The dialog is filled by the page script from the compute table
 //! embedded in the page (`GET /api/compute`'s JSON) and posts to
 //! `POST /api/models/deploy`; it shows whether the model fits the chosen
-//! size and what it costs per hour before anything is submitted.
+//! size, what it costs per hour, and whether the first deploy downloads
+//! the model, before anything is submitted. Each card says whether the
+//! model is on this host.
 
 use super::layout::{json_script, mem, page_header};
 use super::session::Session;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
-use paddock_control::catalog::ComputeView;
+use paddock_control::catalog::{Availability, ComputeView, ModelView};
 use paddock_core::catalog::Model;
 use serde::Deserialize;
 use serde_json::json;
@@ -43,7 +45,9 @@ fn start_time(secs: u32) -> String {
     }
 }
 
-fn card(m: &Model, visible: bool) -> Markup {
+fn card(v: &ModelView, visible: bool) -> Markup {
+    let m = &v.model;
+    let avail = v.availability.describe(m.model_size_gb);
     let data = json!({
         "model_id": m.model_id,
         "model_name": m.model_name,
@@ -51,6 +55,8 @@ fn card(m: &Model, visible: bool) -> Markup {
         "cpu_vcpu": m.cpu_requirements.vcpu,
         "gpu_memory_mb": m.gpu_requirements.gpu_memory_mb,
         "gpu_type": m.gpu_requirements.gpu_type,
+        "download": (v.availability == Availability::Download)
+            .then(|| paddock_control::catalog::gigabytes(m.model_size_gb)),
     });
     let search = format!(
         "{} {} {}",
@@ -69,6 +75,11 @@ fn card(m: &Model, visible: bool) -> Markup {
                 span.chip.chip-family { (m.model_family) }
             }
             @if !m.description.is_empty() { p.model-desc { (m.description) } }
+            @match v.availability {
+                Availability::OnHost => p.avail.avail-here data-test="availability" { "✓ " (avail) },
+                Availability::Download => p.avail.avail-download data-test="availability" { "↓ " (avail) },
+                Availability::Remote => p.avail.muted data-test="availability" { (avail) },
+            }
             dl.specs {
                 div { dt { "Size" } dd { (format!("{:.1} GB", m.model_size_gb)) } }
                 div { dt { "CPU" } dd { (format!("{} vCPU · {}", m.cpu_requirements.vcpu, mem(m.cpu_requirements.memory_mb))) } }
@@ -150,6 +161,7 @@ fn deploy_dialog(compute: &ComputeView) -> Markup {
                     p.hint { "Sleeps after this long without requests and wakes on the next one. 0 never sleeps." }
                 }
                 div.fit data-d="fit" {}
+                p.hint.download-note data-d="download" data-test="deploy-download" hidden {}
                 div.price-row {
                     span.muted { "Price" }
                     strong data-d="price" data-test="deploy-price" { "–" }
@@ -169,17 +181,20 @@ pub(crate) async fn page(
     State(state): State<crate::state::AppState>,
     Query(q): Query<CatalogQuery>,
 ) -> Response {
-    let models: Vec<Model> = match state.control.models().await {
-        Ok(m) => m.into_iter().map(|v| v.model).collect(),
+    let models: Vec<ModelView> = match state.control.models().await {
+        Ok(m) => m,
         Err(e) => return s.error(e.into()),
     };
-    let families: BTreeSet<&str> = models.iter().map(|m| m.model_family.as_str()).collect();
+    let families: BTreeSet<&str> = models
+        .iter()
+        .map(|v| v.model.model_family.as_str())
+        .collect();
     let tasks: BTreeSet<&str> = models
         .iter()
-        .flat_map(|m| m.supported_tasks.iter().map(String::as_str))
+        .flat_map(|v| v.model.supported_tasks.iter().map(String::as_str))
         .collect();
     let compute = state.control.compute_sizes();
-    let shown = models.iter().filter(|m| matches(m, &q)).count();
+    let shown = models.iter().filter(|v| matches(&v.model, &q)).count();
     let body = html! {
         (page_header("Models", "Pick a model, choose compute, and deploy it as your own instance.", html!{}))
         form.filters method="get" action="/ui/models" data-filters {
@@ -196,7 +211,7 @@ pub(crate) async fn page(
             span.muted.count data-count { (shown) " of " (models.len()) " models" }
         }
         div.grid.model-grid {
-            @for m in &models { (card(m, matches(m, &q))) }
+            @for v in &models { (card(v, matches(&v.model, &q))) }
         }
         div.card.empty data-no-results hidden[shown > 0] {
             h2 { "No models match" }

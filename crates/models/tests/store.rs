@@ -1,22 +1,14 @@
 //! The model store: import, list, remove, Ollama models directories used in
-//! place, and pulls from a fake Ollama registry (an axum server on
-//! 127.0.0.1:0) including resume after an interrupted download and
-//! rejection of a blob whose sha256 does not match.
+//! place, and pulls from a fake Ollama registry (the testkit's, on
+//! 127.0.0.1:0) including resume after an interrupted download, rejection
+//! of a blob whose sha256 does not match, progress over the whole model,
+//! and which failures a pull again would not fix.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use paddock_core::models::ModelCache;
+use paddock_core::ModelId;
+use paddock_models::testkit::{digest_of as sha, FakeRegistry};
+use paddock_models::{ModelSource, ModelStore, StoreError};
 use std::sync::{Arc, Mutex};
-
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use paddock_runtime::store::{ModelSource, ModelStore, StoreError};
-use sha2::{Digest, Sha256};
-
-fn sha(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// A small stand-in for a GGUF model blob.
 fn blob() -> Vec<u8> {
@@ -25,103 +17,11 @@ fn blob() -> Vec<u8> {
     b
 }
 
-#[derive(Clone)]
-struct Registry {
-    manifest: Arc<Vec<u8>>,
-    blobs: Arc<Vec<(String, Vec<u8>)>>,
-    /// Serve only this many bytes of the model blob, then break the connection.
-    cut_after: Arc<Mutex<Option<usize>>>,
-    ranges: Arc<Mutex<Vec<String>>>,
-    blob_requests: Arc<AtomicUsize>,
-}
-
-async fn manifest_route(
-    State(r): State<Registry>,
-    Path((name, tag)): Path<(String, String)>,
-) -> Response {
-    if name == "tiny" && tag == "1m" {
-        (StatusCode::OK, r.manifest.as_ref().clone()).into_response()
-    } else {
-        StatusCode::NOT_FOUND.into_response()
-    }
-}
-
-async fn blob_route(
-    State(r): State<Registry>,
-    Path((_, digest)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    r.blob_requests.fetch_add(1, Ordering::SeqCst);
-    let Some((_, bytes)) = r.blobs.iter().find(|(d, _)| *d == digest) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let mut start = 0;
-    if let Some(range) = headers.get("range").and_then(|v| v.to_str().ok()) {
-        r.ranges.lock().unwrap().push(range.to_string());
-        start = range
-            .trim_start_matches("bytes=")
-            .trim_end_matches('-')
-            .parse()
-            .unwrap();
-    }
-    let body = bytes[start..].to_vec();
-    let status = if start > 0 {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    let cut = if body.len() > 1000 {
-        r.cut_after.lock().unwrap().take()
-    } else {
-        None
-    };
-    if let Some(cut) = cut {
-        // Send `cut` bytes of a longer body, then fail the stream.
-        let len = body.len();
-        let first = bytes::Bytes::from(body[..cut].to_vec());
-        let stream = futures::stream::unfold(Some(first), |first| async move {
-            match first {
-                Some(first) => Some((Ok::<_, std::io::Error>(first), None)),
-                None => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    Some((Err(std::io::Error::other("connection lost")), None))
-                }
-            }
-        });
-        return Response::builder()
-            .status(status)
-            .header("content-length", len)
-            .body(Body::from_stream(stream))
-            .unwrap();
-    }
-    (status, body).into_response()
-}
-
-/// Starts a fake registry serving `tiny:1m` whose model layer is `served`
-/// but whose manifest promises `promised`'s digest.
-async fn fake_registry(served: Vec<u8>, promised: &[u8]) -> (String, Registry) {
-    let config = br#"{"model_format":"gguf"}"#.to_vec();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": sha(promised), "size": promised.len()}],
-    });
-    let registry = Registry {
-        manifest: Arc::new(serde_json::to_vec(&manifest).unwrap()),
-        blobs: Arc::new(vec![(sha(&config), config), (sha(promised), served)]),
-        cut_after: Arc::default(),
-        ranges: Arc::default(),
-        blob_requests: Arc::default(),
-    };
-    let app = axum::Router::new()
-        .route("/v2/library/{name}/manifests/{tag}", get(manifest_route))
-        .route("/v2/library/{name}/blobs/{digest}", get(blob_route))
-        .with_state(registry.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, registry)
+/// A fake registry serving `tiny:1m` with [`blob`] as its weights.
+async fn registry() -> FakeRegistry {
+    let r = FakeRegistry::start().await;
+    r.add_model("tiny:1m", blob());
+    r
 }
 
 fn store(dir: &std::path::Path, registry: &str) -> ModelStore {
@@ -135,12 +35,13 @@ fn store(dir: &std::path::Path, registry: &str) -> ModelStore {
 async fn pull_verifies_and_resumes_an_interrupted_download() {
     let data = tempfile::tempdir().unwrap();
     let bytes = blob();
-    let (url, registry) = fake_registry(bytes.clone(), &bytes).await;
-    let store = store(data.path(), &url);
+    let registry = registry().await;
+    let store = store(data.path(), &registry.url);
 
-    *registry.cut_after.lock().unwrap() = Some(50_000);
+    registry.cut_next_after(50_000);
     let err = store.pull("tiny:1m", |_| {}).await.unwrap_err();
     assert!(err.to_string().contains("interrupted"), "{err}");
+    assert!(!err.is_permanent(), "a cut-off download is pulled again");
     assert!(
         store.resolve("tiny:1m").is_err(),
         "no manifest after a failed pull"
@@ -148,18 +49,72 @@ async fn pull_verifies_and_resumes_an_interrupted_download() {
 
     let mut last = None;
     let resolved = store.pull("tiny:1m", |p| last = Some(p)).await.unwrap();
-    assert_eq!(registry.ranges.lock().unwrap().as_slice(), ["bytes=50000-"]);
+    assert_eq!(registry.ranges(), ["bytes=50000-"]);
     assert_eq!(std::fs::read(&resolved.path).unwrap(), bytes);
     assert_eq!(resolved.name, "tiny:1m");
     assert_eq!(resolved.source, ModelSource::Store);
     assert_eq!(last.unwrap().status, "success");
 
     // A second pull finds every blob present and downloads nothing.
-    let before = registry.blob_requests.load(Ordering::SeqCst);
+    let before = registry.blob_requests();
     store.pull("tiny:1m", |_| {}).await.unwrap();
-    assert_eq!(registry.blob_requests.load(Ordering::SeqCst), before);
+    assert_eq!(registry.blob_requests(), before);
     let listed: Vec<String> = store.list().unwrap().into_iter().map(|m| m.name).collect();
     assert_eq!(listed, ["tiny:1m"]);
+}
+
+#[tokio::test]
+async fn progress_counts_the_whole_model_and_the_cache_sees_it_arrive() {
+    let data = tempfile::tempdir().unwrap();
+    let registry = registry().await;
+    let store = store(data.path(), &registry.url);
+    let model = ModelId::new("tiny:1m");
+    assert!(!store.has(&model));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    ModelCache::pull(&store, &model, &move |p| log.lock().unwrap().push(p))
+        .await
+        .unwrap();
+    assert!(store.has(&model));
+    let seen = seen.lock().unwrap();
+    // The config blob and the weights, counted as one total.
+    let total = (blob().len() + paddock_models::testkit::CONFIG.len()) as u64;
+    let last = seen.last().unwrap();
+    assert_eq!((last.completed, last.total), (total, total));
+    assert!(
+        seen.windows(2).all(|w| w[0].completed <= w[1].completed),
+        "progress never goes back"
+    );
+    assert!(seen
+        .iter()
+        .any(|p| p.total == total && p.completed < total / 2));
+}
+
+#[tokio::test]
+async fn failures_a_pull_again_would_not_fix_are_permanent() {
+    let data = tempfile::tempdir().unwrap();
+    let registry = registry().await;
+    let store = store(data.path(), &registry.url);
+    let missing = ModelCache::pull(&store, &ModelId::new("nosuch:1b"), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(missing.permanent);
+    assert!(
+        missing.message.contains(&registry.url) && missing.message.contains("no such model"),
+        "{}",
+        missing.message
+    );
+    let offline = self::store(data.path(), "http://127.0.0.1:9");
+    let unreachable = ModelCache::pull(&offline, &ModelId::new("tiny:1m"), &|_| {})
+        .await
+        .unwrap_err();
+    assert!(unreachable.permanent);
+    assert!(
+        unreachable.message.contains("http://127.0.0.1:9")
+            && unreachable.message.contains("cannot reach the registry"),
+        "{}",
+        unreachable.message
+    );
 }
 
 #[tokio::test]
@@ -168,10 +123,12 @@ async fn pull_rejects_a_blob_that_does_not_match_its_digest() {
     let promised = blob();
     let mut tampered = promised.clone();
     tampered[1000] ^= 0xff;
-    let (url, _) = fake_registry(tampered, &promised).await;
-    let store = store(data.path(), &url);
+    let registry = FakeRegistry::start().await;
+    registry.add_tampered("tiny:1m", tampered, &promised);
+    let store = store(data.path(), &registry.url);
     let err = store.pull("tiny:1m", |_| {}).await.unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert!(!err.is_permanent());
     assert!(store.resolve("tiny:1m").is_err());
     let leftovers: Vec<_> = std::fs::read_dir(store.root().join("blobs"))
         .unwrap()
@@ -188,8 +145,8 @@ async fn pull_rejects_a_blob_that_does_not_match_its_digest() {
 #[tokio::test]
 async fn unknown_models_fail_with_a_message_that_says_where_it_looked() {
     let data = tempfile::tempdir().unwrap();
-    let (url, _) = fake_registry(blob(), &blob()).await;
-    let store = store(data.path(), &url);
+    let registry = registry().await;
+    let store = store(data.path(), &registry.url);
     let err = store
         .resolve_or_pull("nosuch:1b", |_| {})
         .await

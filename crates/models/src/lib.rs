@@ -1,4 +1,4 @@
-//! The local model store and model resolution.
+//! paddock-models: the local model store and model resolution.
 //!
 //! The store lives in `<data-dir>/models` and uses Ollama's own layout:
 //! `manifests/<host>/<namespace>/<model>/<tag>` (an OCI-style JSON manifest)
@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
+use paddock_core::models::{ModelCache, PullError};
+use paddock_core::ModelId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -58,7 +60,7 @@ pub enum StoreError {
         /// Why the pull failed.
         reason: String,
     },
-    /// The registry answered, but not with the model.
+    /// The registry could not be reached or did not provide the model.
     #[error("pulling \"{name}\" from {registry} failed: {reason}")]
     Registry {
         /// The name pulled.
@@ -67,6 +69,10 @@ pub enum StoreError {
         registry: String,
         /// What went wrong.
         reason: String,
+        /// Whether pulling again may succeed (a download cut off, the
+        /// registry answering 5xx); not when it cannot be reached at all,
+        /// has no such model or sent an invalid manifest.
+        transient: bool,
     },
     /// A downloaded blob did not hash to its digest; it was discarded.
     #[error("blob {digest} failed verification (got sha256:{actual}); the download was discarded, try again")]
@@ -92,6 +98,22 @@ pub enum StoreError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether trying again the same way fails the same way: everything
+    /// but a transient registry failure and a blob that did not verify
+    /// (both are downloaded again, resuming, by the next pull).
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::Registry {
+                transient: true,
+                ..
+            } | StoreError::DigestMismatch { .. }
+        )
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -140,6 +162,9 @@ pub struct PullProgress {
     pub total: u64,
     /// Bytes of this blob on disk so far.
     pub completed: u64,
+    /// Bytes of the whole model (every blob) on disk and in all; the
+    /// total is 0 until the manifest has been read.
+    pub overall: paddock_core::models::PullProgress,
 }
 
 /// A model name split into Ollama's parts.
@@ -391,7 +416,7 @@ impl ModelStore {
     pub async fn resolve_or_pull(
         &self,
         reference: &str,
-        progress: impl FnMut(PullProgress),
+        progress: impl FnMut(PullProgress) + Send,
     ) -> Result<ResolvedModel, StoreError> {
         match self.resolve(reference) {
             Err(StoreError::NotFound { .. }) if ModelName::parse(reference).is_ok() => {}
@@ -520,18 +545,19 @@ impl ModelStore {
     pub async fn pull(
         &self,
         name: &str,
-        mut progress: impl FnMut(PullProgress),
+        mut progress: impl FnMut(PullProgress) + Send,
     ) -> Result<ResolvedModel, StoreError> {
         let parsed = ModelName::parse(name)?;
-        let registry_err = |reason: String| StoreError::Registry {
+        let registry_err = |reason: String, transient: bool| StoreError::Registry {
             name: name.to_string(),
             registry: self.registry.clone(),
             reason,
+            transient,
         };
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .build()
-            .map_err(|e| registry_err(e.to_string()))?;
+            .map_err(|e| registry_err(e.to_string(), false))?;
         let url = format!(
             "{}/v2/{}/{}/manifests/{}",
             self.registry, parsed.namespace, parsed.model, parsed.tag
@@ -541,42 +567,61 @@ impl ModelStore {
             digest: None,
             total: 0,
             completed: 0,
+            overall: paddock_core::models::PullProgress::default(),
         });
         let response = client
             .get(&url)
             .header(reqwest::header::ACCEPT, MANIFEST_MEDIA_TYPE)
             .send()
             .await
-            .map_err(|e| registry_err(format!("cannot reach the registry: {e}")))?;
+            .map_err(|e| registry_err(format!("cannot reach the registry: {e}"), false))?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(registry_err("the registry has no such model".into()));
+            return Err(registry_err("the registry has no such model".into(), false));
         }
         if !response.status().is_success() {
-            return Err(registry_err(format!(
-                "the registry answered {}",
-                response.status()
-            )));
+            return Err(registry_err(
+                format!("the registry answered {}", response.status()),
+                response.status().is_server_error(),
+            ));
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| registry_err(e.to_string()))?;
+            .map_err(|e| registry_err(e.to_string(), true))?;
         let manifest: Manifest = serde_json::from_slice(&body)
-            .map_err(|e| registry_err(format!("invalid manifest: {e}")))?;
+            .map_err(|e| registry_err(format!("invalid manifest: {e}"), false))?;
         if manifest.model_layer().is_none() {
-            return Err(registry_err("the manifest has no model layer".into()));
+            return Err(registry_err(
+                "the manifest has no model layer".into(),
+                false,
+            ));
         }
         let blobs_url = format!(
             "{}/v2/{}/{}/blobs",
             self.registry, parsed.namespace, parsed.model
         );
-        for layer in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            self.fetch_blob(&client, &blobs_url, layer, &mut progress)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Registry { reason, .. } => registry_err(reason),
-                    other => other,
-                })?;
+        let layers: Vec<&Layer> = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .collect();
+        let mut overall = paddock_core::models::PullProgress {
+            completed: 0,
+            total: layers.iter().map(|l| l.size).sum(),
+        };
+        for layer in layers {
+            let before = overall.completed;
+            self.fetch_blob(&client, &blobs_url, layer, &mut |mut p: PullProgress| {
+                overall.completed = before + p.completed;
+                p.overall = overall;
+                progress(p);
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Registry {
+                    reason, transient, ..
+                } => registry_err(reason, transient),
+                other => other,
+            })?;
+            overall.completed = before + layer.size;
         }
         self.write_manifest(&parsed, &manifest)?;
         progress(PullProgress {
@@ -584,36 +629,44 @@ impl ModelStore {
             digest: None,
             total: 0,
             completed: 0,
+            overall,
         });
         self.resolve(&parsed.display())
     }
 
+    /// Fetches one blob into the store, resuming a partial download;
+    /// progress reports this blob's bytes (`overall` is the caller's).
     async fn fetch_blob(
         &self,
         client: &reqwest::Client,
         blobs_url: &str,
         layer: &Layer,
-        progress: &mut impl FnMut(PullProgress),
+        progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<(), StoreError> {
-        let registry_err = |reason: String| StoreError::Registry {
+        let registry_err = |reason: String, transient: bool| StoreError::Registry {
             name: String::new(),
             registry: self.registry.clone(),
             reason,
+            transient,
         };
         let Some(hex_digest) = layer
             .digest
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
         else {
-            return Err(registry_err(format!("invalid digest {:?}", layer.digest)));
+            return Err(registry_err(
+                format!("invalid digest {:?}", layer.digest),
+                false,
+            ));
         };
         let final_path = Self::blob_path(&self.root, &layer.digest);
-        let report = |progress: &mut dyn FnMut(PullProgress), completed| {
+        let report = |progress: &mut (dyn FnMut(PullProgress) + Send), completed| {
             progress(PullProgress {
                 status: format!("pulling {}", &hex_digest[..12]),
                 digest: Some(layer.digest.clone()),
                 total: layer.size,
                 completed,
+                overall: paddock_core::models::PullProgress::default(),
             });
         };
         if final_path.is_file() {
@@ -645,17 +698,20 @@ impl ModelStore {
         let response = request
             .send()
             .await
-            .map_err(|e| registry_err(format!("downloading {}: {e}", layer.digest)))?;
+            .map_err(|e| registry_err(format!("downloading {}: {e}", layer.digest), true))?;
         if response.status() == reqwest::StatusCode::OK && have > 0 {
             // The server ignored the range: start over.
             hasher = Sha256::new();
             have = 0;
         } else if !response.status().is_success() {
-            return Err(registry_err(format!(
-                "downloading {}: the registry answered {}",
-                layer.digest,
-                response.status()
-            )));
+            return Err(registry_err(
+                format!(
+                    "downloading {}: the registry answered {}",
+                    layer.digest,
+                    response.status()
+                ),
+                response.status() != reqwest::StatusCode::NOT_FOUND,
+            ));
         }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -667,10 +723,13 @@ impl ModelStore {
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
-                registry_err(format!(
-                    "download of {} interrupted at {have} bytes (it resumes on the next pull): {e}",
-                    layer.digest
-                ))
+                registry_err(
+                    format!(
+                        "download of {} interrupted at {have} bytes (it resumes on the next pull): {e}",
+                        layer.digest
+                    ),
+                    true,
+                )
             })?;
             file.write_all(&chunk).map_err(io_err(&partial))?;
             hasher.update(&chunk);
@@ -774,6 +833,37 @@ impl ModelStore {
     }
 }
 
+/// The control plane's view of this store: the drivers' model servers
+/// read it, so a model missing here is pulled before they launch.
+#[async_trait::async_trait]
+impl ModelCache for ModelStore {
+    fn has(&self, model: &ModelId) -> bool {
+        ModelName::parse(model.as_str()).is_ok() && self.resolve(model.as_str()).is_ok()
+    }
+
+    fn registry(&self) -> String {
+        self.registry.clone()
+    }
+
+    async fn pull(
+        &self,
+        model: &ModelId,
+        progress: &(dyn Fn(paddock_core::models::PullProgress) + Send + Sync),
+    ) -> Result<(), PullError> {
+        match ModelStore::pull(self, model.as_str(), |p| progress(p.overall)).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(PullError {
+                permanent: e.is_permanent(),
+                message: match e {
+                    // It names the model and the registry already.
+                    StoreError::Registry { .. } => e.to_string(),
+                    other => format!("pulling \"{model}\" from {} failed: {other}", self.registry),
+                },
+            }),
+        }
+    }
+}
+
 fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     if !dir.is_dir() {
         return Ok(Vec::new());
@@ -816,6 +906,9 @@ fn copy_hashing(from: &Path, to: &Path) -> Result<(String, u64), StoreError> {
     dst.flush().map_err(io_err(to))?;
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
 }
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 #[cfg(test)]
 mod tests {
