@@ -384,17 +384,36 @@ async fn a_model_not_on_the_host_is_pulled_once_and_kept() {
     assert_eq!(registry.blob_requests(), 2);
 }
 
-/// A download whose instances are all stopped is cancelled and its part
-/// kept: starting the instance again resumes it where it stopped.
+/// A request for a model whose download is under way waits for it, then
+/// answers 503 saying how far it is. A download whose instances are all
+/// stopped is cancelled and its part kept: starting the instance again
+/// resumes it where it stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_download_resumes_when_started_again() {
     let registry = registry_with_test_model().await;
     let size = std::fs::metadata(test_model_file()).unwrap().len();
     registry.hold_at(size / 4);
-    let s = TestServer::start_pulling(bin(), &registry.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_runtime_pulling(test_config(dir.path()), bin(), &registry.url);
+    config.reconciler.wake_timeout_secs = 1;
+    let s = TestServer::start_in(dir.path(), config).await;
     let token = s.user_token("ravi@example.com").await;
+    let key = s.api_key(&token, "k").await;
     let id = s.deploy_gemma(&token, 0.0).await;
     wait_pulled_to(&s, &token, &id, size / 4).await;
+    let (st, v) = chat(
+        &s,
+        &key,
+        "/api/generate",
+        json!({"model": "gemma3:270m", "prompt": "Hi", "stream": false}),
+    )
+    .await;
+    assert_error(st, &v, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("is downloading gemma3:270m (25% done)"),
+        "{message}"
+    );
     let (st, v) = s
         .post(
             &format!("/api/instances/{id}/stop"),
@@ -413,6 +432,9 @@ async fn a_stopped_download_resumes_when_started_again() {
             .collect::<Vec<_>>()
     };
     assert_eq!(partial(), [size / 4], "the part downloaded is kept");
+    // The reconcile pass the stop wakes (every 200 ms at the latest here)
+    // cancels the download; only then is the registry let go.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     registry.release();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(partial(), [size / 4], "the cancelled download went on");
@@ -431,6 +453,8 @@ async fn a_stopped_download_resumes_when_started_again() {
         states(&s, &token, &id).await,
         ["PENDING", "PULLING", "STOPPED", "PENDING", "PULLING", "STARTING", "RUNNING"]
     );
+    // A graceful stop ends the model server this test's directory holds.
+    s.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

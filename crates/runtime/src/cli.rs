@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::store::{ModelStore, PullProgress, DEFAULT_REGISTRY};
 use crate::{default_data_dir, default_threads, RuntimeConfig, RuntimeError};
+use paddock_models::{ModelStore, PullProgress, DEFAULT_REGISTRY};
 
 /// `paddock runtime`: serve one model over the Ollama and OpenAI APIs.
 #[derive(Debug, Clone, clap::Args)]

@@ -45,7 +45,7 @@ impl RuntimeConfig {
             queue_depth: 64,
             data_dir: default_data_dir(),
             ollama_models_dir: None,
-            registry: crate::store::DEFAULT_REGISTRY.into(),
+            registry: paddock_models::DEFAULT_REGISTRY.into(),
         }
     }
 }

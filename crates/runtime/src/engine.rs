@@ -41,8 +41,8 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::metrics::Metrics;
-use crate::store::ResolvedModel;
 use crate::{RuntimeConfig, RuntimeError};
+use paddock_models::ResolvedModel;
 
 /// Tokens per `llama_decode` call; prompt chunks fill what decoding
 /// sequences leave free.

@@ -1,7 +1,7 @@
 //! The runtime's error type: what can stop a model from being resolved,
 //! loaded or served. HTTP-level errors live in `api::ApiError`.
 
-use crate::store::StoreError;
+use paddock_models::StoreError;
 
 /// Why the runtime could not start or keep serving.
 #[derive(Debug, thiserror::Error)]

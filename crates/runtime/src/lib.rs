@@ -48,7 +48,7 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let resolved = store::ModelStore::open(&config.data_dir)?
+    let resolved = paddock_models::ModelStore::open(&config.data_dir)?
         .with_ollama_dir(config.ollama_models_dir.clone())
         .with_registry(config.registry.clone())
         .resolve_or_pull(&config.model, |_| {})

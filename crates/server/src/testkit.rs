@@ -80,6 +80,18 @@ pub fn with_runtime_pulling(config: Config, paddock_bin: &Path, registry: &str) 
     config
 }
 
+/// Puts a stand-in for `model` (a few bytes with GGUF's magic) into the
+/// store at `models_dir`, for servers whose model server is a fake that
+/// loads nothing: the model is on the host, so nothing is pulled.
+pub fn put_stub_model(models_dir: &Path, model: &str) {
+    let file = models_dir.join("stub.gguf");
+    std::fs::write(&file, b"GGUF, a stand-in").expect("write the stub model");
+    paddock_models::ModelStore::open(models_dir)
+        .expect("the model store")
+        .import(&file, model)
+        .expect("import the stub model");
+}
+
 /// The test model file (`PADDOCK_TEST_MODEL`).
 pub fn test_model_file() -> PathBuf {
     PathBuf::from(std::env::var("PADDOCK_TEST_MODEL").unwrap_or_else(|_| {

@@ -40,6 +40,7 @@ async fn fake(tweak: impl FnOnce(&mut Config)) -> Fake {
     config.driver.runtime_binary =
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_runtime.py"));
     config.driver.models_dir = Some(models.path().to_owned());
+    put_stub_model(models.path(), "gemma3:270m");
     tweak(&mut config);
     let s = TestServer::start_in(dir.path(), config).await;
     let token = s.user_token("ana@example.com").await;
