@@ -772,6 +772,16 @@
     });
   }
 
+  // A server-rendered form's field error goes once the field is changed:
+  // it described the value that was sent, not the one being typed.
+  document.addEventListener("input", (e) => {
+    const field = e.target.closest && e.target.closest(".field.has-error");
+    if (!field) return;
+    field.classList.remove("has-error");
+    $$(".field-error", field).forEach((p) => p.remove());
+    e.target.removeAttribute("aria-invalid");
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     localTimes();
     initCatalog();

@@ -207,20 +207,21 @@ impl TestServer {
                 login_lockout_secs: config.identity.login_lockout_secs,
             },
         ));
-        // A server whose runtime cannot run (no binary) has no store its
-        // model servers read: its instances launch, and fail, at once.
+        let models = paddock_models::ModelStore::open(&config.models_dir())
+            .expect("the model store")
+            .with_registry(config.driver.registry.clone());
+        // A server whose runtime cannot run (no binary) gets a stand-in for
+        // gemma3:270m in its store: the model is on the host, so its
+        // instances launch, and fail, at once rather than pulling first.
         let runs_models = config
             .driver
             .runtime_binary
             .as_deref()
             .is_some_and(Path::is_file);
-        let models = runs_models.then(|| {
-            Arc::new(
-                paddock_models::ModelStore::open(&config.models_dir())
-                    .expect("the model store")
-                    .with_registry(config.driver.registry.clone()),
-            ) as Arc<dyn ModelCache>
-        });
+        if !runs_models && !models.has(&paddock_core::ModelId::new("gemma3:270m")) {
+            put_stub_model(&config.models_dir(), "gemma3:270m");
+        }
+        let models: Option<Arc<dyn ModelCache>> = Some(Arc::new(models));
         let services = Services {
             store,
             identity,
