@@ -342,7 +342,7 @@ pub(crate) async fn models_page(
                         tr {
                             td data-label="Model" { strong { (m.model_name) } div.muted.small { code { (m.model_id) } } }
                             td data-label="Family" { (m.model_family) }
-                            td.num data-label="Size" { (format!("{:.1} GB", m.model_size_gb)) }
+                            td.num data-label="Size" { (paddock_control::catalog::gigabytes(m.model_size_gb)) }
                             td.num data-label="CPU memory" { (super::layout::mem(m.cpu_requirements.memory_mb)) }
                             td.num data-label="GPU memory" { (super::layout::mem(m.gpu_requirements.gpu_memory_mb)) }
                             td data-label="Status" { @if m.is_active { span.badge.badge-running { "active" } } @else { span.badge.badge-stopped { "inactive" } } }

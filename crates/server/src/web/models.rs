@@ -81,7 +81,7 @@ fn card(v: &ModelView, visible: bool) -> Markup {
                 Availability::Remote => p.avail.muted data-test="availability" { (avail) },
             }
             dl.specs {
-                div { dt { "Size" } dd { (format!("{:.1} GB", m.model_size_gb)) } }
+                div { dt { "Size" } dd { (paddock_control::catalog::gigabytes(m.model_size_gb)) } }
                 div { dt { "CPU" } dd { (format!("{} vCPU · {}", m.cpu_requirements.vcpu, mem(m.cpu_requirements.memory_mb))) } }
                 div { dt { "GPU" } dd { (mem(m.gpu_requirements.gpu_memory_mb)) " " span.muted { (m.gpu_requirements.gpu_type) } } }
                 div { dt { "Starts in" } dd { (start_time(m.estimated_start_seconds())) } }

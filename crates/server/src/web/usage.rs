@@ -132,6 +132,8 @@ fn chart(
     }
     let every = (days.len() / 7).max(1);
     html! {
+        // On a phone the chart keeps a readable size and scrolls sideways.
+        div.chart-scroll {
         svg.chart viewBox={ "0 0 " (w) " " (h) } role="img" aria-label="Tokens per day by model" preserveAspectRatio="xMidYMid meet" {
             @for i in 0..=steps {
                 @let y = top + plot_h - plot_h * f64::from(i) / f64::from(steps);
@@ -148,6 +150,7 @@ fn chart(
                     text x=(format!("{:.1}", left + slot * i as f64 + slot / 2.0)) y=(h - 8.0) text-anchor="middle" class="axis" { (day.get(5..).unwrap_or(day)) }
                 }
             }
+        }
         }
     }
 }
