@@ -51,6 +51,16 @@ impl Cli {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// gemma3:270m's row of `paddock models`.
+    fn gemma_row(&self) -> String {
+        let models = self.ok(&["models"]);
+        models
+            .lines()
+            .find(|l| l.starts_with("gemma3:270m"))
+            .unwrap_or_else(|| panic!("no gemma3:270m in\n{models}"))
+            .to_owned()
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let mut a = args.to_vec();
         a.push("--json");
@@ -236,12 +246,7 @@ async fn deploy_follows_the_download_of_a_model_not_on_the_host() {
             Some(&format!("{ADMIN_PASSWORD}\n")),
         );
         assert!(out.status.success(), "{out:?}");
-        let models = cli.ok(&["models"]);
-        let gemma = models
-            .lines()
-            .find(|l| l.starts_with("gemma3:270m"))
-            .unwrap();
-        assert!(gemma.contains("downloads on first deploy"), "{models}");
+        assert!(cli.gemma_row().contains("downloads on first deploy"));
         let out = cli.run(
             &["deploy", "gemma3:270m", "--cpu", "1", "--memory", "2048"],
             None,
@@ -285,12 +290,7 @@ async fn deploy_follows_the_download_of_a_model_not_on_the_host() {
         "{stderr}"
     );
     tokio::task::spawn_blocking(move || {
-        let models = cli.ok(&["models"]);
-        let gemma = models
-            .lines()
-            .find(|l| l.starts_with("gemma3:270m"))
-            .unwrap();
-        assert!(gemma.contains("on this host"), "{models}");
+        assert!(cli.gemma_row().contains("on this host"));
     })
     .await
     .unwrap();

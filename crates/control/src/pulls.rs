@@ -218,6 +218,19 @@ mod tests {
         }
     }
 
+    /// A fake cache, its trait object, the downloads, a bus and a model.
+    fn setup() -> (Arc<Fake>, Arc<dyn ModelCache>, Pulls, InstanceBus, ModelId) {
+        let fake = Arc::new(Fake::default());
+        let cache: Arc<dyn ModelCache> = fake.clone();
+        (
+            fake,
+            cache,
+            Pulls::default(),
+            InstanceBus::default(),
+            ModelId::new("m:1"),
+        )
+    }
+
     async fn settle() {
         for _ in 0..20 {
             tokio::task::yield_now().await;
@@ -226,13 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_download_per_model_shared_by_its_waiters() {
-        let fake = Arc::new(Fake::default());
-        let cache: Arc<dyn ModelCache> = fake.clone();
-        let (pulls, bus, m) = (
-            Pulls::default(),
-            InstanceBus::default(),
-            ModelId::new("m:1"),
-        );
+        let (fake, cache, pulls, bus, m) = setup();
         let seen = pulls.subscribe();
         assert_eq!(
             pulls.ensure(&cache, &m, &bus),
@@ -256,13 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_holds_until_nobody_waits_then_a_new_pull_starts() {
-        let fake = Arc::new(Fake::default());
-        let cache: Arc<dyn ModelCache> = fake.clone();
-        let (pulls, bus, m) = (
-            Pulls::default(),
-            InstanceBus::default(),
-            ModelId::new("m:1"),
-        );
+        let (fake, cache, pulls, bus, m) = setup();
         let error = PullError {
             message: "pulling \"m:1\" from http://registry.test failed: no such model".into(),
             permanent: true,
@@ -290,13 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_download_nobody_waits_for_is_cancelled() {
-        let fake = Arc::new(Fake::default());
-        let cache: Arc<dyn ModelCache> = fake.clone();
-        let (pulls, bus, m) = (
-            Pulls::default(),
-            InstanceBus::default(),
-            ModelId::new("m:1"),
-        );
+        let (fake, cache, pulls, bus, m) = setup();
         pulls.ensure(&cache, &m, &bus);
         settle().await;
         pulls.retain(|other| other != &m);
