@@ -137,13 +137,17 @@ pub async fn services(config: &Config) -> Result<Services> {
         }
     };
     // The process and Docker drivers' model servers read the host's
-    // store; ECS tasks carry their models or pull them where they run.
+    // store (a container only the store mounted into it, not the Ollama
+    // models directory); ECS tasks carry their models or pull them where
+    // they run.
+    let model_store = || {
+        paddock_models::ModelStore::open(&config.models_dir())
+            .map(|s| s.with_registry(config.driver.registry.clone()))
+            .context("the model store")
+    };
     let models: Option<Arc<dyn ModelCache>> = match config.driver.kind {
-        DriverKind::Process | DriverKind::Docker => Some(Arc::new(
-            paddock_models::ModelStore::open(&config.models_dir())
-                .context("the model store")?
-                .with_registry(config.driver.registry.clone()),
-        )),
+        DriverKind::Process => Some(Arc::new(model_store()?)),
+        DriverKind::Docker => Some(Arc::new(model_store()?.without_ollama_dir())),
         DriverKind::Ecs => None,
     };
     Ok(Services {

@@ -311,6 +311,14 @@ impl ModelStore {
         self
     }
 
+    /// Reads this store only, no Ollama models directory: what a Docker
+    /// container sees, which has the store mounted and nothing else.
+    #[must_use]
+    pub fn without_ollama_dir(mut self) -> Self {
+        self.ollama_dir = self.root.clone();
+        self
+    }
+
     /// Pulls from `registry` (a base URL such as `https://registry.ollama.ai`).
     #[must_use]
     pub fn with_registry(mut self, registry: impl Into<String>) -> Self {

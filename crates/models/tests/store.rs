@@ -218,4 +218,9 @@ fn models_in_an_ollama_directory_are_used_in_place() {
         store.list().unwrap().is_empty(),
         "the store itself is untouched"
     );
+    // A store that reads only itself (a Docker container's) lacks it.
+    assert!(!ModelCache::has(
+        &store.without_ollama_dir(),
+        &ModelId::new("tiny")
+    ));
 }
