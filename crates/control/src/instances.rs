@@ -224,6 +224,7 @@ impl Control {
     /// The view of an instance record.
     pub fn instance_view(&self, i: &Instance) -> InstanceView {
         let now = self.clock.now();
+        let pull = self.pull_view(i);
         let price = self.price_per_hour(&i.spec);
         let billed = i.billed_seconds(now);
         let fargate_resources = match &i.spec {
@@ -250,8 +251,8 @@ impl Control {
             status: i.status,
             desired_status: i.desired,
             status_reason: i.status_reason.clone(),
-            status_label: self.status_label(i),
-            pull: self.pull_view(i),
+            status_label: self.status_label(i, pull.as_ref()),
+            pull,
             startable: match i.status {
                 InstanceState::Stopped | InstanceState::Sleeping => true,
                 InstanceState::Failed => !self.restarting(i),
@@ -291,15 +292,16 @@ impl Control {
         })
     }
 
-    /// See [`InstanceView::status_label`].
-    fn status_label(&self, i: &Instance) -> String {
+    /// See [`InstanceView::status_label`]; `pull` is the instance's
+    /// [`InstanceView::pull`].
+    fn status_label(&self, i: &Instance, pull: Option<&PullView>) -> String {
         if self.restarting(i) {
             format!(
                 "restarting ({} of {})",
                 i.restart_count + 1,
                 self.settings.max_restarts
             )
-        } else if let Some(p) = self.pull_view(i) {
+        } else if let Some(p) = pull {
             format!("pulling {}%", p.percent)
         } else {
             i.status.as_str().to_string()

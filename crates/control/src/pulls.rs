@@ -34,6 +34,9 @@ pub enum PullState {
 /// One model's download.
 #[derive(Debug)]
 struct Job {
+    /// When it was started (a pass only cancels what it could have seen
+    /// wanted).
+    started: Instant,
     progress: Arc<Mutex<PullProgress>>,
     outcome: Arc<Mutex<Option<Result<(), PullError>>>>,
     task: tokio::task::AbortHandle,
@@ -98,6 +101,7 @@ impl Pulls {
         jobs.insert(
             model.clone(),
             Job {
+                started: Instant::now(),
                 progress,
                 outcome,
                 task: task.abort_handle(),
@@ -115,11 +119,14 @@ impl Pulls {
     }
 
     /// Keeps the downloads of the models `wanted` says some PULLING
-    /// instance still waits for; cancels the others (the partial file
-    /// stays, for the next pull to resume) and forgets finished ones.
-    pub fn retain(&self, wanted: impl Fn(&ModelId) -> bool) {
+    /// instance still waits for, as a pass that read the instances at
+    /// `seen_at` found them; cancels the others (the partial file stays,
+    /// for the next pull to resume) and forgets finished ones. A download
+    /// started since `seen_at` (by a wake, say) is kept: the pass could
+    /// not see its instance PULLING.
+    pub fn retain(&self, seen_at: Instant, wanted: impl Fn(&ModelId) -> bool) {
         lock(&self.jobs).retain(|model, job| {
-            if wanted(model) {
+            if wanted(model) || job.started >= seen_at {
                 return true;
             }
             if lock(&job.outcome).is_none() {
@@ -277,9 +284,9 @@ mod tests {
             pulls.ensure(&cache, &m, &bus),
             PullState::Failed(error.clone())
         );
-        pulls.retain(|_| true);
+        pulls.retain(Instant::now(), |_| true);
         assert_eq!(pulls.ensure(&cache, &m, &bus), PullState::Failed(error));
-        pulls.retain(|_| false);
+        pulls.retain(Instant::now(), |_| false);
         *lock(&fake.fail) = None;
         assert!(matches!(
             pulls.ensure(&cache, &m, &bus),
@@ -290,11 +297,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pass_keeps_a_download_started_after_it_read_the_instances() {
+        let (fake, cache, pulls, bus, m) = setup();
+        let seen_at = Instant::now();
+        pulls.ensure(&cache, &m, &bus);
+        settle().await;
+        pulls.retain(seen_at, |_| false);
+        assert!(
+            pulls.progress(&m).is_some(),
+            "a wake's new download was cancelled"
+        );
+        fake.go.notify_one();
+        settle().await;
+        assert!(fake.present.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
     async fn a_download_nobody_waits_for_is_cancelled() {
         let (fake, cache, pulls, bus, m) = setup();
         pulls.ensure(&cache, &m, &bus);
         settle().await;
-        pulls.retain(|other| other != &m);
+        let seen_at = Instant::now();
+        pulls.retain(seen_at, |other| other != &m);
         assert_eq!(pulls.progress(&m), None);
         fake.go.notify_one();
         settle().await;

@@ -255,6 +255,7 @@ pub async fn pass(state: &Control) -> bool {
 }
 
 async fn pass_once(state: &Control) -> bool {
+    let seen_at = std::time::Instant::now();
     let instances = match state.store.list_instances(None).await {
         Ok(i) => i,
         Err(e) => {
@@ -312,7 +313,7 @@ async fn pass_once(state: &Control) -> bool {
             pulling.insert(after.2);
         }
     }
-    state.pulls.retain(|model| pulling.contains(model));
+    state.pulls.retain(seen_at, |model| pulling.contains(model));
     if changed {
         state.reconciler.announce();
     }
