@@ -298,7 +298,7 @@ async fn push_images(
                 .map(Into::into)
                 .unwrap_or_else(paddock_server::config::default_data_dir),
             ollama_models_dir: None,
-            registry: paddock_runtime::store::DEFAULT_REGISTRY.into(),
+            registry: paddock_models::DEFAULT_REGISTRY.into(),
         },
     })?;
     // docker login to the registry with an ECR token.

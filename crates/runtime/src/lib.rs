@@ -5,9 +5,9 @@
 //! to pull from an Ollama registry) and an HTTP listener answering Ollama
 //! (`/api/*`) and OpenAI (`/v1/*`) requests on that model:
 //!
-//! - [`store`]: the content-addressed local model store, registry pulls and
-//!   the read-only view of an existing Ollama models directory (the
-//!   `paddock-models` crate, which the control plane shares);
+//! - the content-addressed local model store, registry pulls and the
+//!   read-only view of an existing Ollama models directory are the
+//!   `paddock-models` crate, which the control plane shares;
 //! - `engine`: the batch scheduler, one OS thread that owns the llama.cpp
 //!   context and decodes every active sequence together (continuous batching);
 //! - `api`: the axum routes, in Ollama's and OpenAI's wire formats;
@@ -23,7 +23,6 @@ mod config;
 mod engine;
 mod error;
 mod metrics;
-pub use paddock_models as store;
 mod template;
 
 pub use config::{default_data_dir, default_threads, RuntimeConfig};

@@ -42,7 +42,7 @@ pub struct Server {
 /// Starts a server of its own (not shared with other tests).
 pub fn start(parallel: usize, queue_depth: usize, ctx: u32) -> Server {
     let data = tempfile::tempdir().expect("temp dir");
-    paddock_runtime::store::ModelStore::open(data.path())
+    paddock_models::ModelStore::open(data.path())
         .expect("open store")
         .import(&test_model(), MODEL)
         .expect("import the test model");
